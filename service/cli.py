@@ -1,0 +1,131 @@
+"""Command line: ``okta-ldap-hook serve | check-config | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from service import __version__
+from service.settings import ConfigError, Settings, load_secrets, load_settings
+
+CONFIG_ENV = "OKTA_LDAP_HOOK_CONFIG"
+DEFAULT_CONFIG = "/etc/okta-ldap-hook/config.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="okta-ldap-hook", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="answer Okta inline hooks")
+    serve.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG),
+                       help=f"configuration file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})")
+    serve.add_argument("--reload", action="store_true",
+                       help="development: restart when a Python file of the service changes")
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("config", help="configuration file")
+    check.add_argument("--probe", action="store_true",
+                       help="also read the secrets, bind to the directory and look up --sample")
+    check.add_argument("--sample", help="login or email to look up with --probe")
+
+    demo = commands.add_parser("demo", help="run the service on a throwaway demo directory")
+    demo.add_argument("--hook-port", type=int, default=8080)
+    demo.add_argument("--ops-port", type=int, default=9090)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _reload(args.config) if args.reload else _serve(args.config)
+        if args.command == "check-config":
+            return _check_config(args.config, args.probe, args.sample)
+        from service.demo.run import run_demo
+
+        return run_demo(args.hook_port, args.ops_port)
+    except ConfigError as error:
+        print(f"okta-ldap-hook: configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def _serve(config_path: str) -> int:
+    from service.server import serve
+    from service.telemetry import Telemetry, configure_logging
+
+    settings = load_settings(config_path)
+    secrets = load_secrets(settings)
+    configure_logging(settings.logging.level, settings.logging.format)
+    serve(settings, secrets, Telemetry())
+    return 0
+
+
+def _check_config(config_path: str, probe: bool, sample: str | None) -> int:
+    settings = load_settings(config_path)
+    hooks = ", ".join(hook_type.value for hook_type in settings.hooks.enabled())
+    print(f"{config_path}: valid; hooks: {hooks}")
+    if probe:
+        return _probe(settings, sample)
+    return 0
+
+
+def _probe(settings: Settings, sample: str | None) -> int:
+    """Bind with the configured account and, given a sample, look it up with every hook's attributes."""
+    from service import mapping
+    from service.directory import Directory, DirectoryError
+
+    secrets = load_secrets(settings)
+    directory = Directory(settings.directory, secrets.bind_password)
+    try:
+        for server in directory._pool.servers:  # noqa: SLF001 - the probe reports per server
+            status = "bind ok" if directory._pool.check(server) else "unreachable or bind refused"  # noqa: SLF001
+            print(f"{server.name}: {status}")
+        if sample:
+            rules = {
+                f"{t.value}.{i}.{name}": rule
+                for t, section in settings.hooks.enabled().items()
+                for i, rules in enumerate(section.rule_sets())
+                for name, rule in rules.items()
+            }
+            entry = directory.lookup(sample, mapping.required_attributes(rules), mapping.resolutions(rules))
+            if entry is None:
+                print("sample: no entry matches")
+                return 1
+            print(f"sample: found one entry with {len(entry.attributes)} of the mapped attributes")
+    except DirectoryError as error:
+        print(f"directory error ({error.kind}): {error}")
+        return 1
+    finally:
+        directory.close()
+    return 0
+
+
+def _reload(config_path: str) -> int:
+    """Run ``serve`` in a child process and restart it when a source file changes (skaffold sync)."""
+    sources = Path(__file__).resolve().parent
+
+    def snapshot() -> dict[Path, float]:
+        return {path: path.stat().st_mtime for path in sources.rglob("*.py")}
+
+    command = [sys.executable, "-m", "service", "serve", "--config", config_path]
+    while True:
+        seen = snapshot()
+        child = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+        try:
+            while child.poll() is None and snapshot() == seen:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            child.terminate()
+            return child.wait()
+        if child.poll() is None:
+            child.terminate()
+            child.wait()
+        else:
+            time.sleep(1)  # crashed: wait for the next edit rather than spin
+
+
+if __name__ == "__main__":
+    sys.exit(main())

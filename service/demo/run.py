@@ -1,0 +1,61 @@
+"""``okta-ldap-hook demo``: the service on a throwaway slapd seeded with demo users.
+
+Everything runs in this process and its slapd child, on loopback; Ctrl-C stops both and removes the
+temporary directory.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import shlex
+import tempfile
+from pathlib import Path
+
+import yaml
+
+DEMO_SECRET = "demo-hook-secret"
+
+
+def run_demo(hook_port: int, ops_port: int) -> int:
+    from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, demo_ldif
+    from service.server import serve
+    from service.settings import load_secrets, parse_settings
+    from service.telemetry import Telemetry, configure_logging
+
+    data = importlib.resources.files("service.demo") / "data"
+    document = yaml.safe_load((data / "demo-config.yaml").read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="okta-ldap-hook-demo-") as workdir, Slapd(
+        Path(workdir) / "ldap", demo_ldif()
+    ) as slapd:
+        document["directory"]["urls"] = [slapd.url]
+        document["server"].update(hook_port=hook_port, ops_port=ops_port)
+        settings = parse_settings(document, origin="demo-config.yaml")
+        os.environ.setdefault("OKTA_HOOK_SECRET", DEMO_SECRET)
+        os.environ.setdefault("LDAP_BIND_PASSWORD", SERVICE_BIND_PASSWORD)
+        secrets = load_secrets(settings)
+        configure_logging(settings.logging.level, settings.logging.format)
+        event = Path(str(data / "registration-event.json"))
+        print(_banner(slapd.url, hook_port, ops_port, event), flush=True)
+        serve(settings, secrets, Telemetry())
+    return 0
+
+
+def _banner(ldap_url: str, hook_port: int, ops_port: int, event: Path) -> str:
+    curl = (
+        f"curl -s -X POST http://127.0.0.1:{hook_port}/hooks/registration "
+        f"-H 'Authorization: {DEMO_SECRET}' -H 'Content-Type: application/json' "
+        f"--data @{shlex.quote(str(event))}"
+    )
+    return f"""
+okta-ldap-hook demo
+  demo directory : {ldap_url}  (users under ou=people,dc=example,dc=com)
+  hook endpoints : http://127.0.0.1:{hook_port}/hooks/{{registration,token,saml,user-import}}
+  ops endpoints  : http://127.0.0.1:{ops_port}/{{livez,readyz,metrics}}
+
+Send Okta's sample registration event (rosario.jones@example.com) and see the enriched answer:
+
+  {curl}
+
+Ctrl-C stops the service and the directory.
+"""

@@ -1,0 +1,23 @@
+"""Directory access: finding the user an Okta event is about, with ldap3, within a deadline.
+
+Nothing here knows Okta exists. The package owns the pool of bound connections, TLS, failover between
+servers, timeouts, filter escaping, DN resolution, and the thread boundary that keeps blocking ldap3
+calls off the event loop.
+"""
+
+from service.directory.client import Directory
+from service.directory.config import DirectoryConfig, UserSearch
+from service.directory.entry import DirectoryEntry
+from service.directory.errors import DeadlineExceeded, DirectoryError
+from service.directory.observer import DirectoryObserver, NullObserver
+
+__all__ = [
+    "DeadlineExceeded",
+    "Directory",
+    "DirectoryConfig",
+    "DirectoryEntry",
+    "DirectoryError",
+    "DirectoryObserver",
+    "NullObserver",
+    "UserSearch",
+]

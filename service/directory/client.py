@@ -1,0 +1,252 @@
+"""The directory as the hooks see it: ``await directory.find_user(...)`` within a deadline.
+
+ldap3 is blocking, so each lookup runs in one worker thread of a bounded executor, on one pooled
+connection: the user search and the DN resolutions that follow it. The event loop only waits, up to the
+deadline; a lookup still running after it is abandoned (its thread finishes on its own socket timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import ldap3
+from ldap3.utils.conv import escape_filter_chars
+
+from service.directory.config import DirectoryConfig
+from service.directory.connections import Connection, ConnectionPool
+from service.directory.entry import DirectoryEntry
+from service.directory.errors import DeadlineExceeded, DirectoryError, Stage
+from service.directory.observer import DirectoryObserver, NullObserver
+
+#: DN-valued attributes can be long (``memberOf`` of a busy user); each resolved DN is a round trip.
+MAX_RESOLVED_VALUES = 25
+
+_SCOPES = {"subtree": ldap3.SUBTREE, "one": ldap3.LEVEL}
+_LDAP_SUCCESS, _LDAP_SIZE_LIMIT, _LDAP_NO_SUCH_OBJECT = 0, 4, 32
+
+
+@dataclass(slots=True)
+class _Progress:
+    """Shared between the waiting coroutine and the worker thread: what the lookup is doing now."""
+
+    stage: Stage = "pool_wait"
+    started: bool = False
+    abandoned: bool = False
+
+
+class _Abandoned(Exception):
+    """The caller stopped waiting; the thread stops at the next step."""
+
+
+class Directory:
+    def __init__(
+        self, config: DirectoryConfig, password: str = "", observer: DirectoryObserver | None = None
+    ) -> None:
+        self._config = config
+        self._observer = observer or NullObserver()
+        self._pool = ConnectionPool(config, password, self._observer)
+        self._executor = ThreadPoolExecutor(config.pool_size, thread_name_prefix="ldap")
+        # Health checks get their own thread so that a saturated pool cannot starve them.
+        self._checker = ThreadPoolExecutor(1, thread_name_prefix="ldap-health")
+        self._progress_lock = threading.Lock()
+        filter_template = config.user_search.filter
+        self._filter_prefix = f"(&{filter_template}({config.user_search.match_attribute}="
+
+    @property
+    def servers(self) -> list[str]:
+        return [server.name for server in self._pool.servers]
+
+    async def find_user(
+        self,
+        identifier: str,
+        *,
+        attributes: frozenset[str],
+        resolve: Mapping[str, frozenset[str]],
+        deadline: float,
+    ) -> DirectoryEntry | None:
+        """The one entry whose match attribute equals ``identifier``; None when there is none.
+
+        ``deadline`` is a :func:`time.monotonic` instant. Raises :class:`DeadlineExceeded` when it passes
+        and :class:`DirectoryError` when the directory fails or several entries match (``ambiguous``: a
+        guess could hand one person's attributes to another).
+        """
+        progress = _Progress()
+        self._pool.adjust_waiting(+1)
+        context = contextvars.copy_context()  # keeps the trace and log context in the thread
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(
+            self._executor, context.run, self._lookup, identifier, attributes, resolve, deadline, progress
+        )
+        try:
+            return await asyncio.wait_for(future, timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            progress.abandoned = True
+            raise DeadlineExceeded(progress.stage) from None
+        finally:
+            self._started(progress)
+
+    def lookup(
+        self, identifier: str, attributes: frozenset[str], resolve: Mapping[str, frozenset[str]]
+    ) -> DirectoryEntry | None:
+        """Blocking lookup with no deadline, for ``check-config --probe``."""
+        return self._lookup(identifier, attributes, resolve, float("inf"), _Progress(started=True))
+
+    async def start_background(self) -> asyncio.Task[None]:
+        """Prewarm the pool and start checking every server periodically."""
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(self._checker, self._pool.prewarm)
+        return asyncio.create_task(self._check_forever(), name="ldap-health-check")
+
+    async def check_servers(self) -> dict[str, bool]:
+        loop = asyncio.get_running_loop()
+        results = {}
+        for server in self._pool.servers:
+            up = await loop.run_in_executor(self._checker, self._pool.check, server)
+            self._observer.server_up(server.name, up)
+            results[server.name] = up
+        return results
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._checker.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
+
+    async def _check_forever(self) -> None:
+        while True:
+            await self.check_servers()
+            await asyncio.sleep(self._config.health_check_interval_seconds)
+
+    def _started(self, progress: _Progress) -> None:
+        """Count the lookup out of the waiting queue exactly once, whichever side gets here first."""
+        with self._progress_lock:
+            if progress.started:
+                return
+            progress.started = True
+        self._pool.adjust_waiting(-1)
+
+    # -- in the worker thread ------------------------------------------------------------------------
+
+    def _lookup(
+        self,
+        identifier: str,
+        attributes: frozenset[str],
+        resolve: Mapping[str, frozenset[str]],
+        deadline: float,
+        progress: _Progress,
+    ) -> DirectoryEntry | None:
+        self._started(progress)
+        if progress.abandoned or time.monotonic() >= deadline:
+            return None  # nobody is waiting for the answer any more
+
+        def on_stage(stage: str) -> None:
+            if progress.abandoned:
+                raise _Abandoned
+            progress.stage = stage  # type: ignore[assignment]
+
+        try:
+            return self._attempt(identifier, attributes, resolve, on_stage, retry=True)
+        except _Abandoned:
+            return None
+
+    def _attempt(
+        self,
+        identifier: str,
+        attributes: frozenset[str],
+        resolve: Mapping[str, frozenset[str]],
+        on_stage: Any,
+        retry: bool,
+    ) -> DirectoryEntry | None:
+        connection = self._pool.acquire(on_stage)
+        try:
+            entry = self._lookup_on(connection, identifier, attributes, resolve, on_stage)
+        except DirectoryError as error:
+            self._pool.release(connection, reusable=False)
+            if retry and error.kind == "session_lost" and connection.reused:
+                # The pooled connection died while idle (server restart, idle timeout): its siblings
+                # are suspect too. One more try, on a fresh connection.
+                self._pool.discard_idle(connection.server)
+                return self._attempt(identifier, attributes, resolve, on_stage, retry=False)
+            raise
+        except _Abandoned:
+            self._pool.release(connection, reusable=True)  # stopped between two operations: still sound
+            raise
+        except BaseException:
+            self._pool.release(connection, reusable=False)
+            raise
+        self._pool.release(connection, reusable=True)
+        return entry
+
+    def _lookup_on(
+        self,
+        connection: Connection,
+        identifier: str,
+        attributes: frozenset[str],
+        resolve: Mapping[str, frozenset[str]],
+        on_stage: Any,
+    ) -> DirectoryEntry | None:
+        search = self._config.user_search
+        # RFC 4515 escaping, applied exactly once, here and nowhere else.
+        search_filter = self._filter_prefix + escape_filter_chars(identifier) + "))"
+        on_stage("search")
+        with self._pool.operation("search", connection.server):
+            _, result, response, _ = connection.ldap3_connection.search(
+                search.base_dn,
+                search_filter,
+                search_scope=_SCOPES[search.scope],
+                attributes=sorted(attributes) or ["1.1"],
+                size_limit=2,  # two are enough to know it is not exactly one
+            )
+            code = result.get("result")
+            entries = [item for item in response or () if item.get("type") == "searchResEntry"]
+            if code == _LDAP_SIZE_LIMIT or len(entries) > 1:
+                raise DirectoryError("ambiguous", "several directory entries match the user")
+            if code not in (_LDAP_SUCCESS, _LDAP_NO_SUCH_OBJECT):
+                raise DirectoryError("server_error", f"search failed with LDAP result code {code}")
+        if not entries:
+            return None
+        found = entries[0]
+        values = _decode(found.get("raw_attributes", {}))
+        linked: dict[str, dict[str, tuple[str, ...]]] = {}
+        for attribute, targets in resolve.items():
+            for dn in values.get(attribute, ())[:MAX_RESOLVED_VALUES]:
+                if dn not in linked:
+                    on_stage("resolve")
+                    linked[dn] = self._read(connection, dn, targets)
+        return DirectoryEntry(found["dn"], values, linked)
+
+    def _read(self, connection: Connection, dn: str, attributes: frozenset[str]) -> dict[str, tuple[str, ...]]:
+        """Attributes of the entry at ``dn``; empty when it does not exist (a dangling manager DN)."""
+        with self._pool.operation("resolve", connection.server):
+            _, result, response, _ = connection.ldap3_connection.search(
+                dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=sorted(attributes)
+            )
+            code = result.get("result")
+            if code == _LDAP_NO_SUCH_OBJECT:
+                return {}
+            if code != _LDAP_SUCCESS:
+                raise DirectoryError("server_error", f"DN resolution failed with LDAP result code {code}")
+        for item in response or ():
+            if item.get("type") == "searchResEntry":
+                return _decode(item.get("raw_attributes", {}))
+        return {}
+
+
+def _decode(raw: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Text values from the wire: UTF-8 (LDAP's string encoding), hex for binary values (objectGUID)."""
+    decoded = {}
+    for name, values in raw.items():
+        texts = []
+        for value in values:
+            try:
+                texts.append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(value.hex())
+        decoded[name.lower()] = tuple(texts)
+    return decoded

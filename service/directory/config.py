@@ -1,0 +1,116 @@
+"""How to reach the directory and find users in it (the ``directory:`` section of the config file).
+
+Plain dataclasses, so this package needs no validation library; the settings module validates them from
+YAML (``__pydantic_config__`` forbids unknown keys, ``__post_init__`` checks the values).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+_ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class UserSearch:
+    """Where users live and which attribute holds the identifier Okta sends."""
+
+    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012 (read by pydantic, not by us)
+
+    base_dn: str
+    #: ``subtree`` searches below ``base_dn`` at any depth, ``one`` only its direct children.
+    scope: Literal["subtree", "one"] = "subtree"
+    #: Extra conditions every user entry must meet, e.g. ``(objectClass=person)`` or, for Active
+    #: Directory, ``(&(objectCategory=person)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))``.
+    filter: str = "(objectClass=*)"
+    #: The attribute compared with the login or email: ``mail``, ``uid``, ``userPrincipalName``,
+    #: ``sAMAccountName``...
+    match_attribute: str = "mail"
+
+    def __post_init__(self) -> None:
+        if not self.base_dn.strip():
+            raise ValueError("base_dn must not be empty")
+        if not (self.filter.startswith("(") and self.filter.endswith(")")):
+            raise ValueError("filter must be one parenthesised LDAP filter, e.g. (objectClass=person)")
+        if not _ATTRIBUTE.match(self.match_attribute):
+            raise ValueError("match_attribute must be an attribute name such as mail or uid")
+
+
+@dataclass(frozen=True)
+class DirectoryConfig:
+    """Connection settings. The bind password is not here: it comes from ``bind_password_env`` or
+    ``bind_password_file`` and is handed to :class:`~service.directory.Directory` separately."""
+
+    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012
+
+    #: Tried in order; a server that fails is skipped for ``server_cooldown_seconds``.
+    urls: tuple[str, ...]
+    user_search: UserSearch
+    #: The service account; empty means an anonymous bind.
+    bind_dn: str = ""
+    bind_password_env: str | None = None
+    bind_password_file: str | None = None
+    #: Upgrade ``ldap://`` connections with StartTLS (``ldaps://`` URLs are TLS from the start).
+    start_tls: bool = False
+    #: PEM bundle of the CAs that may sign the servers' certificates; the system store when absent.
+    #: Certificates and host names are always verified.
+    ca_file: str | None = None
+    connect_timeout_seconds: float = 1.0
+    #: Socket timeout of each LDAP operation (bind, search). Keep it below the hook deadline.
+    operation_timeout_seconds: float = 2.0
+    #: Bound connections kept open, and threads running ldap3 calls: the number of lookups in flight.
+    pool_size: int = 8
+    server_cooldown_seconds: float = 5.0
+    #: Connections older than this are replaced, before an idle-timeout on a firewall or DC drops them.
+    connection_max_age_seconds: float = 300.0
+    #: How often a background bind checks each server (reachability metric, recovery after cooldown).
+    health_check_interval_seconds: float = 15.0
+    servers: tuple[ServerAddress, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise ValueError("urls must list at least one ldap:// or ldaps:// URL")
+        servers = tuple(ServerAddress.parse(url) for url in self.urls)
+        if self.start_tls and any(server.tls for server in servers):
+            raise ValueError("start_tls applies to ldap:// URLs; ldaps:// URLs already use TLS")
+        if self.bind_password_env and self.bind_password_file:
+            raise ValueError("set bind_password_env or bind_password_file, not both")
+        if self.bind_dn and not (self.bind_password_env or self.bind_password_file):
+            raise ValueError("bind_dn needs bind_password_env or bind_password_file")
+        for name in (
+            "connect_timeout_seconds",
+            "operation_timeout_seconds",
+            "server_cooldown_seconds",
+            "connection_max_age_seconds",
+            "health_check_interval_seconds",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be greater than 0")
+        if not 1 <= self.pool_size <= 128:
+            raise ValueError("pool_size must be between 1 and 128")
+        object.__setattr__(self, "servers", servers)
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> ServerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an ldap:// or ldaps:// URL with a host")
+        if parts.path not in ("", "/") or parts.query:
+            raise ValueError(f"{url!r}: put the base DN in user_search.base_dn, not in the URL")
+        tls = parts.scheme == "ldaps"
+        return cls(parts.hostname, parts.port or (636 if tls else 389), tls)
+
+    @property
+    def name(self) -> str:
+        """``host:port``: how the server appears in metrics, spans and logs."""
+        return f"{self.host}:{self.port}"

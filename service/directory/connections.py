@@ -1,0 +1,274 @@
+"""Bound ldap3 connections: opening them with failover and TLS, keeping them for reuse.
+
+ldap3 has a ServerPool, but it keeps server health per connection (one connection learning a server
+is down does not help the others) and its restartable strategies can sleep for seconds. So this module
+keeps its own process-wide server health and a LIFO stack of idle, already-bound connections. All
+methods run in worker threads.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import ldap3
+from ldap3.core import exceptions as ldap_errors
+
+from service.directory.config import DirectoryConfig, ServerAddress
+from service.directory.errors import DirectoryError, ErrorKind
+from service.directory.observer import DirectoryObserver
+
+T = TypeVar("T")
+
+
+class Server:
+    """One configured directory server and whether it is currently worth trying."""
+
+    def __init__(self, address: ServerAddress, config: DirectoryConfig) -> None:
+        self.address = address
+        self.name = address.name
+        tls = None
+        if address.tls or config.start_tls:
+            tls = ldap3.Tls(
+                validate=ssl.CERT_REQUIRED,
+                version=ssl.PROTOCOL_TLS_CLIENT,
+                ca_certs_file=config.ca_file,
+            )
+        self.ldap3_server = ldap3.Server(
+            address.host,
+            port=address.port,
+            use_ssl=address.tls,
+            tls=tls,
+            connect_timeout=config.connect_timeout_seconds,
+            get_info=ldap3.NONE,  # no schema read: it costs a round trip and is not thread-safe (ldap3#1174)
+        )
+        self._down_until = 0.0
+
+    def available(self, now: float) -> bool:
+        return now >= self._down_until
+
+    def mark_down(self, cooldown: float) -> None:
+        self._down_until = time.monotonic() + cooldown
+
+    def mark_up(self) -> None:
+        self._down_until = 0.0
+
+
+@dataclass(eq=False)
+class Connection:
+    server: Server
+    ldap3_connection: ldap3.Connection = field(repr=False)  # its repr shows the bind password
+    opened_at: float = field(default_factory=time.monotonic)
+    reused: bool = False
+
+
+class ConnectionPool:
+    """At most ``pool_size`` bound connections, each used by one thread at a time."""
+
+    def __init__(self, config: DirectoryConfig, password: str, observer: DirectoryObserver) -> None:
+        self._config = config
+        self._password = password
+        self._observer = observer
+        self.servers = [Server(address, config) for address in config.servers]
+        self._idle: list[Connection] = []
+        self._in_use = 0
+        self.waiting = 0
+        self._lock = threading.Lock()
+
+    # -- lending ---------------------------------------------------------------------------------
+
+    def acquire(self, on_stage: Callable[[str], None]) -> Connection:
+        """An idle connection young enough to trust, or a new one (failing over between servers)."""
+        too_old = time.monotonic() - self._config.connection_max_age_seconds
+        stale: list[Connection] = []
+        with self._lock:
+            connection = None
+            while self._idle:
+                candidate = self._idle.pop()
+                if candidate.opened_at >= too_old:
+                    connection = candidate
+                    break
+                stale.append(candidate)
+            self._in_use += 1
+        for old in stale:
+            _close(old)
+        if connection is not None:
+            connection.reused = True
+            self._report()
+            return connection
+        try:
+            connection = self.open(on_stage)
+        except BaseException:
+            with self._lock:
+                self._in_use -= 1
+            raise
+        self._report()
+        return connection
+
+    def release(self, connection: Connection, reusable: bool) -> None:
+        with self._lock:
+            self._in_use -= 1
+            if reusable and len(self._idle) + self._in_use < self._config.pool_size:
+                self._idle.append(connection)
+                connection = None  # type: ignore[assignment]
+        if connection is not None:
+            _close(connection)
+        self._report()
+
+    def discard_idle(self, server: Server) -> None:
+        """Drop the idle connections to ``server``: after one died mid-operation (server restarted, idle
+        timeout), its siblings are very likely dead too."""
+        with self._lock:
+            dead = [c for c in self._idle if c.server is server]
+            self._idle = [c for c in self._idle if c.server is not server]
+        for connection in dead:
+            _close(connection)
+        self._report()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            _close(connection)
+
+    def adjust_waiting(self, delta: int) -> None:
+        with self._lock:
+            self.waiting += delta
+        self._report()
+
+    def prewarm(self) -> None:
+        """Open the pool's connections ahead of the first requests; failures are left to requests."""
+        while True:
+            with self._lock:
+                if len(self._idle) + self._in_use >= self._config.pool_size:
+                    return
+                self._in_use += 1
+            try:
+                connection = self.open(lambda stage: None)
+            except DirectoryError:
+                with self._lock:
+                    self._in_use -= 1
+                self._report()
+                return
+            self.release(connection, reusable=True)
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    def open(self, on_stage: Callable[[str], None]) -> Connection:
+        """Connect and bind to the first available server. A server that cannot be reached is skipped
+        for the cooldown; wrong credentials are not a server fault and end the attempt at once."""
+        now = time.monotonic()
+        candidates = [server for server in self.servers if server.available(now)]
+        if not candidates:
+            raise DirectoryError("connect", "every directory server is in its failure cooldown")
+        last: DirectoryError | None = None
+        for server in candidates:
+            try:
+                return self._open_on(server, on_stage)
+            except DirectoryError as error:
+                if error.kind == "bind_failed":
+                    raise
+                server.mark_down(self._config.server_cooldown_seconds)
+                last = error
+        assert last is not None
+        raise last
+
+    def check(self, server: Server) -> bool:
+        """Bind on a fresh connection to ``server`` and close it: the background health check."""
+        try:
+            connection = self._open_on(server, lambda stage: None)
+        except DirectoryError:
+            server.mark_down(self._config.server_cooldown_seconds)
+            return False
+        _close(connection)
+        server.mark_up()
+        return True
+
+    def _open_on(self, server: Server, on_stage: Callable[[str], None]) -> Connection:
+        conn = ldap3.Connection(
+            server.ldap3_server,
+            user=self._config.bind_dn or None,
+            password=self._password or None,
+            client_strategy=ldap3.SAFE_SYNC,  # thread-safe, returns results instead of storing them
+            # ldap3 packs this into SO_RCVTIMEO as whole seconds; the exact timeout is set below.
+            receive_timeout=math.ceil(self._config.operation_timeout_seconds),
+            read_only=True,
+            raise_exceptions=False,
+            return_empty_attributes=False,
+            auto_referrals=False,
+            auto_escape=False,  # the filter value is escaped once, by the caller; never again
+        )
+        connection = Connection(server, conn)
+        try:
+            on_stage("connect")
+            with self.operation("connect", server):
+                conn.open(read_server_info=False)
+                conn.socket.settimeout(self._config.operation_timeout_seconds)
+                if self._config.start_tls:
+                    if not conn.start_tls(read_server_info=False):
+                        raise DirectoryError("tls", "StartTLS was refused by the server")
+                    # the TLS socket does not inherit the timeout (ldap3#356)
+                    conn.socket.settimeout(self._config.operation_timeout_seconds)
+            on_stage("bind")
+            with self.operation("bind", server):
+                ok, result, _, _ = conn.bind()
+                if not ok:
+                    code = result.get("result") if isinstance(result, dict) else None
+                    kind: ErrorKind = "bind_failed" if code in (49, 48, 50, 53) else "server_error"
+                    raise DirectoryError(kind, f"bind refused with LDAP result code {code}")
+        except BaseException:
+            _close(connection)
+            raise
+        return connection
+
+    @contextmanager
+    def operation(self, name: str, server: Server) -> Iterator[None]:
+        """Run one LDAP operation, translating ldap3's exceptions into :class:`DirectoryError`, inside
+        the observer's span and timer."""
+        with self._observer.operation(name, server.name):
+            try:
+                yield
+            except DirectoryError:
+                raise
+            except Exception as error:
+                raise classify(error) from None
+
+    def _report(self) -> None:
+        with self._lock:
+            size, in_use, waiting = len(self._idle) + self._in_use, self._in_use, self.waiting
+        self._observer.pool(size, in_use, waiting)
+
+
+def classify(error: BaseException) -> DirectoryError:
+    """Map an ldap3 or socket exception to a kind. The message names the kind only: ldap3's messages
+    can quote filters and DNs."""
+    if isinstance(error, socket.timeout | TimeoutError | ldap_errors.LDAPResponseTimeoutError):
+        return DirectoryError("timeout", "the directory did not answer in time")
+    if isinstance(error, ssl.SSLError | ldap_errors.LDAPCertificateError | ldap_errors.LDAPStartTLSError):
+        return DirectoryError("tls", "TLS negotiation with the directory failed")
+    if isinstance(error, ldap_errors.LDAPSocketOpenError):
+        return DirectoryError("connect", "could not connect to the directory")
+    if isinstance(
+        error,
+        ldap_errors.LDAPSessionTerminatedByServerError
+        | ldap_errors.LDAPSocketReceiveError
+        | ldap_errors.LDAPSocketSendError
+        | ldap_errors.LDAPSocketCloseError
+        | ConnectionError,
+    ):
+        return DirectoryError("session_lost", "the directory closed the connection")
+    return DirectoryError("other", f"unexpected {type(error).__name__} from the LDAP client")
+
+
+def _close(connection: Connection) -> None:
+    try:
+        connection.ldap3_connection.unbind()
+    except Exception:  # noqa: S110 - closing a broken connection may fail; it is gone either way
+        pass

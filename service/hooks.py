@@ -1,0 +1,130 @@
+"""One handler per hook type: look the user up, map the entry, answer Okta, or fall back.
+
+This is the business logic, readable top to bottom; Okta's wire format is in ``service.okta``, the
+directory in ``service.directory``, and what to do on failure in ``service.policy``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from service import mapping
+from service.directory import DeadlineExceeded, Directory, DirectoryEntry, DirectoryError
+from service.okta import (
+    HookEvent,
+    HookType,
+    denial,
+    import_update,
+    no_change,
+    registration_update,
+    saml_patch,
+    token_patch,
+)
+from service.policy import FailureAction, Outcome
+from service.settings import (
+    HookSettings,
+    RegistrationSettings,
+    SamlSettings,
+    TokenSettings,
+    UserImportSettings,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    """The answer for Okta and what happened on the way, for telemetry."""
+
+    outcome: Outcome
+    body: dict[str, Any]
+    event_id: str = ""
+    denied: bool = False
+    #: Where the directory work was when the deadline hit (``pool_wait``, ``search``...).
+    stage: str | None = None
+    #: The directory failure kind (``timeout``, ``connect``, ``ambiguous``...).
+    error_kind: str | None = None
+    directory_seconds: float = 0.0
+
+
+class Hook:
+    def __init__(self, hook_type: HookType, settings: HookSettings, directory: Directory) -> None:
+        self.type = hook_type
+        self.settings = settings
+        self._directory = directory
+        self._enrich = _ENRICHERS[hook_type]
+        rules = {f"{index}.{name}": rule for index, rs in enumerate(settings.rule_sets()) for name, rule in rs.items()}
+        self._attributes = mapping.required_attributes(rules)
+        self._resolve = mapping.resolutions(rules)
+
+    async def answer(self, event: HookEvent, received_at: float) -> HookResult:
+        """Answer ``event``, received at ``received_at`` (:func:`time.monotonic`), within the deadline."""
+        identifier = event.subject.pick(self.settings.subject)
+        started = time.monotonic()
+        try:
+            entry = await self._directory.find_user(
+                identifier,
+                attributes=self._attributes,
+                resolve=self._resolve,
+                deadline=received_at + self.settings.deadline_seconds,
+            )
+        except DeadlineExceeded as exceeded:
+            return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage=exceeded.stage)
+        except DirectoryError as error:
+            return self._fallback(event, Outcome.FALLBACK_LDAP_ERROR, started, error_kind=error.kind)
+        if entry is None:
+            return self._fallback(event, Outcome.NO_MATCH, started)
+        body = self._enrich(self.settings, event, entry)
+        return HookResult(Outcome.ENRICHED, body, event.event_id, directory_seconds=time.monotonic() - started)
+
+    def _fallback(
+        self,
+        event: HookEvent,
+        outcome: Outcome,
+        started: float,
+        *,
+        stage: str | None = None,
+        error_kind: str | None = None,
+    ) -> HookResult:
+        action = self.settings.on_unknown_user if outcome is Outcome.NO_MATCH else self.settings.on_directory_error
+        deny = action is FailureAction.DENY and isinstance(self.settings, RegistrationSettings)
+        body = denial(self.settings.deny_message) if deny else no_change()  # type: ignore[union-attr]
+        return HookResult(
+            outcome,
+            body,
+            event.event_id,
+            denied=deny,
+            stage=stage,
+            error_kind=error_kind,
+            directory_seconds=time.monotonic() - started,
+        )
+
+
+def _registration(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+    s: RegistrationSettings = settings
+    assert event.registration_kind is not None
+    return registration_update(event.registration_kind, mapping.apply(s.profile, entry))
+
+
+def _token(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+    s: TokenSettings = settings
+    return token_patch(event, mapping.apply(s.id_token, entry), mapping.apply(s.access_token, entry))
+
+
+def _saml(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+    s: SamlSettings = settings
+    return saml_patch(event, mapping.apply(s.attributes, entry))
+
+
+def _user_import(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+    s: UserImportSettings = settings
+    return import_update(mapping.apply(s.profile, entry), mapping.apply(s.app_user_profile, entry))
+
+
+_ENRICHERS: dict[HookType, Callable[[Any, HookEvent, DirectoryEntry], dict[str, Any]]] = {
+    HookType.REGISTRATION: _registration,
+    HookType.TOKEN: _token,
+    HookType.SAML: _saml,
+    HookType.USER_IMPORT: _user_import,
+}

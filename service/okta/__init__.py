@@ -1,0 +1,32 @@
+"""Okta's side of the conversation: the inline-hook events we accept and the commands we answer.
+
+Everything Okta-specific lives here and nowhere else, so a change in Okta's contract is a change in
+this package alone. Standard library only: the contract is tested without any server.
+"""
+
+from service.okta.commands import (
+    RESERVED_CLAIMS,
+    denial,
+    import_update,
+    no_change,
+    registration_update,
+    saml_patch,
+    token_patch,
+)
+from service.okta.events import EventError, HookEvent, HookType, RegistrationKind, Subject, parse_event
+
+__all__ = [
+    "RESERVED_CLAIMS",
+    "EventError",
+    "HookEvent",
+    "HookType",
+    "RegistrationKind",
+    "Subject",
+    "denial",
+    "import_update",
+    "no_change",
+    "parse_event",
+    "registration_update",
+    "saml_patch",
+    "token_patch",
+]

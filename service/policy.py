@@ -1,0 +1,35 @@
+"""What the hook answers when it cannot enrich: outcomes and the failure policy per hook type.
+
+Okta fails closed for registration (a timeout denies the user) and open for the other types, so the
+service never lets Okta time out: it answers within its deadline with the configured action, and the
+outcome says why, for metrics and logs.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    ENRICHED = "enriched"  # the directory answered; mapped attributes returned
+    NO_MATCH = "no_match"  # the user is not in the directory
+    FALLBACK_DEADLINE = "fallback_deadline"  # the directory did not answer within the deadline
+    FALLBACK_LDAP_ERROR = "fallback_ldap_error"  # the directory failed, or several entries matched
+    UNAUTHORIZED = "unauthorized"  # missing or wrong hook secret
+    BAD_REQUEST = "bad_request"  # not an Okta event of this hook's type, or too large
+
+
+class FailureAction(StrEnum):
+    """``continue``: let Okta go on without enrichment. ``deny``: refuse the registration (the only hook
+    type where a deny is an answer; for the others Okta's own default is to continue)."""
+
+    CONTINUE = "continue"
+    DENY = "deny"
+
+
+#: Reason label of a denial, by the outcome that caused it.
+DENIAL_REASONS = {
+    Outcome.NO_MATCH: "no_match",
+    Outcome.FALLBACK_DEADLINE: "deadline",
+    Outcome.FALLBACK_LDAP_ERROR: "ldap_error",
+}

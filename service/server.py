@@ -1,0 +1,148 @@
+"""The Sanic applications: the hook port Okta calls, and the ops port for probes and metrics.
+
+Two apps in one process (Sanic serves secondary apps from the primary's process): the hook port can be
+exposed to Okta through an Ingress while /livez, /readyz and /metrics stay on a port that is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client.exposition import choose_encoder
+from sanic import HTTPResponse, Request, Sanic, empty, json
+from sanic.response import text
+
+from service.auth import SecretVerifier
+from service.directory import Directory
+from service.hooks import Hook
+from service.okta import EventError, parse_event
+from service.policy import Outcome
+from service.settings import Secrets, Settings
+from service.telemetry import Telemetry
+
+#: Okta's events are a few KB; its responses are capped at 256 KB, its requests are no bigger.
+MAX_BODY_BYTES = 256 * 1024
+
+_SANIC_CONFIG = {
+    "REQUEST_MAX_SIZE": MAX_BODY_BYTES,
+    "REQUEST_TIMEOUT": 5,  # slow senders
+    "RESPONSE_TIMEOUT": 3,  # a backstop only: every hook answers within its own deadline first
+    "KEEP_ALIVE_TIMEOUT": 75,  # longer than a fronting proxy's idle timeout
+    "GRACEFUL_SHUTDOWN_TIMEOUT": 10,  # drain in-flight hooks on SIGTERM
+    "ACCESS_LOG": False,  # one summary log line per hook request instead
+    "FALLBACK_ERROR_FORMAT": "json",
+    "MOTD": False,
+}
+
+
+@dataclass
+class ServiceState:
+    """Per-process state shared by the two apps."""
+
+    ready: bool = False
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def create_apps(
+    settings: Settings, secrets: Secrets, telemetry: Telemetry, name: str = "okta_ldap_hook"
+) -> tuple[Sanic, Sanic]:
+    """Build the hook app and the ops app; nothing is started or connected until the server starts."""
+    hook_app = Sanic(name, configure_logging=False)
+    ops_app = Sanic(f"{name}_ops", configure_logging=False)
+    for app in (hook_app, ops_app):
+        app.config.update(_SANIC_CONFIG)
+
+    state = ServiceState()
+    verifier = SecretVerifier(settings.auth.header, secrets.hook_secrets)
+    directory = Directory(settings.directory, secrets.bind_password, telemetry.directory)
+    hooks = [Hook(t, s, directory) for t, s in settings.hooks.enabled().items()]
+    telemetry.declare((hook.type.value for hook in hooks), directory.servers)
+    hook_paths = {hook.type.path: hook.type.value for hook in hooks}
+
+    for hook in hooks:
+        hook_app.add_route(_hook_handler(hook, verifier), hook.type.path, methods=["POST"], name=hook.type.value)
+
+    @hook_app.on_request
+    async def observe_request(request: Request) -> None:
+        route = request.uri_template or "unmatched"
+        request.ctx.observation = telemetry.requests.started(
+            request.method, route, hook_paths.get(route), request.headers
+        )
+
+    @hook_app.on_response
+    async def observe_response(request: Request, response: HTTPResponse) -> None:
+        result = getattr(request.ctx, "result", None)
+        outcome = result.outcome if result is not None else getattr(request.ctx, "outcome", None)
+        if outcome is None and response.status in (400, 413):
+            outcome = Outcome.BAD_REQUEST
+        path = request.path if request.path in hook_paths else None
+        telemetry.requests.finished(
+            getattr(request.ctx, "observation", None), response.status, outcome, result, (request.method, path)
+        )
+
+    @hook_app.before_server_start
+    async def start_directory(app: Sanic) -> None:
+        state.background.append(await directory.start_background())
+
+    @hook_app.after_server_start
+    async def mark_ready(app: Sanic) -> None:
+        state.ready = True
+
+    @hook_app.before_server_stop
+    async def mark_draining(app: Sanic) -> None:
+        state.ready = False
+
+    @hook_app.after_server_stop
+    async def stop_everything(app: Sanic) -> None:
+        for task in state.background:
+            task.cancel()
+        directory.close()
+        telemetry.shutdown()
+
+    @ops_app.get("/livez")
+    async def livez(request: Request) -> HTTPResponse:
+        """The process and its event loop answer. Nothing else: restarting a pod never fixes LDAP."""
+        return text("ok")
+
+    @ops_app.get("/readyz")
+    async def readyz(request: Request) -> HTTPResponse:
+        """Configuration loaded and serving. Deliberately not LDAP: an LDAP outage that took every pod
+        out of the Service would turn fallback answers into connection errors, which deny registrations."""
+        return text("ready") if state.ready else text("not ready", status=503)
+
+    @ops_app.get("/metrics")
+    async def metrics(request: Request) -> HTTPResponse:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return HTTPResponse(encoder(telemetry.metrics.registry), content_type=content_type)
+
+    return hook_app, ops_app
+
+
+def _hook_handler(hook: Hook, verifier: SecretVerifier):  # type: ignore[no-untyped-def]
+    async def handle(request: Request) -> HTTPResponse:
+        received_at = time.monotonic()
+        if not verifier.verify(request.headers):
+            request.ctx.outcome = Outcome.UNAUTHORIZED
+            return empty(status=401)
+        try:
+            event = parse_event(request.body, hook.type)
+        except EventError as error:
+            request.ctx.outcome = Outcome.BAD_REQUEST
+            return json({"message": str(error)}, status=400)
+        request.ctx.result = result = await hook.answer(event, received_at)
+        return json(result.body)
+
+    handle.__name__ = f"{hook.type.value}_hook"
+    return handle
+
+
+def serve(settings: Settings, secrets: Secrets, telemetry: Telemetry) -> None:
+    """Run both apps in this one process until SIGTERM/SIGINT (Kubernetes scales with replicas; one
+    process per pod keeps metrics whole and exemplars possible)."""
+    hook_app, ops_app = create_apps(settings, secrets, telemetry)
+    server = settings.server
+    hook_app.prepare(host=server.host, port=server.hook_port, single_process=True, access_log=False, motd=False)
+    ops_app.prepare(host=server.host, port=server.ops_port, access_log=False, motd=False)
+    Sanic.serve_single(primary=hook_app)

@@ -1,0 +1,251 @@
+"""The configuration: one YAML file, validated into one object before the service starts.
+
+Secrets never live in the file: it names the environment variables or files that hold them, and
+:func:`load_secrets` reads those at startup. Any problem stops the service with a message that names
+the key and the reason, e.g. ``hooks.token.id_token.groups: 'groups' is a claim Okta reserves``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.directory import DirectoryConfig
+from service.mapping import MappingRule
+from service.okta import RESERVED_CLAIMS, HookType
+from service.okta.commands import ACCESS_TOKEN_MODIFIABLE
+from service.policy import FailureAction
+
+#: Okta gives up after 3 s; the answer must leave before that, network time included.
+OKTA_TIMEOUT_SECONDS = 3.0
+
+AttributeMap = dict[str, MappingRule]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. The message is meant for the operator and holds no secret."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all its interfaces
+    hook_port: int = Field(8080, ge=1, le=65535)
+    #: /livez, /readyz and /metrics: a separate port, so an Ingress for Okta never exposes them.
+    ops_port: int = Field(9090, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServerSettings:
+        if self.hook_port == self.ops_port:
+            raise ValueError("hook_port and ops_port must differ")
+        return self
+
+
+class AuthSettings(_Section):
+    #: The header Okta sends the secret in (``authScheme.key`` of the inline hook).
+    header: str = Field("Authorization", min_length=1)
+    #: Environment variables, each holding one accepted secret.
+    secret_env: tuple[str, ...] = ()
+    #: Files, each holding one accepted secret (a mounted Kubernetes Secret); trailing newlines ignored.
+    secret_files: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> AuthSettings:
+        if not (self.secret_env or self.secret_files):
+            raise ValueError("name at least one secret source in secret_env or secret_files")
+        return self
+
+
+class HookSettings(_Section):
+    #: Which identifier of the Okta user is looked up in ``directory.user_search.match_attribute``.
+    #: When the event lacks it, the other one is used.
+    subject: Literal["login", "email"] = "login"
+    #: Everything, directory included, is answered within this many seconds.
+    deadline_seconds: float = Field(2.5, gt=0, lt=OKTA_TIMEOUT_SECONDS)
+    #: What to answer when the directory is slow, down, failing, or matches several entries.
+    on_directory_error: FailureAction = FailureAction.CONTINUE
+    #: What to answer when the directory has no such user.
+    on_unknown_user: FailureAction = FailureAction.CONTINUE
+
+    @model_validator(mode="after")
+    def _deny_only_for_registration(self) -> HookSettings:
+        if not isinstance(self, RegistrationSettings):
+            for key in ("on_directory_error", "on_unknown_user"):
+                if getattr(self, key) is FailureAction.DENY:
+                    raise ValueError(f"{key}: deny is only an answer for registration hooks")
+        return self
+
+    def rule_sets(self) -> list[AttributeMap]:
+        raise NotImplementedError
+
+
+class RegistrationSettings(HookSettings):
+    #: Shown to the person registering when the policy denies them.
+    deny_message: str = Field("Registration cannot be completed at this time.", min_length=1)
+    #: Okta profile attribute -> rule.
+    profile: AttributeMap = Field(default_factory=dict)
+
+    def rule_sets(self) -> list[AttributeMap]:
+        return [self.profile]
+
+
+class TokenSettings(HookSettings):
+    #: Claims added to the ID token, when Okta mints one in the flow.
+    id_token: AttributeMap = Field(default_factory=dict)
+    #: Claims added to the access token, when Okta mints one in the flow.
+    access_token: AttributeMap = Field(default_factory=dict)
+
+    @field_validator("id_token", "access_token")
+    @classmethod
+    def _not_reserved(cls, claims: AttributeMap, info: Any) -> AttributeMap:
+        allowed = ACCESS_TOKEN_MODIFIABLE if info.field_name == "access_token" else frozenset()
+        for name in claims:
+            if not name:
+                raise ValueError("claim names must not be empty")
+            if name in RESERVED_CLAIMS and name not in allowed:
+                raise ValueError(f"{name!r} is a claim Okta reserves; a patch touching it is rejected by Okta")
+        return claims
+
+    def rule_sets(self) -> list[AttributeMap]:
+        return [self.id_token, self.access_token]
+
+
+class SamlSettings(HookSettings):
+    #: SAML attribute statements added to (or replaced in) the assertion.
+    attributes: AttributeMap = Field(default_factory=dict)
+
+    def rule_sets(self) -> list[AttributeMap]:
+        return [self.attributes]
+
+
+class UserImportSettings(HookSettings):
+    #: Okta user profile attributes set on the imported user.
+    profile: AttributeMap = Field(default_factory=dict)
+    #: App user profile attributes (they reach the Okta profile through the app's mappings).
+    app_user_profile: AttributeMap = Field(default_factory=dict)
+
+    @field_validator("profile", "app_user_profile")
+    @classmethod
+    def _single_valued(cls, rules: AttributeMap) -> AttributeMap:
+        for name, rule in rules.items():
+            if rule.values == "all" or isinstance(rule.default, list):
+                raise ValueError(f"{name}: Okta's import commands take one string per attribute; use values: first")
+        return rules
+
+    def rule_sets(self) -> list[AttributeMap]:
+        return [self.profile, self.app_user_profile]
+
+
+class HooksSettings(_Section):
+    """One section per hook type to answer; a type without a section has no endpoint."""
+
+    registration: RegistrationSettings | None = None
+    token: TokenSettings | None = None
+    saml: SamlSettings | None = None
+    user_import: UserImportSettings | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> HooksSettings:
+        if not self.enabled():
+            raise ValueError("configure at least one of registration, token, saml, user_import")
+        return self
+
+    def enabled(self) -> dict[HookType, HookSettings]:
+        return {
+            hook_type: section
+            for hook_type in HookType
+            if (section := getattr(self, hook_type.value)) is not None
+        }
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``json`` lines for log collectors, ``console`` for people; ``auto`` picks console on a terminal.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
+    auth: AuthSettings
+    directory: DirectoryConfig
+    hooks: HooksSettings
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Secrets:
+    hook_secrets: tuple[str, ...]
+    bind_password: str
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Read and validate the YAML file at ``path``; :class:`ConfigError` names what is wrong."""
+    source = Path(path)
+    try:
+        document = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{source}: cannot read the configuration file ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the configuration must be a YAML mapping of sections")
+    return parse_settings(document, origin=str(source))
+
+
+def parse_settings(document: Mapping[str, Any], origin: str = "configuration") -> Settings:
+    try:
+        return Settings.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(f"{origin}: " + "; ".join(_describe(item) for item in error.errors())) from None
+
+
+def load_secrets(settings: Settings, environ: Mapping[str, str] = os.environ) -> Secrets:
+    """Read every secret the configuration points at. A missing variable or file is an error that
+    names the key and the variable or path, never the value."""
+    hook_secrets = [
+        _from_env(environ, name, "auth.secret_env") for name in settings.auth.secret_env
+    ] + [_from_file(path, "auth.secret_files") for path in settings.auth.secret_files]
+    directory = settings.directory
+    bind_password = ""
+    if directory.bind_password_env:
+        bind_password = _from_env(environ, directory.bind_password_env, "directory.bind_password_env")
+    elif directory.bind_password_file:
+        bind_password = _from_file(directory.bind_password_file, "directory.bind_password_file")
+    return Secrets(tuple(hook_secrets), bind_password)
+
+
+def _from_env(environ: Mapping[str, str], name: str, key: str) -> str:
+    value = environ.get(name, "")
+    if not value:
+        raise ConfigError(f"{key}: environment variable {name} is not set or empty")
+    return value
+
+
+def _from_file(path: str, key: str) -> str:
+    try:
+        value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as error:
+        raise ConfigError(f"{key}: cannot read {path} ({error.strerror})") from None
+    if not value:
+        raise ConfigError(f"{key}: {path} is empty")
+    return value
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """``hooks.token.id_token.groups: <reason>`` from one pydantic error, without echoing input values
+    (a misplaced secret must not end up in the log)."""
+    location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        message = "unknown key (check its spelling and section)"
+    return f"{location or '(top level)'}: {message}"

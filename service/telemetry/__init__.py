@@ -1,0 +1,51 @@
+"""Telemetry beside the hook logic: metrics, traces and logs, wired in from the outside.
+
+The hook handlers never open spans or touch metrics. The server calls :class:`RequestTelemetry` from
+its request/response middleware, and the directory reports through the :class:`DirectoryTelemetry`
+observer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from opentelemetry.trace import TracerProvider
+
+from service.policy import DENIAL_REASONS, Outcome
+from service.telemetry.directory import DirectoryTelemetry, current_tracer
+from service.telemetry.logs import configure_logging
+from service.telemetry.metrics import Metrics
+from service.telemetry.requests import RequestTelemetry
+from service.telemetry.tracing import provider_from_environment, shutdown
+
+STAGES = ("pool_wait", "connect", "bind", "search", "resolve")
+
+
+class Telemetry:
+    def __init__(self, metrics: Metrics | None = None, tracer_provider: TracerProvider | None = None) -> None:
+        self.metrics = metrics or Metrics()
+        self.tracer_provider = tracer_provider or provider_from_environment()
+        tracer = current_tracer(self.tracer_provider)
+        self.requests = RequestTelemetry(self.metrics, tracer)
+        self.directory = DirectoryTelemetry(self.metrics, tracer)
+
+    def declare(self, hook_types: Iterable[str], servers: Iterable[str]) -> None:
+        """Create the labelled series at zero, so that the first fallback is a visible increase and
+        dashboards show every hook type before it is called."""
+        m = self.metrics
+        for hook_type in hook_types:
+            for outcome in Outcome:
+                m.hook_requests.labels(hook_type, outcome.value)
+            for stage in STAGES:
+                m.deadline_exceeded.labels(hook_type, stage)
+            if hook_type == "registration":
+                for reason in DENIAL_REASONS.values():
+                    m.denials.labels(hook_type, reason)
+        for server in servers:
+            m.ldap_up.labels(server)
+
+    def shutdown(self) -> None:
+        shutdown(self.tracer_provider)
+
+
+__all__ = ["Metrics", "Telemetry", "configure_logging"]

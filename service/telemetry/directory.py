@@ -1,0 +1,63 @@
+"""Watching directory operations: a CLIENT span and a latency observation per LDAP operation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from service.directory import DirectoryError
+from service.telemetry.metrics import Metrics
+
+
+class DirectoryTelemetry:
+    """Implements :class:`service.directory.DirectoryObserver`. Spans carry the server and the outcome,
+    never a filter, a DN or a value (there is no LDAP semantic convention; attribute names follow the
+    OpenTelemetry Ruby ``net_ldap`` instrumentation)."""
+
+    def __init__(self, metrics: Metrics, tracer: Tracer) -> None:
+        self._metrics = metrics
+        self._tracer = tracer
+
+    def operation(self, name: str, server: str) -> AbstractContextManager[object]:
+        return self._operation(name, server)
+
+    @contextmanager
+    def _operation(self, name: str, server: str) -> Iterator[None]:
+        host, _, port = server.rpartition(":")
+        attributes = {
+            "server.address": host,
+            "server.port": int(port),
+            "network.transport": "tcp",
+            "network.protocol.name": "ldap",
+            "ldap.operation.type": name,
+        }
+        started = time.perf_counter()
+        with self._tracer.start_as_current_span(
+            f"LDAP {name}", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                yield
+            except DirectoryError as error:
+                self._metrics.ldap_errors.labels(name, error.kind).inc()
+                span.set_attribute("error.type", error.kind)
+                span.set_status(Status(StatusCode.ERROR))
+                raise
+            finally:
+                self._metrics.ldap_duration.labels(name).observe(time.perf_counter() - started)
+
+    def pool(self, size: int, in_use: int, waiting: int) -> None:
+        self._metrics.pool_size.set(size)
+        self._metrics.pool_in_use.set(in_use)
+        self._metrics.pool_waiting.set(waiting)
+
+    def server_up(self, server: str, up: bool) -> None:
+        self._metrics.ldap_up.labels(server).set(1 if up else 0)
+
+
+def current_tracer(provider: trace.TracerProvider) -> Tracer:
+    return provider.get_tracer("okta-ldap-hook")

@@ -1,0 +1,96 @@
+"""Prometheus metrics: what operators alert on before the hook starts failing Okta logins.
+
+Names follow ops-conventions §1: a generic RED histogram (``http_server_request_duration_seconds``, the
+OTel name for the same thing) and ``okta_hook_*`` domain metrics. Labels only ever hold values from
+small fixed sets: hook types, outcomes, stages, error kinds, route templates, configured server names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+
+from service import __version__
+
+#: Dense below one second, with bounds exactly at the hook's 2.5 s deadline and Okta's 3 s limit, so
+#: "share of answers later than Okta waits" is exact rather than interpolated.
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 10.0)
+LDAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5)
+
+
+class Metrics:
+    """Every metric of the service, registered in ``registry`` (a fresh one by default, with the
+    process, platform and GC collectors, so several instances can live in one test process)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, revision: str = "unknown") -> None:
+        if registry is None:
+            registry = CollectorRegistry()
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                registry.register(collector)
+        self.registry = registry
+        self.request_duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Time to answer a request on the hook port, from routing to response.",
+            ["method", "route", "status_code"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "http_server_requests_in_flight", "Requests being answered on the hook port.", registry=registry
+        )
+        self.hook_requests = Counter(
+            "okta_hook_requests",
+            "Hook requests by hook type and outcome (what Okta effectively received).",
+            ["hook_type", "outcome"],
+            registry=registry,
+        )
+        self.denials = Counter(
+            "okta_hook_denials",
+            "Registrations denied by the failure policy, by the reason that triggered it.",
+            ["hook_type", "reason"],
+            registry=registry,
+        )
+        self.deadline_exceeded = Counter(
+            "okta_hook_deadline_exceeded",
+            "Hook requests answered with a fallback because the deadline passed, by what the directory "
+            "work was doing then.",
+            ["hook_type", "stage"],
+            registry=registry,
+        )
+        self.ldap_duration = Histogram(
+            "okta_hook_ldap_operation_duration_seconds",
+            "Duration of LDAP operations.",
+            ["operation"],
+            buckets=LDAP_BUCKETS,
+            registry=registry,
+        )
+        self.ldap_errors = Counter(
+            "okta_hook_ldap_errors",
+            "Failed LDAP operations by operation and error type.",
+            ["operation", "error_type"],
+            registry=registry,
+        )
+        self.ldap_up = Gauge(
+            "okta_hook_ldap_up",
+            "1 when the last background bind to the server succeeded, else 0.",
+            ["server"],
+            registry=registry,
+        )
+        self.pool_size = Gauge("okta_hook_ldap_pool_size", "Open LDAP connections.", registry=registry)
+        self.pool_in_use = Gauge(
+            "okta_hook_ldap_pool_in_use", "LDAP connections lent to a lookup.", registry=registry
+        )
+        self.pool_waiting = Gauge(
+            "okta_hook_ldap_pool_waiting", "Lookups waiting for a free LDAP worker.", registry=registry
+        )
+        self.build_info = Gauge(
+            "okta_hook_build_info", "Always 1; labels carry the version.", ["version", "revision"], registry=registry
+        )
+        self.build_info.labels(__version__, revision).set(1)

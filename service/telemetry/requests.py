@@ -1,0 +1,115 @@
+"""Watching hook requests from the outside: the server span, the RED histogram, the outcome counters
+and one summary log line per request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from service.policy import DENIAL_REASONS, Outcome
+from service.telemetry.metrics import Metrics
+
+log = structlog.get_logger("okta_ldap_hook")
+
+
+@dataclass
+class RequestObservation:
+    method: str
+    route: str
+    hook_type: str | None
+    started: float = field(default_factory=time.perf_counter)
+    span: Span | None = None
+    token: object | None = None
+
+
+class RequestTelemetry:
+    def __init__(self, metrics: Metrics, tracer: Tracer) -> None:
+        self._metrics = metrics
+        self._tracer = tracer
+
+    def started(self, method: str, route: str, hook_type: str | None, headers: Mapping[str, str]) -> RequestObservation:
+        """Open the SERVER span (child of an incoming ``traceparent``) and make it current."""
+        self._metrics.in_flight.inc()
+        observation = RequestObservation(method, route, hook_type)
+        parent = propagate.extract(headers)
+        span = self._tracer.start_span(
+            f"{method} {route}" if route != "unmatched" else method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.scheme": "http", "http.route": route}
+            if route != "unmatched"
+            else {"http.request.method": method, "url.scheme": "http"},
+        )
+        observation.span = span
+        observation.token = otel_context.attach(trace.set_span_in_context(span, parent))
+        return observation
+
+    def finished(
+        self,
+        observation: RequestObservation | None,
+        status: int,
+        outcome: Outcome | None,
+        result: Any | None,
+        fallback: tuple[str, str | None],
+    ) -> None:
+        """Record everything about one finished request. ``result`` is the hook's
+        :class:`~service.hooks.HookResult` when the hook ran."""
+        if observation is None:  # refused before the request middleware ran (body too large)
+            observation = RequestObservation(fallback[0], fallback[1] or "unmatched", _hook_from_route(fallback[1]))
+            self._metrics.in_flight.inc()
+        elapsed = time.perf_counter() - observation.started
+        self._metrics.in_flight.dec()
+        span = observation.span
+        exemplar = None
+        if span is not None:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+                span.set_attribute("error.type", str(status))
+            if outcome is not None:
+                span.set_attribute("okta_hook.outcome", outcome.value)
+            if outcome is Outcome.FALLBACK_DEADLINE:
+                span.add_event("okta_hook.deadline_exceeded")
+            context = span.get_span_context()
+            if context.is_valid and context.trace_flags.sampled:
+                exemplar = {"trace_id": format(context.trace_id, "032x")}
+        self._metrics.request_duration.labels(observation.method, observation.route, str(status)).observe(
+            elapsed, exemplar=exemplar
+        )
+        hook_type = observation.hook_type
+        if hook_type is not None and outcome is not None:
+            self._metrics.hook_requests.labels(hook_type, outcome.value).inc()
+            if result is not None and result.denied:
+                self._metrics.denials.labels(hook_type, DENIAL_REASONS[outcome]).inc()
+            if result is not None and result.stage is not None:
+                self._metrics.deadline_exceeded.labels(hook_type, result.stage).inc()
+        if hook_type is not None:
+            log.info(
+                "hook_request",
+                event_id=getattr(result, "event_id", None) or None,
+                hook_type=hook_type,
+                outcome=outcome.value if outcome else None,
+                status=status,
+                denied=getattr(result, "denied", False),
+                stage=getattr(result, "stage", None),
+                error_kind=getattr(result, "error_kind", None),
+                duration_ms=round(elapsed * 1000, 2),
+                directory_ms=round(getattr(result, "directory_seconds", 0.0) * 1000, 2),
+            )
+        if span is not None:
+            span.end()
+        if observation.token is not None:
+            otel_context.detach(observation.token)  # type: ignore[arg-type]
+
+
+def _hook_from_route(route: str | None) -> str | None:
+    if route and route.startswith("/hooks/"):
+        return route.removeprefix("/hooks/").replace("-", "_")
+    return None
