@@ -30,7 +30,9 @@ class MappingRule(BaseModel):
 
     attribute: str = Field(min_length=1, description="LDAP attribute to read (case-insensitive).")
     values: Literal["first", "all"] = Field(
-        "first", description="`first`: one string; `all`: a list of every value."
+        "first",
+        description="`first`: one string; `all`: a list of every value, sorted (LDAP values are an "
+        "unordered set; a stable order keeps Okta's copy from changing on every login).",
     )
     transform: tuple[Transform, ...] = Field((), description="Applied to each value, in order.")
     resolve: str | None = Field(
@@ -92,7 +94,7 @@ def _evaluate(rule: MappingRule, entry: Entry) -> Value | None:
     values = [value for value in raw if value]
     if not values:
         return rule.default
-    return values if rule.values == "all" else values[0]
+    return sorted(set(values)) if rule.values == "all" else values[0]
 
 
 def first_rdn_value(dn: str) -> str:

@@ -82,7 +82,8 @@ def token_patch(
 
 def saml_patch(event: HookEvent, attributes: Mapping[str, Value]) -> Document:
     """Add attribute statements to a SAML assertion, in the shape Okta documents. An attribute the
-    assertion already carries keeps its NameFormat and gets its values replaced."""
+    assertion already carries is replaced whole, keeping its NameFormat (Okta's schema takes an object,
+    not an array, as a patch value, so its ``attributeValues`` cannot be replaced alone)."""
     if not attributes:
         return no_change()
     present = event.assertion_claims()
@@ -92,12 +93,13 @@ def saml_patch(event: HookEvent, attributes: Mapping[str, Value]) -> Document:
             {"attributes": {"xsi:type": "xs:string"}, "value": item}
             for item in (value if isinstance(value, list) else [value])
         ]
-        path = "/claims/" + pointer(name)
-        if name in present:
-            operations.append({"op": "replace", "path": path + "/attributeValues", "value": values})
-        else:
-            statement = {"attributes": {"NameFormat": SAML_NAME_FORMAT}, "attributeValues": values}
-            operations.append({"op": "add", "path": path, "value": statement})
+        existing = present.get(name)
+        name_format = {"NameFormat": SAML_NAME_FORMAT}
+        if isinstance(existing, dict) and isinstance(existing.get("attributes"), dict):
+            name_format = existing["attributes"]
+        statement = {"attributes": name_format, "attributeValues": values}
+        op = "replace" if name in present else "add"
+        operations.append({"op": op, "path": "/claims/" + pointer(name), "value": statement})
     return {"commands": [{"type": "com.okta.assertion.patch", "value": operations}]}
 
 

@@ -1,0 +1,69 @@
+"""Okta's own inline-hook OpenAPI excerpt (../shared/okta/okta-inline-hook-spec.json): its example
+requests, and its response schemas to validate our answers against."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+SPEC_PATH = Path(os.environ.get("OKTA_SPEC", Path(__file__).resolve().parents[2] / "shared/okta/okta-inline-hook-spec.json"))
+
+RESPONSE_SCHEMAS = {
+    "registration": "RegistrationResponse",
+    "token": "TokenHookResponse",
+    "saml": "SAMLHookResponse",
+    "user_import": "UserImportResponse",
+}
+
+#: The example request of each supported hook type (Okta's examples, unmodified).
+REQUEST_EXAMPLES = {
+    "registration": "ProfileEnrollmentRequest",
+    "registration_progressive": "ProgressiveProfileRequest",
+    "token": "TokenPayLoadExample",
+    "saml": "SAMLPayLoadExample",
+    "user_import": "UserImportPayloadExample",
+}
+
+
+@cache
+def spec() -> dict[str, Any]:
+    if not SPEC_PATH.exists():
+        raise FileNotFoundError(
+            f"Okta's spec excerpt is not at {SPEC_PATH}; set OKTA_SPEC to okta-inline-hook-spec.json"
+        )
+    return json.loads(SPEC_PATH.read_text())
+
+
+def example(name: str) -> dict[str, Any]:
+    return copy.deepcopy(spec()["components"]["examples"][REQUEST_EXAMPLES.get(name, name)]["value"])
+
+
+@cache
+def _amended_spec() -> dict[str, Any]:
+    """The spec with one documented correction: token patch values may be arrays (Okta's reference,
+    contract note §6.2: "value: string/number/object/array"; its own AppendArray example patches array
+    claims), but the schema's ``oneOf`` lists only string, integer and object."""
+    document = copy.deepcopy(spec())
+    token = document["components"]["schemas"]["TokenHookResponse"]
+    value = token["properties"]["commands"]["items"]["properties"]["value"]["items"]["properties"]["value"]
+    value["oneOf"].append({"type": "array", "items": {"type": "string"}})
+    return document
+
+
+def validate_response(hook_type: str, body: dict[str, Any]) -> None:
+    """Raise if ``body`` does not validate against Okta's response schema for ``hook_type``. Okta's
+    schemas allow any other top-level key, so unknown keys are also refused here: Okta answers a body it
+    cannot deserialize by skipping the hook."""
+    unknown = set(body) - {"commands", "error", "debugContext"}
+    assert not unknown, f"keys Okta does not know: {unknown}"
+    document = _amended_spec()
+    registry: Registry = Registry().with_resource("okta-spec", Resource.opaque(document))
+    schema = {"$ref": f"okta-spec#/components/schemas/{RESPONSE_SCHEMAS[hook_type]}"}
+    jsonschema.Draft202012Validator(schema, registry=registry).validate(body)

@@ -1,0 +1,316 @@
+"""Every supported hook type, end to end: Okta's own example requests sent over HTTP to the service
+running on the demo directory; answers checked against Okta's response schemas and the expected
+commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import SECRET, RunningService, service_config
+from okta_spec import example, validate_response
+
+
+def commands(response_body: dict) -> dict[str, object]:
+    """command type -> value (each type appears once in our answers)."""
+    return {command["type"]: command["value"] for command in response_body["commands"]}
+
+
+def test_self_service_registration_is_enriched(service: RunningService) -> None:
+    response = service.post("registration", example("registration"))
+
+    assert response.status_code == 200
+    body = response.json()
+    validate_response("registration", body)
+    profile = commands(body)["com.okta.user.profile.update"]
+    assert profile == {
+        "department": "Engineering",
+        "title": "Senior Software Engineer",
+        "employeeNumber": "1002",
+        "managerEmail": "carol.chen@example.com",
+        "groups": ["all-staff", "engineering"],
+    }
+
+
+def test_classic_engine_registration_without_request_type(service: RunningService) -> None:
+    event = example("registration")
+    del event["requestType"]
+
+    body = service.post("registration", event).json()
+
+    assert list(commands(body)) == ["com.okta.user.profile.update"]
+
+
+def test_progressive_profile_uses_its_own_command(service: RunningService) -> None:
+    response = service.post("registration", example("registration_progressive"))
+
+    body = response.json()
+    validate_response("registration", body)
+    assert list(commands(body)) == ["com.okta.user.progressive.profile.update"]
+    assert commands(body)["com.okta.user.progressive.profile.update"]["title"] == "Senior Software Engineer"
+
+
+def test_token_patches_both_requested_tokens(service: RunningService) -> None:
+    response = service.post("token", example("token"))
+
+    body = response.json()
+    validate_response("token", body)
+    patches = commands(body)
+    assert patches["com.okta.identity.patch"] == [
+        {"op": "add", "path": "/claims/department", "value": "Operations"},
+        {"op": "add", "path": "/claims/title", "value": "Okta Administrator"},
+    ]
+    assert patches["com.okta.access.patch"] == [
+        {"op": "add", "path": "/claims/directory_groups", "value": ["all-staff", "okta-admins"]},
+        {"op": "add", "path": "/claims/manager", "value": "john.smith@example.com"},
+    ]
+
+
+def test_token_replaces_claims_already_present_and_skips_tokens_not_minted(service: RunningService) -> None:
+    event = example("token")
+    event["data"]["identity"]["claims"]["department"] = "stale"
+    del event["data"]["access"]  # only an ID token in this flow
+
+    body = service.post("token", event).json()
+
+    validate_response("token", body)
+    assert list(commands(body)) == ["com.okta.identity.patch"]
+    assert commands(body)["com.okta.identity.patch"][0] == {
+        "op": "replace", "path": "/claims/department", "value": "Operations"
+    }
+
+
+def test_saml_adds_attribute_statements(service: RunningService) -> None:
+    response = service.post("saml", example("saml"))
+
+    body = response.json()
+    validate_response("saml", body)
+    operations = commands(body)["com.okta.assertion.patch"]
+    basic = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic"
+    string = {"xsi:type": "xs:string"}
+    assert operations == [
+        {
+            "op": "add",
+            "path": "/claims/department",
+            "value": {"attributes": {"NameFormat": basic}, "attributeValues": [{"attributes": string, "value": "Sales"}]},
+        },
+        {
+            "op": "add",
+            "path": "/claims/groups",
+            "value": {
+                "attributes": {"NameFormat": basic},
+                "attributeValues": [{"attributes": string, "value": "all-staff"}, {"attributes": string, "value": "sales"}],
+            },
+        },
+    ]
+
+
+def test_saml_replaces_values_of_an_existing_attribute(service: RunningService) -> None:
+    event = example("saml")
+    event["data"]["assertion"]["claims"]["department"] = {
+        "attributes": {"NameFormat": "urn:oasis:names:tc:SAML:2.0:attrname-format:unspecified"},
+        "attributeValues": [{"attributes": {"xsi:type": "xs:string"}, "value": "old"}],
+    }
+
+    body = service.post("saml", event).json()
+
+    validate_response("saml", body)
+    first = commands(body)["com.okta.assertion.patch"][0]
+    assert first == {
+        "op": "replace",
+        "path": "/claims/department",
+        "value": {
+            "attributes": {"NameFormat": "urn:oasis:names:tc:SAML:2.0:attrname-format:unspecified"},
+            "attributeValues": [{"attributes": {"xsi:type": "xs:string"}, "value": "Sales"}],
+        },
+    }
+
+
+def test_user_import_updates_okta_and_app_user_profiles(service: RunningService) -> None:
+    response = service.post("user-import", example("user_import"))
+
+    body = response.json()
+    validate_response("user_import", body)
+    assert commands(body) == {
+        "com.okta.user.profile.update": {"department": "Operations", "title": "Systems Administrator"},
+        "com.okta.appUser.profile.update": {"employeeNumber": "1012"},
+    }
+
+
+@pytest.mark.parametrize("hook", ["registration", "token", "saml", "user-import"])
+def test_unknown_user_continues_without_changes(service: RunningService, hook: str) -> None:
+    name = "user_import" if hook == "user-import" else hook
+    event = example(name)
+    raw = json.dumps(event)
+    for known in ("rosario.jones@example.com", "administrator1@clouditude.net", "user@example.com", "sally.admin@example.net"):
+        raw = raw.replace(known, "nobody.here@example.com")
+
+    response = service.post(hook, json.loads(raw))
+
+    assert response.status_code == 200
+    assert response.json() == {}
+    validate_response(name, response.json())
+
+
+def test_non_ascii_values_round_trip(service: RunningService) -> None:
+    event = example("registration")
+    event["data"]["userProfile"]["email"] = "zoe.angstrom@example.com"
+
+    profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
+
+    assert profile["department"] == "Recherche & Développement"
+    assert profile["title"] == "Ingénieure"
+    assert profile["managerEmail"] == "jose.muller@example.com"  # manager DN is non-ASCII too
+
+
+def test_manager_dn_with_escaped_comma_resolves(service: RunningService) -> None:
+    event = example("registration")
+    event["data"]["userProfile"]["email"] = "user@example.com"
+
+    profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
+
+    assert profile["managerEmail"] == "john.smith@example.com"
+
+
+def test_dangling_manager_dn_is_left_out(service: RunningService) -> None:
+    event = example("registration")
+    event["data"]["userProfile"]["email"] = "orphan.report@example.com"
+
+    profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
+
+    assert "managerEmail" not in profile
+    assert profile["title"] == "Support Engineer"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["*", "*)(uid=*", "*)(|(mail=*", "rosario.jones@example.com)(mail=*", "\\00", "\x00", "\\", "(", "\\2a"],
+)
+def test_hostile_identifiers_match_nothing(service: RunningService, hostile: str) -> None:
+    event = example("registration")
+    event["data"]["userProfile"]["email"] = hostile
+
+    response = service.post("registration", event)
+
+    assert response.status_code == 200
+    assert response.json() == {}  # no match: a filter injection would have matched someone
+
+
+def test_identifier_with_filter_metacharacters_matches_exactly(service: RunningService) -> None:
+    event = example("registration")
+    event["data"]["userProfile"]["email"] = "paren(test)*star@example.com"
+
+    profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
+
+    assert profile["title"] == "QA Engineer"
+
+
+def test_several_matches_are_an_error_not_a_guess(service: RunningService) -> None:
+    event = example("registration")
+    event["data"]["userProfile"]["email"] = "shared.mailbox@example.com"
+
+    response = service.post("registration", event)
+
+    assert response.status_code == 200
+    assert response.json() == {}  # the continue fallback; never one of the two entries
+    assert 'okta_hook_ldap_errors_total{error_type="ambiguous",operation="search"} 1.0' in service.metrics()
+
+
+def test_deny_policy_for_unknown_registrant(slapd, start_service) -> None:
+    message = "Only people in the company directory can register."
+    config = service_config(slapd.url)
+    config["hooks"]["registration"].update(on_unknown_user="deny", deny_message=message)
+    service = start_service(config)
+    event = example("registration")
+    event["data"]["userProfile"]["email"] = "stranger@example.org"
+
+    body = service.post("registration", event).json()
+
+    validate_response("registration", body)
+    assert body == {
+        "commands": [{"type": "com.okta.action.update", "value": {"registration": "DENY"}}],
+        "error": {"errorSummary": message},
+    }
+    assert 'okta_hook_denials_total{hook_type="registration",reason="no_match"} 1.0' in service.metrics()
+
+
+def test_hook_types_without_configuration_have_no_endpoint(slapd, start_service) -> None:
+    config = service_config(slapd.url)
+    config["hooks"] = {"token": config["hooks"]["token"]}
+    service = start_service(config)
+
+    assert service.post("registration", example("registration")).status_code == 404
+    assert service.post("token", example("token")).status_code == 200
+
+
+# -- bad input gets a clear answer ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "body is not valid JSON"),
+        (b"\xff\xfe", "body is not valid JSON"),
+        (b"[1, 2]", "body is not a JSON object"),
+        (b'{"eventType": "com.okta.oauth2.tokens.transform", "data": {}}', "eventType must be com.okta.user.pre-registration"),
+        (b'{"eventType": "com.okta.user.pre-registration", "data": []}', "data must be an object"),
+        (b'{"eventType": "com.okta.user.pre-registration", "requestType": "x", "data": {}}', "unknown requestType for a registration event"),
+        (b'{"eventType": "com.okta.user.pre-registration", "data": {"userProfile": {}}}', "event names no user (login or email)"),
+    ],
+)
+def test_malformed_requests_get_400_with_a_short_reason(service: RunningService, body: bytes, reason: str) -> None:
+    response = service.post("registration", body)
+
+    assert response.status_code == 400
+    assert response.json() == {"message": reason}
+
+
+def test_body_over_256_kib_gets_413(service: RunningService) -> None:
+    event = example("registration")
+    event["data"]["userProfile"]["padding"] = "x" * (256 * 1024)
+
+    assert service.post("registration", event).status_code == 413
+
+
+def test_wrong_or_missing_secret_gets_401_without_detail(service: RunningService) -> None:
+    for secret in (None, "", "wrong", SECRET + "x", SECRET[:-1], SECRET.upper()):
+        response = service.post("registration", example("registration"), secret=secret)
+        assert response.status_code == 401
+        assert response.content == b""
+    assert 'okta_hook_requests_total{hook_type="registration",outcome="unauthorized"} 6.0' in service.metrics()
+
+
+def test_rotation_accepts_every_configured_secret(slapd, start_service, tmp_path) -> None:
+    secret_file = tmp_path / "next-secret"
+    secret_file.write_text("Basic bmV4dDpzZWNyZXQ=\n")  # Okta's Basic auth is a header secret too
+    config = service_config(slapd.url, auth={"header": "Authorization", "secret_env": ["OKTA_HOOK_SECRET"],
+                                              "secret_files": [str(secret_file)]})
+    service = start_service(config)
+
+    assert service.post("registration", example("registration"), secret=SECRET).status_code == 200
+    assert service.post("registration", example("registration"), secret="Basic bmV4dDpzZWNyZXQ=").status_code == 200
+    assert service.post("registration", example("registration"), secret="Basic b2xkOnNlY3JldA==").status_code == 401
+
+
+def test_custom_secret_header(slapd, start_service) -> None:
+    config = service_config(slapd.url, auth={"header": "X-Okta-Hook-Secret", "secret_env": ["OKTA_HOOK_SECRET"]})
+    service = start_service(config)
+
+    assert service.post("token", example("token"), secret=None, headers={"X-Okta-Hook-Secret": SECRET}).status_code == 200
+    assert service.post("token", example("token"), secret=SECRET).status_code == 401
+
+
+def test_wrong_method_and_unknown_paths(service: RunningService) -> None:
+    assert service.client.get(service.hook_url + "/hooks/registration").status_code == 405
+    assert service.client.post(service.hook_url + "/metrics").status_code == 404
+    assert service.client.get(service.hook_url + "/livez").status_code == 404  # ops endpoints stay off the hook port
+
+
+def test_ops_port_probes_and_metrics(service: RunningService) -> None:
+    assert service.client.get(service.ops_url + "/livez").status_code == 200
+    assert service.client.get(service.ops_url + "/readyz").status_code == 200
+    service.post("registration", example("registration"))
+    metrics = service.metrics()
+    assert 'okta_hook_requests_total{hook_type="registration",outcome="enriched"} 1.0' in metrics
+    assert 'http_server_request_duration_seconds_bucket{le="2.5",method="POST",route="/hooks/registration",status_code="200"} 1.0' in metrics
+    assert service.client.post(service.ops_url + "/hooks/registration").status_code == 404
