@@ -186,8 +186,8 @@ def _answers_bind(port: int, timeout: float = 0.5) -> bool:
     return reply[:1] == b"\x30" and b"\x61" in reply[:8] and b"\x0a\x01\x00" in reply
 
 
-def _tls_answers(port: int, ca_file: Path, timeout: float = 0.5) -> bool:
-    """True when 127.0.0.1:port completes a TLS handshake with a certificate that `ca_file` validates."""
+def _tls_problem(port: int, ca_file: Path, timeout: float = 0.5) -> str | None:
+    """None when 127.0.0.1:port completes a TLS handshake with a certificate that `ca_file` validates."""
     context = ssl.create_default_context(cafile=str(ca_file))
     try:
         with (
@@ -195,9 +195,9 @@ def _tls_answers(port: int, ca_file: Path, timeout: float = 0.5) -> bool:
             context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
         ):
             tls.unwrap()  # close_notify, so that slapd does not log a truncated connection
-    except (OSError, ValueError):
-        return False
-    return True
+    except (OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _port_open(port: int, timeout: float = 0.2) -> bool:
@@ -617,6 +617,7 @@ access to *
         with _running_lock:
             _running.add(self)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        problem = "no answer to an anonymous bind"
         while True:
             if self._process.poll() is not None:
                 code = self._process.returncode
@@ -627,13 +628,16 @@ access to *
                     f"slapd exited with code {code} on start ({self.url}, {self.ldaps_url}):\n"
                     + self._log_since(log_offset)
                 )
-            if _answers_bind(self.port) and _tls_answers(self.ldaps_port, self.ca_file):
-                return
+            if _answers_bind(self.port):
+                tls_problem = _tls_problem(self.ldaps_port, self.ca_file)
+                if tls_problem is None:
+                    return
+                problem = f"{self.ldaps_url}: {tls_problem}"
             if time.monotonic() > deadline:
                 log_text = self._log_since(log_offset)
                 self.stop()
                 raise SlapdError(
-                    f"slapd did not answer on {self.url} within {START_TIMEOUT_SECONDS} s:\n{log_text}"
+                    f"slapd not ready within {START_TIMEOUT_SECONDS} s, last problem: {problem}\n{log_text}"
                 )
             time.sleep(0.01)
 

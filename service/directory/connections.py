@@ -34,22 +34,28 @@ class Server:
     def __init__(self, address: ServerAddress, config: DirectoryConfig) -> None:
         self.address = address
         self.name = address.name
-        tls = None
+        self._tls = None
         if address.tls or config.start_tls:
-            tls = ldap3.Tls(
+            self._tls = ldap3.Tls(
                 validate=ssl.CERT_REQUIRED,
                 version=ssl.PROTOCOL_TLS_CLIENT,
                 ca_certs_file=config.ca_file,
             )
-        self.ldap3_server = ldap3.Server(
-            address.host,
-            port=address.port,
-            use_ssl=address.tls,
-            tls=tls,
-            connect_timeout=config.connect_timeout_seconds,
+        self._connect_timeout = config.connect_timeout_seconds
+        self._down_until = 0.0
+
+    def ldap3_server(self) -> ldap3.Server:
+        """A fresh ldap3 Server per connection: ldap3 remembers failed addresses inside the Server
+        object and refuses them for a while ("invalid server address"), a second, hidden cooldown that
+        would outlast ours and delay recovery after a directory restart."""
+        return ldap3.Server(
+            self.address.host,
+            port=self.address.port,
+            use_ssl=self.address.tls,
+            tls=self._tls,
+            connect_timeout=self._connect_timeout,
             get_info=ldap3.NONE,  # no schema read: it costs a round trip and is not thread-safe (ldap3#1174)
         )
-        self._down_until = 0.0
 
     def available(self, now: float) -> bool:
         return now >= self._down_until
@@ -193,7 +199,7 @@ class ConnectionPool:
 
     def _open_on(self, server: Server, on_stage: Callable[[str], None]) -> Connection:
         conn = ldap3.Connection(
-            server.ldap3_server,
+            server.ldap3_server(),
             user=self._config.bind_dn or None,
             password=self._password or None,
             client_strategy=ldap3.SAFE_SYNC,  # thread-safe, returns results instead of storing them

@@ -1,0 +1,253 @@
+"""The directory layer against a real slapd: lookups, escaping, TLS, failover, timeouts, restarts and
+connection reuse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import HangingServer
+
+from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port, make_ca
+from service.directory import DeadlineExceeded, Directory, DirectoryConfig, DirectoryError, UserSearch
+
+ATTRIBUTES = frozenset({"mail", "title", "departmentnumber", "manager", "memberof"})
+RESOLVE = {"manager": frozenset({"mail"})}
+
+
+class CountingObserver:
+    """Counts operations per (name, outcome), to check what the directory really did."""
+
+    def __init__(self) -> None:
+        self.operations: Counter[tuple[str, str]] = Counter()
+        self.servers_up: dict[str, bool] = {}
+        self.pool_reports: list[tuple[int, int, int]] = []
+
+    @contextmanager
+    def operation(self, name: str, server: str) -> Iterator[None]:
+        try:
+            yield
+        except DirectoryError as error:
+            self.operations[(name, error.kind)] += 1
+            raise
+        self.operations[(name, "ok")] += 1
+
+    def pool(self, size: int, in_use: int, waiting: int) -> None:
+        self.pool_reports.append((size, in_use, waiting))
+
+    def server_up(self, server: str, up: bool) -> None:
+        self.servers_up[server] = up
+
+
+def make_directory(*urls: str, observer: CountingObserver | None = None, **options) -> Directory:
+    config = DirectoryConfig(
+        urls=urls,
+        user_search=UserSearch(base_dn="ou=people,dc=example,dc=com", filter="(objectClass=inetOrgPerson)"),
+        bind_dn=SERVICE_BIND_DN,
+        bind_password_env="UNUSED",
+        **{"connect_timeout_seconds": 0.5, "operation_timeout_seconds": 1.0, "pool_size": 4,
+           "server_cooldown_seconds": 30.0, **options},
+    )
+    return Directory(config, SERVICE_BIND_PASSWORD, observer)
+
+
+def find(directory: Directory, identifier: str, budget: float = 2.0):
+    async def run():
+        return await directory.find_user(
+            identifier, attributes=ATTRIBUTES, resolve=RESOLVE, deadline=time.monotonic() + budget
+        )
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def directory(slapd: Slapd) -> Iterator[Directory]:
+    directory = make_directory(slapd.url)
+    yield directory
+    directory.close()
+
+
+def test_finds_the_user_and_resolves_the_manager(directory: Directory) -> None:
+    entry = find(directory, "rosario.jones@example.com")
+
+    assert entry.dn == "uid=rosario.jones,ou=people,dc=example,dc=com"
+    assert entry.values("title") == ("Senior Software Engineer",)
+    assert set(entry.values("memberOf")) == {
+        "cn=all-staff,ou=groups,dc=example,dc=com",
+        "cn=engineering,ou=groups,dc=example,dc=com",
+    }
+    assert entry.resolved("uid=carol.chen,ou=people,dc=example,dc=com", "mail") == ("carol.chen@example.com",)
+
+
+def test_match_is_case_insensitive_as_the_directory_defines_it(directory: Directory) -> None:
+    assert find(directory, "mixed.case@example.com").values("title") == ("Sales Engineer",)
+
+
+def test_unknown_user_is_none(directory: Directory) -> None:
+    assert find(directory, "nobody@example.com") is None
+
+
+@pytest.mark.parametrize("hostile", ["*", "*)(uid=*", "*)(objectClass=*", "\\00", "\x00", "\\2a", ")", "\\", "*@example.com"])
+def test_hostile_strings_are_escaped_once(directory: Directory, hostile: str) -> None:
+    assert find(directory, hostile) is None
+
+
+def test_exact_match_of_a_value_full_of_metacharacters(directory: Directory) -> None:
+    assert find(directory, "paren(test)*star@example.com").values("title") == ("QA Engineer",)
+
+
+def test_several_matches_raise_ambiguous(directory: Directory) -> None:
+    with pytest.raises(DirectoryError) as raised:
+        find(directory, "shared.mailbox@example.com")
+    assert raised.value.kind == "ambiguous"
+    assert "shared.mailbox" not in str(raised.value)  # no user data in error messages
+
+
+def test_non_ascii_values_and_dns(directory: Directory) -> None:
+    entry = find(directory, "zoe.angstrom@example.com")
+
+    assert entry.values("title") == ("Ingénieure",)
+    manager_dn = entry.values("manager")[0]
+    assert manager_dn == "cn=José Müller,ou=people,dc=example,dc=com"
+    assert entry.resolved(manager_dn, "mail") == ("jose.muller@example.com",)
+
+
+def test_connections_are_reused_not_opened_per_request(slapd: Slapd) -> None:
+    observer = CountingObserver()
+    directory = make_directory(slapd.url, observer=observer, pool_size=3)
+
+    async def burst():
+        deadline = time.monotonic() + 5
+        lookups = [
+            directory.find_user("alice.wong@example.com", attributes=ATTRIBUTES, resolve=RESOLVE, deadline=deadline)
+            for _ in range(60)
+        ]
+        return await asyncio.gather(*lookups)
+
+    try:
+        results = asyncio.run(burst())
+    finally:
+        directory.close()
+    assert all(entry.values("title") == ("Software Engineer",) for entry in results)
+    assert observer.operations[("search", "ok")] == 60
+    assert observer.operations[("bind", "ok")] <= 3  # at most one bind per pooled connection
+    assert max(size for size, _, _ in observer.pool_reports) <= 3
+
+
+def test_ldaps_with_the_configured_ca(slapd: Slapd) -> None:
+    directory = make_directory(slapd.ldaps_url, ca_file=str(slapd.ca_file))
+    try:
+        assert find(directory, "rosario.jones@example.com") is not None
+    finally:
+        directory.close()
+
+
+def test_start_tls_with_the_configured_ca(slapd: Slapd) -> None:
+    directory = make_directory(slapd.url, ca_file=str(slapd.ca_file), start_tls=True)
+    try:
+        assert find(directory, "rosario.jones@example.com") is not None
+    finally:
+        directory.close()
+
+
+@pytest.mark.parametrize("use_start_tls", [False, True])
+def test_untrusted_certificate_is_refused(slapd: Slapd, tmp_path: Path, use_start_tls: bool) -> None:
+    other_ca = make_ca(tmp_path / "other-ca", "some other CA")
+    url = slapd.url if use_start_tls else slapd.ldaps_url
+    directory = make_directory(url, ca_file=str(other_ca.cert_file), start_tls=use_start_tls)
+    try:
+        with pytest.raises(DirectoryError) as raised:
+            find(directory, "rosario.jones@example.com")
+        assert raised.value.kind == "tls"
+    finally:
+        directory.close()
+
+
+def test_wrong_bind_password_is_bind_failed(slapd: Slapd) -> None:
+    config = DirectoryConfig(
+        urls=(slapd.url,), user_search=UserSearch(base_dn="ou=people,dc=example,dc=com"),
+        bind_dn=SERVICE_BIND_DN, bind_password_env="UNUSED",
+    )
+    directory = Directory(config, "not-the-password")
+    try:
+        with pytest.raises(DirectoryError) as raised:
+            find(directory, "rosario.jones@example.com")
+        assert raised.value.kind == "bind_failed"
+        assert "not-the-password" not in str(raised.value)
+    finally:
+        directory.close()
+
+
+def test_closed_port_fails_fast(closed_port_url: str) -> None:
+    directory = make_directory(closed_port_url)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DirectoryError) as raised:
+            find(directory, "rosario.jones@example.com")
+        assert raised.value.kind == "connect"
+        assert time.monotonic() - started < 0.5
+    finally:
+        directory.close()
+
+
+def test_failover_to_the_next_server_and_cooldown(slapd: Slapd, closed_port_url: str) -> None:
+    observer = CountingObserver()
+    directory = make_directory(closed_port_url, slapd.url, observer=observer, pool_size=1)
+    try:
+        assert find(directory, "rosario.jones@example.com") is not None
+        assert find(directory, "alice.wong@example.com") is not None
+    finally:
+        directory.close()
+    # the dead server was tried once, then skipped during its cooldown
+    assert observer.operations[("connect", "connect")] == 1
+    assert observer.operations[("search", "ok")] == 2
+
+
+def test_hanging_directory_hits_the_deadline(hanging_directory: HangingServer) -> None:
+    directory = make_directory(hanging_directory.url, operation_timeout_seconds=5.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded) as raised:
+            find(directory, "rosario.jones@example.com", budget=0.5)
+        elapsed = time.monotonic() - started
+    finally:
+        directory.close()
+    assert raised.value.stage == "bind"  # connected, then the bind never got an answer
+    assert elapsed < 0.6
+
+
+def test_directory_restart_is_survived(tmp_path: Path) -> None:
+    with Slapd(tmp_path / "ldap", demo_ldif()) as server:
+        directory = make_directory(server.url, pool_size=2)
+        try:
+            assert find(directory, "rosario.jones@example.com") is not None
+            server.restart()  # every pooled connection is now dead
+            for _ in range(5):
+                assert find(directory, "alice.wong@example.com") is not None
+        finally:
+            directory.close()
+
+
+def test_background_check_reports_each_server(slapd: Slapd, closed_port_url: str) -> None:
+    observer = CountingObserver()
+    directory = make_directory(slapd.url, closed_port_url, observer=observer)
+    try:
+        results = asyncio.run(directory.check_servers())
+    finally:
+        directory.close()
+    up = slapd.url.removeprefix("ldap://")
+    down = closed_port_url.removeprefix("ldap://")
+    assert results == {up: True, down: False}
+    assert observer.servers_up == {up: True, down: False}
+
+
+def test_free_port_helper_gives_a_closed_port() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", free_port())) != 0

@@ -1,0 +1,118 @@
+"""Never let the hook break Okta: with the directory down, hanging or restarting, every hook request
+is answered in time with its configured fallback, and none gets a 5xx."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import HangingServer, RunningService, directory_config, service_config
+from okta_spec import example, validate_response
+
+from service.demo.slapd import Slapd, demo_ldif
+
+HOOKS = {"registration": "registration", "token": "token", "saml": "saml", "user-import": "user_import"}
+DEADLINE = 0.8
+
+
+def fallback_config(url: str, **registration: object) -> dict:
+    config = service_config(url, directory=directory_config(url, operation_timeout_seconds=5.0))
+    for section in config["hooks"].values():
+        section["deadline_seconds"] = DEADLINE
+    config["hooks"]["registration"].update(registration)
+    return config
+
+
+def timed_post(service: RunningService, hook: str) -> tuple[int, dict, float]:
+    started = time.monotonic()
+    response = service.post(hook, example(HOOKS[hook]))
+    return response.status_code, response.json(), time.monotonic() - started
+
+
+def metric(service: RunningService, line_prefix: str) -> float:
+    for line in service.metrics().splitlines():
+        if line.startswith(line_prefix + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{line_prefix} not exported")
+
+
+def test_hanging_directory_every_request_answered_before_the_deadline(
+    hanging_directory: HangingServer, start_service
+) -> None:
+    service = start_service(fallback_config(hanging_directory.url))
+    calls = [hook for hook in HOOKS for _ in range(10)]
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        results = list(pool.map(lambda hook: (hook, *timed_post(service, hook)), calls))
+
+    for hook, status, body, elapsed in results:
+        assert status == 200, (hook, status)
+        assert body == {}  # continue without enrichment
+        validate_response(HOOKS[hook], body)
+        assert elapsed < DEADLINE + 0.25, (hook, elapsed)
+    fallbacks = sum(
+        metric(service, f'okta_hook_requests_total{{hook_type="{t}",outcome="fallback_deadline"}}')
+        + metric(service, f'okta_hook_requests_total{{hook_type="{t}",outcome="fallback_ldap_error"}}')
+        for t in HOOKS.values()
+    )
+    assert fallbacks == len(calls)
+    assert metric(service, 'okta_hook_deadline_exceeded_total{hook_type="registration",stage="bind"}') + metric(
+        service, 'okta_hook_deadline_exceeded_total{hook_type="registration",stage="pool_wait"}'
+    ) >= 1
+
+
+def test_hanging_directory_with_deny_policy_denies_in_time(hanging_directory: HangingServer, start_service) -> None:
+    service = start_service(fallback_config(hanging_directory.url, on_directory_error="deny", deny_message="Try later."))
+
+    status, body, elapsed = timed_post(service, "registration")
+
+    assert status == 200
+    assert elapsed < DEADLINE + 0.25
+    assert body["commands"] == [{"type": "com.okta.action.update", "value": {"registration": "DENY"}}]
+    assert body["error"] == {"errorSummary": "Try later."}
+
+
+def test_directory_down_answers_at_once(closed_port_url: str, start_service) -> None:
+    service = start_service(fallback_config(closed_port_url))
+
+    for hook in HOOKS:
+        status, body, elapsed = timed_post(service, hook)
+        assert (status, body) == (200, {})
+        assert elapsed < 0.3  # a refused connection needs no deadline
+    assert metric(service, 'okta_hook_requests_total{hook_type="token",outcome="fallback_ldap_error"}') == 1
+    assert metric(service, 'okta_hook_ldap_up{server="' + closed_port_url.removeprefix("ldap://") + '"}') == 0
+
+
+def test_directory_restart_while_serving(tmp_path: Path, start_service) -> None:
+    with Slapd(tmp_path / "ldap", demo_ldif()) as ldap:
+        service = start_service(service_config(ldap.url))
+        assert "commands" in service.post("registration", example("registration")).json()
+
+        ldap.restart()
+        time.sleep(0.6)  # past the cooldown, should a health check have seen the restart
+
+        for _ in range(5):
+            response = service.post("registration", example("registration"))
+            assert response.status_code == 200
+            assert "commands" in response.json(), service.log()[-2000:]
+
+
+def test_directory_outage_then_recovery(tmp_path: Path, start_service) -> None:
+    ldap = Slapd(tmp_path / "ldap", demo_ldif()).start()
+    try:
+        service = start_service(service_config(ldap.url))
+        ldap.stop()
+        during = [service.post("token", example("token")) for _ in range(3)]
+        assert [(r.status_code, r.json()) for r in during] == [(200, {})] * 3
+        ldap.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if "commands" in service.post("token", example("token")).json():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the service did not recover after the directory came back")
+    finally:
+        ldap.stop()
