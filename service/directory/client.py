@@ -192,6 +192,8 @@ class Directory:
         on_stage: Any,
     ) -> DirectoryEntry | None:
         search = self._config.user_search
+        if search.strip_domain:
+            identifier = identifier.rpartition("@")[0] or identifier
         # RFC 4515 escaping, applied exactly once, here and nowhere else.
         search_filter = self._filter_prefix + escape_filter_chars(identifier) + "))"
         on_stage("search")

@@ -29,6 +29,9 @@ class UserSearch:
     #: The attribute compared with the login or email: ``mail``, ``uid``, ``userPrincipalName``,
     #: ``sAMAccountName``...
     match_attribute: str = "mail"
+    #: Compare only the part of the login before ``@``: for ``sAMAccountName`` (``jdoe``) when Okta's
+    #: login is ``jdoe@corp.example.com``.
+    strip_domain: bool = False
 
     def __post_init__(self) -> None:
         if not self.base_dn.strip():

@@ -1,0 +1,250 @@
+"""Hook throughput and latency against a slapd holding 10,000 users, beside baselines measured in the
+same run on the same machine.
+
+    .venv/bin/python bench/benchmark.py [--users 10000] [--duration 10] [--connections 75]
+
+Variants:
+  ldap3 loop, pooled        one bound SAFE_SYNC connection, the service's two searches per lookup, sequential
+  ldap3 loop, bind per req  the same, opening and binding a new connection for every lookup
+  hook, pooled              the service (one process), wrk with 75 connections (Okta's largest concurrency)
+  hook, bind per request    the service with connections never reused (connection_max_age ~0)
+  hook, telemetry off       metrics and the per-request log line disabled (cost of instrumentation)
+  hook, tracing 10 %        OTLP/HTTP tracing sampled at 10 %, to an in-process receiver
+
+wrk and the service share the machine's cores, so absolute figures are pessimistic; compare rows of
+the same run. Results go to stdout (Markdown) and bench-results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import ldap3
+import yaml
+from ldap3.utils.conv import escape_filter_chars
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from service.demo.directory_data import generate_users  # noqa: E402
+from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, free_port  # noqa: E402
+
+SECRET = "bench-secret"
+ATTRIBUTES = ["departmentNumber", "title", "employeeNumber", "manager", "memberOf"]
+BASE_DN = "ou=people,dc=example,dc=com"
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def ldap3_loop(url: str, users: int, lookups: int, bind_per_lookup: bool) -> dict:
+    """What the service does per request (search the user, read the manager's mail), with no HTTP."""
+    server = ldap3.Server(url, get_info=ldap3.NONE)
+
+    def connect() -> ldap3.Connection:
+        conn = ldap3.Connection(server, SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, client_strategy=ldap3.SAFE_SYNC)
+        conn.bind()
+        return conn
+
+    conn = None if bind_per_lookup else connect()
+    rng = random.Random(7)
+    latencies = []
+    started = time.perf_counter()
+    for _ in range(lookups):
+        t0 = time.perf_counter()
+        c = connect() if bind_per_lookup else conn
+        mail = f"user{rng.randrange(users):05d}@example.com"
+        _, _, response, _ = c.search(BASE_DN, f"(&(objectClass=inetOrgPerson)(mail={escape_filter_chars(mail)}))",
+                                     attributes=ATTRIBUTES, size_limit=2)
+        manager = response[0]["attributes"].get("manager")
+        if manager:
+            c.search(manager, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["mail"])
+        if bind_per_lookup:
+            c.unbind()
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    return {"requests": lookups, "rate": lookups / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000, "errors": 0}
+
+
+WRK_SCRIPT = """
+local users = {users}
+local template = [[{template}]]
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "{secret}"
+math.randomseed(7)
+request = function()
+  local mail = string.format("user%05d@example.com", math.random(0, users - 1))
+  return wrk.format(nil, nil, nil, (template:gsub("MAIL", mail)))
+end
+"""
+
+
+def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
+    output = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "requests": requests,
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "errors": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
+
+
+class OtlpSink(BaseHTTPRequestHandler):
+    """Accepts OTLP/HTTP exports and counts them; a collector stand-in on loopback."""
+
+    received = 0
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        OtlpSink.received += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def run_service(config: dict, workdir: Path, env: dict[str, str], wrapper: str | None = None) -> tuple[subprocess.Popen, str]:
+    hook_port, ops_port = free_port(), free_port()
+    config = {**config, "server": {"host": "127.0.0.1", "hook_port": hook_port, "ops_port": ops_port}}
+    path = workdir / f"config-{hook_port}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "service", "serve", "--config", str(path)]
+    if wrapper:
+        command = [sys.executable, str(Path(__file__).parent / wrapper), "serve", "--config", str(path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                               env={**os.environ, "OKTA_HOOK_SECRET": SECRET, "LDAP_BIND_PASSWORD": SERVICE_BIND_PASSWORD, **env})
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=0.5).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        raise RuntimeError("service did not start")
+    return process, f"http://127.0.0.1:{hook_port}/hooks/registration", f"http://127.0.0.1:{ops_port}/metrics"
+
+
+def outcomes(metrics_url: str) -> dict[str, float]:
+    """Hook outcomes counted by the service itself: a fast fallback is not a fast enrichment."""
+    counts = {}
+    for line in httpx.get(metrics_url).text.splitlines():
+        match = re.match(r'okta_hook_requests_total\{hook_type="registration",outcome="(\w+)"\} ([\d.e+]+)', line)
+        if match:
+            counts[match.group(1)] = float(match.group(2))
+    return counts
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=75)
+    parser.add_argument("--lookups", type=int, default=2000, help="lookups per ldap3 loop")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is missing: apt-get install -y wrk (or make setup)", file=sys.stderr)
+        return 1
+
+    template = json.loads((REPO / "service/demo/data/registration-event.json").read_text())
+    template["data"]["userProfile"]["email"] = template["data"]["userProfile"]["login"] = "MAIL"
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="okta-ldap-hook-bench-") as tmp:
+        workdir = Path(tmp)
+        script = workdir / "post.lua"
+        script.write_text(WRK_SCRIPT.format(users=args.users, template=json.dumps(template), secret=SECRET))
+        print(f"loading {args.users} users into slapd...", file=sys.stderr)
+        with Slapd(workdir / "ldap", generate_users(args.users)) as ldap:
+            config = yaml.safe_load((REPO / "service/demo/data/demo-config.yaml").read_text())
+            config["hooks"] = {"registration": config["hooks"]["registration"]}
+            config["directory"]["urls"] = [ldap.url]
+            config["logging"] = {"level": "info", "format": "json"}
+
+            rows["ldap3 loop, pooled connection"] = ldap3_loop(ldap.url, args.users, args.lookups, False)
+            rows["ldap3 loop, connect+bind per lookup"] = ldap3_loop(ldap.url, args.users, args.lookups // 4, True)
+
+            sink = ThreadingHTTPServer(("127.0.0.1", free_port()), OtlpSink)
+            threading.Thread(target=sink.serve_forever, daemon=True).start()
+            otlp = f"http://127.0.0.1:{sink.server_address[1]}"
+            no_reuse = {**config, "directory": {**config["directory"], "connection_max_age_seconds": 1e-9}}
+            variants = [
+                ("hook, pooled (metrics + logs on)", config, {}, None),
+                ("hook, connect+bind per request", no_reuse, {}, None),
+                ("hook, telemetry off", config, {}, "no_telemetry.py"),
+                ("hook, tracing 10 % sampled", config, {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
+                 "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}, None),
+            ]
+            for name, variant_config, env, wrapper in variants:
+                print(f"running {name}...", file=sys.stderr)
+                process, url, metrics_url = run_service(variant_config, workdir, env, wrapper)
+                try:
+                    wrk(url, script, args.connections, 2)  # warm-up: pool, caches, JIT-less Python paths
+                    before = outcomes(metrics_url)
+                    rows[name] = wrk(url, script, args.connections, args.duration)
+                    after = outcomes(metrics_url)
+                    if sum(after.values()) > sum(before.values()):  # telemetry off: nothing counted
+                        total = sum(after.values()) - sum(before.values())
+                        enriched = after.get("enriched", 0) - before.get("enriched", 0)
+                        rows[name]["enriched_pct"] = 100 * enriched / total if total else 0.0
+                finally:
+                    stop(process)
+            rows["hook, tracing 10 % sampled"]["otlp_exports"] = OtlpSink.received
+            sink.shutdown()
+
+    baseline = rows["hook, pooled (metrics + logs on)"]["rate"]
+    print(f"\n{args.users} users, {args.connections} connections, {args.duration} s per hook run, {os.cpu_count()} cores\n")
+    print("| variant | requests | req/s | p50 ms | p99 ms | non-2xx | enriched | vs pooled hook |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, row in rows.items():
+        ratio = f"{row['rate'] / baseline:.2f}x" if name.startswith("hook") else "-"
+        enriched = f"{row['enriched_pct']:.1f} %" if "enriched_pct" in row else "-"
+        print(f"| {name} | {row['requests']} | {row['rate']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+              f"| {row['errors']} | {enriched} | {ratio} |")
+    results = REPO / "bench-results"
+    results.mkdir(exist_ok=True)
+    (results / time.strftime("%Y%m%dT%H%M%S.json")).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

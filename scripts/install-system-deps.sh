@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the demo and the tests run for real: OpenLDAP's slapd (the demo
+# directory and every test fixture), Prometheus with promtool (metrics and alert-rule tests) and wrk
+# (the benchmark). Does nothing when they are all present.
+set -euo pipefail
+
+missing=()
+command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing+=(slapd ldap-utils)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing system packages: ${missing[*]}" >&2
+  echo "install them as root: sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing ${missing[*]}" >&2
+apt-get update -q
+# slapd asks debconf questions and starts nothing when installed non-interactively; the demo and the
+# tests run their own slapd processes with generated configurations.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
