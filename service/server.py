@@ -72,6 +72,14 @@ def create_apps(
         )
 
     @hook_app.on_response
+    async def close_when_draining(request: Request, response: HTTPResponse) -> None:
+        """Answer in-flight hooks during shutdown with ``Connection: close``: Sanic closes idle
+        connections once at SIGTERM, then waits up to GRACEFUL_SHUTDOWN_TIMEOUT for the others, and a
+        connection kept alive after its last answer would hold the pod for all of it."""
+        if not state.ready and hasattr(request.stream, "keep_alive"):
+            request.stream.keep_alive = False
+
+    @hook_app.on_response
     async def observe_response(request: Request, response: HTTPResponse) -> None:
         result = getattr(request.ctx, "result", None)
         outcome = result.outcome if result is not None else getattr(request.ctx, "outcome", None)
@@ -93,6 +101,11 @@ def create_apps(
     @hook_app.before_server_stop
     async def mark_draining(app: Sanic) -> None:
         state.ready = False
+        # Sanic drains the primary app's connections only; close the ops port's idle keep-alive
+        # connections (Prometheus, kubelet) before the loop stops, or they die with errors logged.
+        for info in ops_app.state.server_info:
+            for connection in list(getattr(info.server, "connections", ())):
+                connection.close_if_idle()
 
     @hook_app.after_server_stop
     async def stop_everything(app: Sanic) -> None:

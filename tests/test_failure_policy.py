@@ -116,3 +116,19 @@ def test_directory_outage_then_recovery(tmp_path: Path, start_service) -> None:
             pytest.fail("the service did not recover after the directory came back")
     finally:
         ldap.stop()
+
+
+def test_sigterm_drains_in_flight_hooks(hanging_directory: HangingServer, start_service) -> None:
+    service = start_service(fallback_config(hanging_directory.url))
+    service.client.get(service.ops_url + "/metrics")  # leaves a keep-alive connection on the ops port
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        in_flight = pool.submit(timed_post, service, "registration")
+        time.sleep(0.3)
+        service.process.send_signal(15)
+        status, body, elapsed = in_flight.result(timeout=10)
+
+    assert (status, body) == (200, {})  # answered with the fallback, not cut off
+    assert service.process.wait(timeout=15) == 0
+    errors = [line for line in service.log().splitlines() if '"level": "error"' in line]
+    assert errors == []

@@ -84,6 +84,7 @@ class ConnectionPool:
         self._observer = observer
         self.servers = [Server(address, config) for address in config.servers]
         self._idle: list[Connection] = []
+        self._lent: set[Connection] = set()  # lent to a lookup, or being opened
         self._in_use = 0
         self.waiting = 0
         self._lock = threading.Lock()
@@ -105,22 +106,24 @@ class ConnectionPool:
             self._in_use += 1
         for old in stale:
             _close(old)
-        if connection is not None:
+        if connection is None:
+            try:
+                connection = self.open(on_stage)
+            except BaseException:
+                with self._lock:
+                    self._in_use -= 1
+                raise
+        else:
             connection.reused = True
-            self._report()
-            return connection
-        try:
-            connection = self.open(on_stage)
-        except BaseException:
-            with self._lock:
-                self._in_use -= 1
-            raise
+        with self._lock:
+            self._lent.add(connection)
         self._report()
         return connection
 
     def release(self, connection: Connection, reusable: bool) -> None:
         with self._lock:
             self._in_use -= 1
+            self._lent.discard(connection)
             if reusable and len(self._idle) + self._in_use < self._config.pool_size:
                 self._idle.append(connection)
                 connection = None  # type: ignore[assignment]
@@ -139,10 +142,18 @@ class ConnectionPool:
         self._report()
 
     def close(self) -> None:
+        """Close idle connections, and cut the sockets of lent ones so that threads stuck on a hung
+        server return now instead of at their socket timeout (which would delay the process exit)."""
         with self._lock:
             idle, self._idle = self._idle, []
+            lent = list(self._lent)
         for connection in idle:
             _close(connection)
+        for connection in lent:
+            try:
+                connection.ldap3_connection.socket.shutdown(socket.SHUT_RDWR)
+            except (OSError, AttributeError):
+                pass
 
     def adjust_waiting(self, delta: int) -> None:
         with self._lock:
@@ -193,6 +204,8 @@ class ConnectionPool:
         except DirectoryError:
             server.mark_down(self._config.server_cooldown_seconds)
             return False
+        with self._lock:
+            self._lent.discard(connection)
         _close(connection)
         server.mark_up()
         return True
@@ -212,6 +225,8 @@ class ConnectionPool:
             auto_escape=False,  # the filter value is escaped once, by the caller; never again
         )
         connection = Connection(server, conn)
+        with self._lock:
+            self._lent.add(connection)
         try:
             on_stage("connect")
             with self.operation("connect", server):
@@ -230,6 +245,8 @@ class ConnectionPool:
                     kind: ErrorKind = "bind_failed" if code in (49, 48, 50, 53) else "server_error"
                     raise DirectoryError(kind, f"bind refused with LDAP result code {code}")
         except BaseException:
+            with self._lock:
+                self._lent.discard(connection)
             _close(connection)
             raise
         return connection
