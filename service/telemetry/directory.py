@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from service.directory import DirectoryError
 from service.telemetry.metrics import Metrics
@@ -36,16 +36,25 @@ class DirectoryTelemetry:
             "ldap.operation.type": name,
         }
         started = time.perf_counter()
-        with self._tracer.start_as_current_span(
-            f"LDAP {name}", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        # Background work (health checks, prewarming) has no current span: metrics only, no orphan
+        # root spans every few seconds.
+        traced = trace.get_current_span().get_span_context().is_valid
+        span_scope: AbstractContextManager[Span | None] = (
+            self._tracer.start_as_current_span(
+                f"LDAP {name}", kind=SpanKind.CLIENT, attributes=attributes,
+                record_exception=False, set_status_on_exception=False,
+            )
+            if traced
+            else nullcontext(None)
+        )
+        with span_scope as span:
             try:
                 yield
             except DirectoryError as error:
                 self._metrics.ldap_errors.labels(name, error.kind).inc()
-                span.set_attribute("error.type", error.kind)
-                span.set_status(Status(StatusCode.ERROR))
+                if span is not None:
+                    span.set_attribute("error.type", error.kind)
+                    span.set_status(Status(StatusCode.ERROR))
                 raise
             finally:
                 self._metrics.ldap_duration.labels(name).observe(time.perf_counter() - started)

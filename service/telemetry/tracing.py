@@ -33,8 +33,10 @@ def provider_from_environment(environ: Mapping[str, str] = os.environ) -> ApiTra
         return NoOpTracerProvider()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    resource = Resource.create({"service.name": "okta-ldap-hook", "service.version": __version__})
-    provider = TracerProvider(resource=resource)  # OTEL_SERVICE_NAME still wins over service.name
+    resource = Resource.create({"service.version": __version__})  # + OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": "okta-ldap-hook"}))
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return provider
 

@@ -1,0 +1,260 @@
+"""Metrics, traces and logs: what operators see, checked with a real Prometheus, the OTel SDK's
+in-memory exporter, the real OTLP/HTTP exporter, and the service's own log lines. None of them may carry
+the user's login, email, DN or attribute values."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import SECRET, HangingServer, RunningService, directory_config, service_config
+from okta_spec import example
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_server import PrometheusServer
+from sanic import Sanic
+
+from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port
+from service.server import create_apps
+from service.settings import Secrets, parse_settings
+from service.telemetry import Metrics, Telemetry
+from service.telemetry.tracing import provider_from_environment, tracing_enabled
+
+#: What the demo directory holds about the user of Okta's registration example: none of it may leave
+#: the service anywhere but in the answer to Okta.
+PERSONAL = [
+    "rosario.jones", "Rosario", "Jones", "uid=rosario.jones", "ou=people", "Senior Software Engineer",
+    "carol.chen", "1002", "nobody.here", "stranger",
+]
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+# -- Prometheus -------------------------------------------------------------------------------------
+
+
+def test_prometheus_sees_outcomes_latency_bounds_and_fallbacks(
+    slapd: Slapd, hanging_directory: HangingServer, start_service, tmp_path: Path
+) -> None:
+    healthy = start_service(service_config(slapd.url))
+    hanging_config = service_config(
+        hanging_directory.url, directory=directory_config(hanging_directory.url, operation_timeout_seconds=5.0)
+    )
+    hanging_config["hooks"]["registration"]["deadline_seconds"] = 0.5
+    hanging = start_service(hanging_config)
+    prometheus = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{healthy.ops_port}", f"127.0.0.1:{hanging.ops_port}"])
+    try:
+        prometheus.wait_scraped()
+        unknown = example("registration")
+        unknown["data"]["userProfile"]["email"] = "nobody.here@example.com"
+        for _ in range(3):
+            assert "commands" in healthy.post("registration", example("registration")).json()
+        for _ in range(2):
+            assert healthy.post("registration", unknown).json() == {}
+        assert healthy.post("registration", example("registration"), secret="wrong").status_code == 401
+        assert healthy.post("registration", b"{nope").status_code == 400
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: hanging.post("registration", example("registration")), range(4)))
+        assert [a.status_code for a in answers] == [200] * 4
+
+        def outcome(name: str) -> str:
+            return f'sum(okta_hook_requests_total{{hook_type="registration",outcome="{name}"}})'
+
+        assert prometheus.wait_for(outcome("fallback_deadline"), 4) == 4
+        assert prometheus.wait_for(outcome("enriched"), 3) == 3
+        assert prometheus.value(outcome("no_match")) == 2
+        assert prometheus.value(outcome("unauthorized")) == 1
+        assert prometheus.value(outcome("bad_request")) == 1
+        assert prometheus.value(outcome("fallback_ldap_error")) == 0
+        assert prometheus.value('sum(okta_hook_deadline_exceeded_total{hook_type="registration"})') == 4
+        bounds = {
+            series["metric"]["le"]
+            for series in prometheus.query('http_server_request_duration_seconds_bucket{route="/hooks/registration"}')
+        }
+        assert {"2.5", "3.0"} <= bounds
+        # every hanging request answered before the 2.5 s bucket bound, and none reached Okta's 3 s
+        within = 'sum(http_server_request_duration_seconds_bucket{route="/hooks/registration",le="2.5"})'
+        total = 'sum(http_server_request_duration_seconds_count{route="/hooks/registration"})'
+        assert prometheus.value(within) == prometheus.value(total) == 11
+        assert prometheus.value('count(http_server_request_duration_seconds_count{status_code=~"5.."})') is None
+        server = hanging_directory.url.removeprefix("ldap://")
+        assert prometheus.wait_for(f'okta_hook_ldap_up{{server="{server}"}}', 0) == 0
+        assert prometheus.value(f'okta_hook_ldap_up{{server="{slapd.url.removeprefix("ldap://")}"}}') == 1
+        assert prometheus.value('count(okta_hook_build_info{version="0.1.0"})') == 2
+    finally:
+        prometheus.stop()
+
+
+def test_metrics_labels_hold_no_user_data(service: RunningService) -> None:
+    unknown = example("registration")
+    unknown["data"]["userProfile"]["email"] = "stranger@example.org"
+    service.post("registration", example("registration"))
+    service.post("registration", unknown)
+    service.client.post(service.hook_url + "/hooks/rosario.jones", json={})  # an unmatched path
+    metrics = service.metrics()
+    for value in PERSONAL + ["example.org", "/hooks/rosario"]:
+        assert value not in metrics, value
+    assert 'route="unmatched"' in metrics
+
+
+# -- traces -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def in_process_app(slapd: Slapd) -> Iterator[tuple[Sanic, InMemorySpanExporter, Telemetry]]:
+    Sanic.test_mode = True
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry = Telemetry(Metrics(), provider)
+    settings = parse_settings(service_config(slapd.url))
+    hook_app, _ = create_apps(settings, Secrets((SECRET,), SERVICE_BIND_PASSWORD), telemetry, name=f"t{free_port()}")
+    yield hook_app, exporter, telemetry
+
+
+def test_server_and_ldap_spans(in_process_app) -> None:
+    app, exporter, _ = in_process_app
+
+    async def call():
+        return await app.asgi_client.post(
+            "/hooks/registration", json=example("registration"),
+            headers={"Authorization": SECRET, "traceparent": TRACEPARENT},
+        )
+
+    _, response = asyncio.run(call())
+
+    assert response.status == 200
+    assert not {"traceparent", "x-trace-id", "tracestate"} & {h.lower() for h in response.headers}
+    spans = exporter.get_finished_spans()
+    server = next(span for span in spans if span.kind is SpanKind.SERVER)
+    assert server.name == "POST /hooks/registration"
+    assert format(server.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"  # incoming trace
+    assert format(server.parent.span_id, "016x") == "b7ad6b7169203331"
+    assert dict(server.attributes) == {
+        "http.request.method": "POST", "url.scheme": "http", "http.route": "/hooks/registration",
+        "http.response.status_code": 200, "okta_hook.outcome": "enriched",
+    }
+    children = [span for span in spans if span.parent is not None and span.parent.span_id == server.context.span_id]
+    names = [span.name for span in children]
+    assert "LDAP search" in names and "LDAP resolve" in names  # manager DN resolved
+    for span in children:
+        assert span.kind is SpanKind.CLIENT
+        assert span.attributes["server.address"] == "127.0.0.1"
+        assert span.attributes["network.protocol.name"] == "ldap"
+    assert_no_personal_data(json.dumps([span_dump(span) for span in spans]))
+
+
+def test_deadline_fallback_is_marked_on_the_span(hanging_directory: HangingServer) -> None:
+    Sanic.test_mode = True
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    config = service_config(hanging_directory.url, directory=directory_config(hanging_directory.url, operation_timeout_seconds=5.0))
+    config["hooks"]["token"]["deadline_seconds"] = 0.3
+    app, _ = create_apps(parse_settings(config), Secrets((SECRET,), "x"), Telemetry(Metrics(), provider), name=f"t{free_port()}")
+
+    async def call():
+        return await app.asgi_client.post("/hooks/token", json=example("token"), headers={"Authorization": SECRET})
+
+    _, response = asyncio.run(call())
+
+    assert response.json == {}
+    server = next(span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER)
+    assert server.attributes["okta_hook.outcome"] == "fallback_deadline"
+    assert [event.name for event in server.events] == ["okta_hook.deadline_exceeded"]
+
+
+class OtlpReceiver(BaseHTTPRequestHandler):
+    """An OTLP/HTTP trace endpoint inside the test (no collector binary can be had here)."""
+
+    spans: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        request = ExportTraceServiceRequest.FromString(self.rfile.read(int(self.headers["Content-Length"])))
+        for resource_spans in request.resource_spans:
+            resource = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
+            for scope in resource_spans.scope_spans:
+                for span in scope.spans:
+                    OtlpReceiver.spans.append({
+                        "name": span.name, "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
+                        "parent": span.parent_span_id.hex(), "resource": resource,
+                        "attributes": {kv.key: str(kv.value).strip() for kv in span.attributes},
+                        "events": [event.name for event in span.events],
+                    })
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_otlp_export_logs_and_exemplars_without_personal_data(slapd: Slapd, start_service) -> None:
+    OtlpReceiver.spans = []
+    receiver = ThreadingHTTPServer(("127.0.0.1", free_port()), OtlpReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
+               "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_SERVICE_NAME": "okta-ldap-hook-test"}
+        service = start_service(service_config(slapd.url), env=env)
+        unknown = example("registration")
+        unknown["data"]["userProfile"]["email"] = "stranger@example.org"
+        hostile = example("token")
+        hostile["data"]["context"]["user"]["profile"]["login"] = "*)(uid=*"
+        service.post("registration", example("registration"), headers={"traceparent": TRACEPARENT})
+        service.post("registration", unknown)
+        service.post("token", hostile)
+        service.post("registration", example("registration"), secret="wrong-secret-value")
+        openmetrics = service.client.get(
+            service.ops_url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        ).text
+        assert service.stop() == 0  # flushes the exporter
+    finally:
+        receiver.shutdown()
+
+    spans = OtlpReceiver.spans
+    servers = [span for span in spans if span["name"].startswith("POST ")]
+    assert len(servers) == 4
+    assert {span["resource"]["service.name"] for span in spans} == {"okta-ldap-hook-test"}
+    first = next(span for span in servers if span["trace_id"] == "0af7651916cd43dd8448eb211c80319c")
+    assert first["parent"] == "b7ad6b7169203331"
+    assert any(span["parent"] == first["span_id"] and span["name"] == "LDAP search" for span in spans)
+    assert '# {trace_id="0af7651916cd43dd8448eb211c80319c"}' in openmetrics  # exemplar on the histogram
+    assert_no_personal_data(json.dumps(spans))
+
+    log_lines = [json.loads(line) for line in service.log().splitlines() if line.startswith("{")]
+    hook_lines = [line for line in log_lines if line["event"] == "hook_request"]
+    assert [line["outcome"] for line in hook_lines] == ["enriched", "no_match", "no_match", "unauthorized"]
+    assert hook_lines[0]["event_id"] == example("registration")["eventId"]
+    assert hook_lines[0]["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert {"hook_type", "status", "duration_ms", "directory_ms", "span_id", "timestamp", "level"} <= set(hook_lines[0])
+    assert not any(line.get("logger") == "sanic.access" for line in log_lines)
+    text = service.log()
+    assert_no_personal_data(text)
+    assert SECRET not in text and "wrong-secret-value" not in text and "example.org" not in text
+
+
+def test_tracing_is_off_without_an_endpoint(service: RunningService) -> None:
+    assert not tracing_enabled({})
+    assert not tracing_enabled({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_SDK_DISABLED": "true"})
+    assert type(provider_from_environment({})).__name__ == "NoOpTracerProvider"
+    service.post("registration", example("registration"))
+    assert service.stop() == 0
+    assert '"level": "error"' not in service.log() and "Traceback" not in service.log()
+
+
+def assert_no_personal_data(text: str) -> None:
+    for value in PERSONAL + ["*)(uid=*"]:
+        assert value not in text, f"{value!r} leaked"
+
+
+def span_dump(span) -> dict:
+    return {"name": span.name, "attributes": dict(span.attributes or {}), "events": [e.name for e in span.events]}
