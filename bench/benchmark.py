@@ -24,7 +24,6 @@ import random
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,8 +70,12 @@ def ldap3_loop(url: str, users: int, lookups: int, bind_per_lookup: bool) -> dic
         t0 = time.perf_counter()
         c = connect() if bind_per_lookup else conn
         mail = f"user{rng.randrange(users):05d}@example.com"
-        _, _, response, _ = c.search(BASE_DN, f"(&(objectClass=inetOrgPerson)(mail={escape_filter_chars(mail)}))",
-                                     attributes=ATTRIBUTES, size_limit=2)
+        _, _, response, _ = c.search(
+            BASE_DN,
+            f"(&(objectClass=inetOrgPerson)(mail={escape_filter_chars(mail)}))",
+            attributes=ATTRIBUTES,
+            size_limit=2,
+        )
         manager = response[0]["attributes"].get("manager")
         if manager:
             c.search(manager, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["mail"])
@@ -80,8 +83,13 @@ def ldap3_loop(url: str, users: int, lookups: int, bind_per_lookup: bool) -> dic
             c.unbind()
         latencies.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - started
-    return {"requests": lookups, "rate": lookups / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000, "errors": 0}
+    return {
+        "requests": lookups,
+        "rate": lookups / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "errors": 0,
+    }
 
 
 WRK_SCRIPT = """
@@ -101,11 +109,15 @@ end
 def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
     output = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
+
     def ms(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
@@ -124,7 +136,7 @@ class OtlpSink(BaseHTTPRequestHandler):
 
     received = 0
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         OtlpSink.received += 1
         self.send_response(200)
@@ -135,7 +147,9 @@ class OtlpSink(BaseHTTPRequestHandler):
         pass
 
 
-def run_service(config: dict, workdir: Path, env: dict[str, str], wrapper: str | None = None) -> tuple[subprocess.Popen, str]:
+def run_service(
+    config: dict, workdir: Path, env: dict[str, str], wrapper: str | None = None
+) -> tuple[subprocess.Popen, str]:
     hook_port, ops_port = free_port(), free_port()
     config = {**config, "server": {"host": "127.0.0.1", "hook_port": hook_port, "ops_port": ops_port}}
     path = workdir / f"config-{hook_port}.yaml"
@@ -143,8 +157,13 @@ def run_service(config: dict, workdir: Path, env: dict[str, str], wrapper: str |
     command = [sys.executable, "-m", "service", "serve", "--config", str(path)]
     if wrapper:
         command = [sys.executable, str(Path(__file__).parent / wrapper), "serve", "--config", str(path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
-                               env={**os.environ, "OKTA_HOOK_SECRET": SECRET, "LDAP_BIND_PASSWORD": SERVICE_BIND_PASSWORD, **env})
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env={**os.environ, "OKTA_HOOK_SECRET": SECRET, "LDAP_BIND_PASSWORD": SERVICE_BIND_PASSWORD, **env},
+    )
     for _ in range(300):
         try:
             if httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=0.5).status_code == 200:
@@ -211,8 +230,16 @@ def main() -> int:
                 ("hook, pooled (metrics + logs on)", config, {}, None),
                 ("hook, connect+bind per request", no_reuse, {}, None),
                 ("hook, telemetry off", config, {}, "no_telemetry.py"),
-                ("hook, tracing 10 % sampled", config, {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
-                 "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}, None),
+                (
+                    "hook, tracing 10 % sampled",
+                    config,
+                    {
+                        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
+                        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+                    },
+                    None,
+                ),
             ]
             for name, variant_config, env, wrapper in variants:
                 print(f"running {name}...", file=sys.stderr)
@@ -232,14 +259,19 @@ def main() -> int:
             sink.shutdown()
 
     baseline = rows["hook, pooled (metrics + logs on)"]["rate"]
-    print(f"\n{args.users} users, {args.connections} connections, {args.duration} s per hook run, {os.cpu_count()} cores\n")
+    print(
+        f"\n{args.users} users, {args.connections} connections, {args.duration} s per hook run, "
+        f"{os.cpu_count()} cores\n"
+    )
     print("| variant | requests | req/s | p50 ms | p99 ms | non-2xx | enriched | vs pooled hook |")
     print("|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
         ratio = f"{row['rate'] / baseline:.2f}x" if name.startswith("hook") else "-"
         enriched = f"{row['enriched_pct']:.1f} %" if "enriched_pct" in row else "-"
-        print(f"| {name} | {row['requests']} | {row['rate']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
-              f"| {row['errors']} | {enriched} | {ratio} |")
+        print(
+            f"| {name} | {row['requests']} | {row['rate']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+            f"| {row['errors']} | {enriched} | {ratio} |"
+        )
     results = REPO / "bench-results"
     results.mkdir(exist_ok=True)
     (results / time.strftime("%Y%m%dT%H%M%S.json")).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

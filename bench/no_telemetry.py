@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import service.telemetry as telemetry  # noqa: E402
-from service.cli import main  # noqa: E402
+import service.telemetry as telemetry
+from service.cli import main
 
 
 class _Quiet:

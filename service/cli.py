@@ -23,15 +23,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="answer Okta inline hooks")
-    serve.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG),
-                       help=f"configuration file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})")
-    serve.add_argument("--reload", action="store_true",
-                       help="development: restart when a Python file of the service changes")
+    serve.add_argument(
+        "--config",
+        default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG),
+        help=f"configuration file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})",
+    )
+    serve.add_argument(
+        "--reload", action="store_true", help="development: restart when a Python file of the service changes"
+    )
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", help="configuration file")
-    check.add_argument("--probe", action="store_true",
-                       help="also read the secrets, bind to the directory and look up --sample")
+    check.add_argument(
+        "--probe", action="store_true", help="also read the secrets, bind to the directory and look up --sample"
+    )
     check.add_argument("--sample", help="login or email to look up with --probe")
 
     demo = commands.add_parser("demo", help="run the service on a throwaway demo directory")
@@ -80,8 +85,8 @@ def _probe(settings: Settings, sample: str | None) -> int:
     secrets = load_secrets(settings)
     directory = Directory(settings.directory, secrets.bind_password)
     try:
-        for server in directory._pool.servers:  # noqa: SLF001 - the probe reports per server
-            status = "bind ok" if directory._pool.check(server) else "unreachable or bind refused"  # noqa: SLF001
+        for server in directory._pool.servers:
+            status = "bind ok" if directory._pool.check(server) else "unreachable or bind refused"
             print(f"{server.name}: {status}")
         if sample:
             rules = {
@@ -113,7 +118,7 @@ def _reload(config_path: str) -> int:
     command = [sys.executable, "-m", "service", "serve", "--config", config_path]
     while True:
         seen = snapshot()
-        child = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+        child = subprocess.Popen(command)
         try:
             while child.poll() is None and snapshot() == seen:
                 time.sleep(1)

@@ -54,6 +54,8 @@ class Hook:
         self.settings = settings
         self._directory = directory
         self._enrich = _ENRICHERS[hook_type]
+        # Only registration has a deny answer; settings validation refuses `deny` for the other types.
+        self._deny_message = settings.deny_message if isinstance(settings, RegistrationSettings) else None
         rules = {f"{index}.{name}": rule for index, rs in enumerate(settings.rule_sets()) for name, rule in rs.items()}
         self._attributes = mapping.required_attributes(rules)
         self._resolve = mapping.resolutions(rules)
@@ -88,8 +90,8 @@ class Hook:
         error_kind: str | None = None,
     ) -> HookResult:
         action = self.settings.on_unknown_user if outcome is Outcome.NO_MATCH else self.settings.on_directory_error
-        deny = action is FailureAction.DENY and isinstance(self.settings, RegistrationSettings)
-        body = denial(self.settings.deny_message) if deny else no_change()  # type: ignore[union-attr]
+        deny = action is FailureAction.DENY and self._deny_message is not None
+        body = denial(self._deny_message) if deny and self._deny_message else no_change()
         return HookResult(
             outcome,
             body,

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 from sanic import HTTPResponse, Request, Sanic, empty, json
-from sanic.response import text
+from sanic.config import Config
+from sanic.response import BaseHTTPResponse, text
 
 from service.auth import SecretVerifier
 from service.directory import Directory
@@ -21,6 +25,8 @@ from service.okta import EventError, parse_event
 from service.policy import Outcome
 from service.settings import Secrets, Settings
 from service.telemetry import Telemetry
+
+App = Sanic[Config, SimpleNamespace]
 
 #: Okta's events are a few KB; its responses are capped at 256 KB, its requests are no bigger.
 MAX_BODY_BYTES = 256 * 1024
@@ -47,10 +53,10 @@ class ServiceState:
 
 def create_apps(
     settings: Settings, secrets: Secrets, telemetry: Telemetry, name: str = "okta_ldap_hook"
-) -> tuple[Sanic, Sanic]:
+) -> tuple[App, App]:
     """Build the hook app and the ops app; nothing is started or connected until the server starts."""
-    hook_app = Sanic(name, configure_logging=False)
-    ops_app = Sanic(f"{name}_ops", configure_logging=False)
+    hook_app: App = Sanic(name, configure_logging=False)
+    ops_app: App = Sanic(f"{name}_ops", configure_logging=False)
     for app in (hook_app, ops_app):
         app.config.update(_SANIC_CONFIG)
 
@@ -71,16 +77,15 @@ def create_apps(
             request.method, route, hook_paths.get(route), request.headers
         )
 
-    @hook_app.on_response
-    async def close_when_draining(request: Request, response: HTTPResponse) -> None:
+    async def close_when_draining(request: Request, response: BaseHTTPResponse) -> None:
         """Answer in-flight hooks during shutdown with ``Connection: close``: Sanic closes idle
         connections once at SIGTERM, then waits up to GRACEFUL_SHUTDOWN_TIMEOUT for the others, and a
         connection kept alive after its last answer would hold the pod for all of it."""
-        if not state.ready and hasattr(request.stream, "keep_alive"):
-            request.stream.keep_alive = False
+        stream = request.stream
+        if not state.ready and stream is not None and hasattr(stream, "keep_alive"):
+            stream.keep_alive = False
 
-    @hook_app.on_response
-    async def observe_response(request: Request, response: HTTPResponse) -> None:
+    async def observe_response(request: Request, response: BaseHTTPResponse) -> None:
         result = getattr(request.ctx, "result", None)
         outcome = result.outcome if result is not None else getattr(request.ctx, "outcome", None)
         if outcome is None and response.status in (400, 413):
@@ -90,16 +95,20 @@ def create_apps(
             getattr(request.ctx, "observation", None), response.status, outcome, result, (request.method, path)
         )
 
+    # response middleware runs in reverse registration order: observe last, after the connection decision
+    hook_app.register_middleware(observe_response, "response")
+    hook_app.register_middleware(close_when_draining, "response")
+
     @hook_app.before_server_start
-    async def start_directory(app: Sanic) -> None:
+    async def start_directory(app: App) -> None:
         state.background.append(await directory.start_background())
 
     @hook_app.after_server_start
-    async def mark_ready(app: Sanic) -> None:
+    async def mark_ready(app: App) -> None:
         state.ready = True
 
     @hook_app.before_server_stop
-    async def mark_draining(app: Sanic) -> None:
+    async def mark_draining(app: App) -> None:
         state.ready = False
         # Sanic drains the primary app's connections only; close the ops port's idle keep-alive
         # connections (Prometheus, kubelet) before the loop stops, or they die with errors logged.
@@ -108,7 +117,7 @@ def create_apps(
                 connection.close_if_idle()
 
     @hook_app.after_server_stop
-    async def stop_everything(app: Sanic) -> None:
+    async def stop_everything(app: App) -> None:
         for task in state.background:
             task.cancel()
         directory.close()
@@ -133,7 +142,7 @@ def create_apps(
     return hook_app, ops_app
 
 
-def _hook_handler(hook: Hook, verifier: SecretVerifier):  # type: ignore[no-untyped-def]
+def _hook_handler(hook: Hook, verifier: SecretVerifier) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
     async def handle(request: Request) -> HTTPResponse:
         received_at = time.monotonic()
         if not verifier.verify(request.headers):

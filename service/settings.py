@@ -37,7 +37,7 @@ class _Section(BaseModel):
 
 
 class ServerSettings(_Section):
-    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all its interfaces
+    host: str = "0.0.0.0"
     hook_port: int = Field(8080, ge=1, le=65535)
     #: /livez, /readyz and /metrics: a separate port, so an Ingress for Okta never exposes them.
     ops_port: int = Field(9090, ge=1, le=65535)
@@ -159,11 +159,7 @@ class HooksSettings(_Section):
         return self
 
     def enabled(self) -> dict[HookType, HookSettings]:
-        return {
-            hook_type: section
-            for hook_type in HookType
-            if (section := getattr(self, hook_type.value)) is not None
-        }
+        return {hook_type: section for hook_type in HookType if (section := getattr(self, hook_type.value)) is not None}
 
 
 class LoggingSettings(_Section):
@@ -173,11 +169,11 @@ class LoggingSettings(_Section):
 
 
 class Settings(_Section):
-    server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
+    server: ServerSettings = ServerSettings()
     auth: AuthSettings
     directory: DirectoryConfig
     hooks: HooksSettings
-    logging: LoggingSettings = Field(default_factory=LoggingSettings)  # type: ignore[arg-type]
+    logging: LoggingSettings = LoggingSettings()
 
 
 @dataclass(frozen=True)
@@ -212,9 +208,9 @@ def parse_settings(document: Mapping[str, Any], origin: str = "configuration") -
 def load_secrets(settings: Settings, environ: Mapping[str, str] = os.environ) -> Secrets:
     """Read every secret the configuration points at. A missing variable or file is an error that
     names the key and the variable or path, never the value."""
-    hook_secrets = [
-        _from_env(environ, name, "auth.secret_env") for name in settings.auth.secret_env
-    ] + [_from_file(path, "auth.secret_files") for path in settings.auth.secret_files]
+    hook_secrets = [_from_env(environ, name, "auth.secret_env") for name in settings.auth.secret_env] + [
+        _from_file(path, "auth.secret_files") for path in settings.auth.secret_files
+    ]
     directory = settings.directory
     bind_password = ""
     if directory.bind_password_env:

@@ -130,7 +130,10 @@ class RunningService:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "service", "serve", "--config", str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT, env=process_env, cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=process_env,
+                cwd=REPO,
             )
         self.client = httpx.Client(timeout=10)
         self._wait_ready()

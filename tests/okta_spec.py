@@ -13,7 +13,9 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
-SPEC_PATH = Path(os.environ.get("OKTA_SPEC", Path(__file__).resolve().parents[2] / "shared/okta/okta-inline-hook-spec.json"))
+SPEC_PATH = Path(
+    os.environ.get("OKTA_SPEC", Path(__file__).resolve().parents[2] / "shared/okta/okta-inline-hook-spec.json")
+)
 
 RESPONSE_SCHEMAS = {
     "registration": "RegistrationResponse",

@@ -19,7 +19,9 @@ class PrometheusServer:
     def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] | None = None) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
-            raise RuntimeError("prometheus is not installed: apt-get install -y --no-install-recommends prometheus (or make setup)")
+            raise RuntimeError(
+                "prometheus is not installed: apt-get install -y --no-install-recommends prometheus (or make setup)"
+            )
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -32,9 +34,15 @@ class PrometheusServer:
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self._log = (workdir / "prometheus.log").open("wb")
         self.process = subprocess.Popen(
-            [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--enable-feature=exemplar-storage"],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--enable-feature=exemplar-storage",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.client = httpx.Client(base_url=self.url, timeout=10)
         deadline = time.monotonic() + 15

@@ -50,8 +50,13 @@ def make_directory(*urls: str, observer: CountingObserver | None = None, **optio
         user_search=UserSearch(base_dn="ou=people,dc=example,dc=com", filter="(objectClass=inetOrgPerson)"),
         bind_dn=SERVICE_BIND_DN,
         bind_password_env="UNUSED",
-        **{"connect_timeout_seconds": 0.5, "operation_timeout_seconds": 1.0, "pool_size": 4,
-           "server_cooldown_seconds": 30.0, **options},
+        **{
+            "connect_timeout_seconds": 0.5,
+            "operation_timeout_seconds": 1.0,
+            "pool_size": 4,
+            "server_cooldown_seconds": 30.0,
+            **options,
+        },
     )
     return Directory(config, SERVICE_BIND_PASSWORD, observer)
 
@@ -107,7 +112,9 @@ def test_unknown_user_is_none(directory: Directory) -> None:
     assert find(directory, "nobody@example.com") is None
 
 
-@pytest.mark.parametrize("hostile", ["*", "*)(uid=*", "*)(objectClass=*", "\\00", "\x00", "\\2a", ")", "\\", "*@example.com"])
+@pytest.mark.parametrize(
+    "hostile", ["*", "*)(uid=*", "*)(objectClass=*", "\\00", "\x00", "\\2a", ")", "\\", "*@example.com"]
+)
 def test_hostile_strings_are_escaped_once(directory: Directory, hostile: str) -> None:
     assert find(directory, hostile) is None
 
@@ -185,8 +192,10 @@ def test_untrusted_certificate_is_refused(slapd: Slapd, tmp_path: Path, use_star
 
 def test_wrong_bind_password_is_bind_failed(slapd: Slapd) -> None:
     config = DirectoryConfig(
-        urls=(slapd.url,), user_search=UserSearch(base_dn="ou=people,dc=example,dc=com"),
-        bind_dn=SERVICE_BIND_DN, bind_password_env="UNUSED",
+        urls=(slapd.url,),
+        user_search=UserSearch(base_dn="ou=people,dc=example,dc=com"),
+        bind_dn=SERVICE_BIND_DN,
+        bind_password_env="UNUSED",
     )
     directory = Directory(config, "not-the-password")
     try:

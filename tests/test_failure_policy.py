@@ -58,13 +58,17 @@ def test_hanging_directory_every_request_answered_before_the_deadline(
         for t in HOOKS.values()
     )
     assert fallbacks == len(calls)
-    assert metric(service, 'okta_hook_deadline_exceeded_total{hook_type="registration",stage="bind"}') + metric(
-        service, 'okta_hook_deadline_exceeded_total{hook_type="registration",stage="pool_wait"}'
-    ) >= 1
+    assert (
+        metric(service, 'okta_hook_deadline_exceeded_total{hook_type="registration",stage="bind"}')
+        + metric(service, 'okta_hook_deadline_exceeded_total{hook_type="registration",stage="pool_wait"}')
+        >= 1
+    )
 
 
 def test_hanging_directory_with_deny_policy_denies_in_time(hanging_directory: HangingServer, start_service) -> None:
-    service = start_service(fallback_config(hanging_directory.url, on_directory_error="deny", deny_message="Try later."))
+    service = start_service(
+        fallback_config(hanging_directory.url, on_directory_error="deny", deny_message="Try later.")
+    )
 
     status, body, elapsed = timed_post(service, "registration")
 
@@ -126,7 +130,7 @@ def test_sigterm_drains_in_flight_hooks(hanging_directory: HangingServer, start_
         in_flight = pool.submit(timed_post, service, "registration")
         time.sleep(0.3)
         service.process.send_signal(15)
-        status, body, elapsed = in_flight.result(timeout=10)
+        status, body, _elapsed = in_flight.result(timeout=10)
 
     assert (status, body) == (200, {})  # answered with the fallback, not cut off
     assert service.process.wait(timeout=15) == 0

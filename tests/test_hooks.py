@@ -76,7 +76,9 @@ def test_token_replaces_claims_already_present_and_skips_tokens_not_minted(servi
     validate_response("token", body)
     assert list(commands(body)) == ["com.okta.identity.patch"]
     assert commands(body)["com.okta.identity.patch"][0] == {
-        "op": "replace", "path": "/claims/department", "value": "Operations"
+        "op": "replace",
+        "path": "/claims/department",
+        "value": "Operations",
     }
 
 
@@ -92,14 +94,20 @@ def test_saml_adds_attribute_statements(service: RunningService) -> None:
         {
             "op": "add",
             "path": "/claims/department",
-            "value": {"attributes": {"NameFormat": basic}, "attributeValues": [{"attributes": string, "value": "Sales"}]},
+            "value": {
+                "attributes": {"NameFormat": basic},
+                "attributeValues": [{"attributes": string, "value": "Sales"}],
+            },
         },
         {
             "op": "add",
             "path": "/claims/groups",
             "value": {
                 "attributes": {"NameFormat": basic},
-                "attributeValues": [{"attributes": string, "value": "all-staff"}, {"attributes": string, "value": "sales"}],
+                "attributeValues": [
+                    {"attributes": string, "value": "all-staff"},
+                    {"attributes": string, "value": "sales"},
+                ],
             },
         },
     ]
@@ -142,7 +150,12 @@ def test_unknown_user_continues_without_changes(service: RunningService, hook: s
     name = "user_import" if hook == "user-import" else hook
     event = example(name)
     raw = json.dumps(event)
-    for known in ("rosario.jones@example.com", "administrator1@clouditude.net", "user@example.com", "sally.admin@example.net"):
+    for known in (
+        "rosario.jones@example.com",
+        "administrator1@clouditude.net",
+        "user@example.com",
+        "sally.admin@example.net",
+    ):
         raw = raw.replace(known, "nobody.here@example.com")
 
     response = service.post(hook, json.loads(raw))
@@ -252,10 +265,19 @@ def test_hook_types_without_configuration_have_no_endpoint(slapd, start_service)
         (b"{not json", "body is not valid JSON"),
         (b"\xff\xfe", "body is not valid JSON"),
         (b"[1, 2]", "body is not a JSON object"),
-        (b'{"eventType": "com.okta.oauth2.tokens.transform", "data": {}}', "eventType must be com.okta.user.pre-registration"),
+        (
+            b'{"eventType": "com.okta.oauth2.tokens.transform", "data": {}}',
+            "eventType must be com.okta.user.pre-registration",
+        ),
         (b'{"eventType": "com.okta.user.pre-registration", "data": []}', "data must be an object"),
-        (b'{"eventType": "com.okta.user.pre-registration", "requestType": "x", "data": {}}', "unknown requestType for a registration event"),
-        (b'{"eventType": "com.okta.user.pre-registration", "data": {"userProfile": {}}}', "event names no user (login or email)"),
+        (
+            b'{"eventType": "com.okta.user.pre-registration", "requestType": "x", "data": {}}',
+            "unknown requestType for a registration event",
+        ),
+        (
+            b'{"eventType": "com.okta.user.pre-registration", "data": {"userProfile": {}}}',
+            "event names no user (login or email)",
+        ),
     ],
 )
 def test_malformed_requests_get_400_with_a_short_reason(service: RunningService, body: bytes, reason: str) -> None:
@@ -283,8 +305,10 @@ def test_wrong_or_missing_secret_gets_401_without_detail(service: RunningService
 def test_rotation_accepts_every_configured_secret(slapd, start_service, tmp_path) -> None:
     secret_file = tmp_path / "next-secret"
     secret_file.write_text("Basic bmV4dDpzZWNyZXQ=\n")  # Okta's Basic auth is a header secret too
-    config = service_config(slapd.url, auth={"header": "Authorization", "secret_env": ["OKTA_HOOK_SECRET"],
-                                              "secret_files": [str(secret_file)]})
+    config = service_config(
+        slapd.url,
+        auth={"header": "Authorization", "secret_env": ["OKTA_HOOK_SECRET"], "secret_files": [str(secret_file)]},
+    )
     service = start_service(config)
 
     assert service.post("registration", example("registration"), secret=SECRET).status_code == 200
@@ -296,7 +320,9 @@ def test_custom_secret_header(slapd, start_service) -> None:
     config = service_config(slapd.url, auth={"header": "X-Okta-Hook-Secret", "secret_env": ["OKTA_HOOK_SECRET"]})
     service = start_service(config)
 
-    assert service.post("token", example("token"), secret=None, headers={"X-Okta-Hook-Secret": SECRET}).status_code == 200
+    assert (
+        service.post("token", example("token"), secret=None, headers={"X-Okta-Hook-Secret": SECRET}).status_code == 200
+    )
     assert service.post("token", example("token"), secret=SECRET).status_code == 401
 
 
@@ -312,5 +338,8 @@ def test_ops_port_probes_and_metrics(service: RunningService) -> None:
     service.post("registration", example("registration"))
     metrics = service.metrics()
     assert 'okta_hook_requests_total{hook_type="registration",outcome="enriched"} 1.0' in metrics
-    assert 'http_server_request_duration_seconds_bucket{le="2.5",method="POST",route="/hooks/registration",status_code="200"} 1.0' in metrics
+    assert (
+        'http_server_request_duration_seconds_bucket{le="2.5",method="POST",route="/hooks/registration",'
+        'status_code="200"} 1.0' in metrics
+    )
     assert service.client.post(service.ops_url + "/hooks/registration").status_code == 404

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from conftest import SECRET, HangingServer, RunningService, directory_config, service_config
@@ -32,8 +33,16 @@ from service.telemetry.tracing import provider_from_environment, tracing_enabled
 #: What the demo directory holds about the user of Okta's registration example: none of it may leave
 #: the service anywhere but in the answer to Okta.
 PERSONAL = [
-    "rosario.jones", "Rosario", "Jones", "uid=rosario.jones", "ou=people", "Senior Software Engineer",
-    "carol.chen", "1002", "nobody.here", "stranger",
+    "rosario.jones",
+    "Rosario",
+    "Jones",
+    "uid=rosario.jones",
+    "ou=people",
+    "Senior Software Engineer",
+    "carol.chen",
+    "1002",
+    "nobody.here",
+    "stranger",
 ]
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -50,7 +59,9 @@ def test_prometheus_sees_outcomes_latency_bounds_and_fallbacks(
     )
     hanging_config["hooks"]["registration"]["deadline_seconds"] = 0.5
     hanging = start_service(hanging_config)
-    prometheus = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{healthy.ops_port}", f"127.0.0.1:{hanging.ops_port}"])
+    prometheus = PrometheusServer(
+        tmp_path / "prometheus", [f"127.0.0.1:{healthy.ops_port}", f"127.0.0.1:{hanging.ops_port}"]
+    )
     try:
         prometheus.wait_scraped()
         unknown = example("registration")
@@ -100,7 +111,7 @@ def test_metrics_labels_hold_no_user_data(service: RunningService) -> None:
     service.post("registration", unknown)
     service.client.post(service.hook_url + "/hooks/rosario.jones", json={})  # an unmatched path
     metrics = service.metrics()
-    for value in PERSONAL + ["example.org", "/hooks/rosario"]:
+    for value in [*PERSONAL, "example.org", "/hooks/rosario"]:
         assert value not in metrics, value
     assert 'route="unmatched"' in metrics
 
@@ -125,7 +136,8 @@ def test_server_and_ldap_spans(in_process_app) -> None:
 
     async def call():
         return await app.asgi_client.post(
-            "/hooks/registration", json=example("registration"),
+            "/hooks/registration",
+            json=example("registration"),
             headers={"Authorization": SECRET, "traceparent": TRACEPARENT},
         )
 
@@ -139,8 +151,11 @@ def test_server_and_ldap_spans(in_process_app) -> None:
     assert format(server.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"  # incoming trace
     assert format(server.parent.span_id, "016x") == "b7ad6b7169203331"
     assert dict(server.attributes) == {
-        "http.request.method": "POST", "url.scheme": "http", "http.route": "/hooks/registration",
-        "http.response.status_code": 200, "okta_hook.outcome": "enriched",
+        "http.request.method": "POST",
+        "url.scheme": "http",
+        "http.route": "/hooks/registration",
+        "http.response.status_code": 200,
+        "okta_hook.outcome": "enriched",
     }
     children = [span for span in spans if span.parent is not None and span.parent.span_id == server.context.span_id]
     names = [span.name for span in children]
@@ -157,9 +172,13 @@ def test_deadline_fallback_is_marked_on_the_span(hanging_directory: HangingServe
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    config = service_config(hanging_directory.url, directory=directory_config(hanging_directory.url, operation_timeout_seconds=5.0))
+    config = service_config(
+        hanging_directory.url, directory=directory_config(hanging_directory.url, operation_timeout_seconds=5.0)
+    )
     config["hooks"]["token"]["deadline_seconds"] = 0.3
-    app, _ = create_apps(parse_settings(config), Secrets((SECRET,), "x"), Telemetry(Metrics(), provider), name=f"t{free_port()}")
+    app, _ = create_apps(
+        parse_settings(config), Secrets((SECRET,), "x"), Telemetry(Metrics(), provider), name=f"t{free_port()}"
+    )
 
     async def call():
         return await app.asgi_client.post("/hooks/token", json=example("token"), headers={"Authorization": SECRET})
@@ -175,20 +194,25 @@ def test_deadline_fallback_is_marked_on_the_span(hanging_directory: HangingServe
 class OtlpReceiver(BaseHTTPRequestHandler):
     """An OTLP/HTTP trace endpoint inside the test (no collector binary can be had here)."""
 
-    spans: list[dict] = []
+    spans: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         request = ExportTraceServiceRequest.FromString(self.rfile.read(int(self.headers["Content-Length"])))
         for resource_spans in request.resource_spans:
             resource = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
             for scope in resource_spans.scope_spans:
                 for span in scope.spans:
-                    OtlpReceiver.spans.append({
-                        "name": span.name, "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-                        "parent": span.parent_span_id.hex(), "resource": resource,
-                        "attributes": {kv.key: str(kv.value).strip() for kv in span.attributes},
-                        "events": [event.name for event in span.events],
-                    })
+                    OtlpReceiver.spans.append(
+                        {
+                            "name": span.name,
+                            "trace_id": span.trace_id.hex(),
+                            "span_id": span.span_id.hex(),
+                            "parent": span.parent_span_id.hex(),
+                            "resource": resource,
+                            "attributes": {kv.key: str(kv.value).strip() for kv in span.attributes},
+                            "events": [event.name for event in span.events],
+                        }
+                    )
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.end_headers()
@@ -202,8 +226,11 @@ def test_otlp_export_logs_and_exemplars_without_personal_data(slapd: Slapd, star
     receiver = ThreadingHTTPServer(("127.0.0.1", free_port()), OtlpReceiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     try:
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
-               "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_SERVICE_NAME": "okta-ldap-hook-test"}
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "OTEL_SERVICE_NAME": "okta-ldap-hook-test",
+        }
         service = start_service(service_config(slapd.url), env=env)
         unknown = example("registration")
         unknown["data"]["userProfile"]["email"] = "stranger@example.org"
@@ -252,7 +279,7 @@ def test_tracing_is_off_without_an_endpoint(service: RunningService) -> None:
 
 
 def assert_no_personal_data(text: str) -> None:
-    for value in PERSONAL + ["*)(uid=*"]:
+    for value in [*PERSONAL, "*)(uid=*"]:
         assert value not in text, f"{value!r} leaked"
 
 

@@ -37,8 +37,12 @@ def test_registration_kinds() -> None:
 
 @pytest.mark.parametrize(
     ("name", "escaped"),
-    [("department", "department"), ("http://schemas.example.com/claims/dept", "http:~1~1schemas.example.com~1claims~1dept"),
-     ("a~b", "a~0b"), ("~/", "~0~1")],
+    [
+        ("department", "department"),
+        ("http://schemas.example.com/claims/dept", "http:~1~1schemas.example.com~1claims~1dept"),
+        ("a~b", "a~0b"),
+        ("~/", "~0~1"),
+    ],
 )
 def test_json_pointer_escaping(name: str, escaped: str) -> None:
     assert pointer(name) == escaped

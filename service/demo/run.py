@@ -25,9 +25,10 @@ def run_demo(hook_port: int, ops_port: int) -> int:
 
     data = importlib.resources.files("service.demo") / "data"
     document = yaml.safe_load((data / "demo-config.yaml").read_text(encoding="utf-8"))
-    with tempfile.TemporaryDirectory(prefix="okta-ldap-hook-demo-") as workdir, Slapd(
-        Path(workdir) / "ldap", demo_ldif()
-    ) as slapd:
+    with (
+        tempfile.TemporaryDirectory(prefix="okta-ldap-hook-demo-") as workdir,
+        Slapd(Path(workdir) / "ldap", demo_ldif()) as slapd,
+    ):
         document["directory"]["urls"] = [slapd.url]
         document["server"].update(hook_port=hook_port, ops_port=ops_port)
         settings = parse_settings(document, origin="demo-config.yaml")

@@ -46,9 +46,7 @@ class _Abandoned(Exception):
 
 
 class Directory:
-    def __init__(
-        self, config: DirectoryConfig, password: str = "", observer: DirectoryObserver | None = None
-    ) -> None:
+    def __init__(self, config: DirectoryConfig, password: str = "", observer: DirectoryObserver | None = None) -> None:
         self._config = config
         self._observer = observer or NullObserver()
         self._pool = ConnectionPool(config, password, self._observer)
@@ -145,10 +143,10 @@ class Directory:
         if progress.abandoned or time.monotonic() >= deadline:
             return None  # nobody is waiting for the answer any more
 
-        def on_stage(stage: str) -> None:
+        def on_stage(stage: Stage) -> None:
             if progress.abandoned:
                 raise _Abandoned
-            progress.stage = stage  # type: ignore[assignment]
+            progress.stage = stage
 
         try:
             return self._attempt(identifier, attributes, resolve, on_stage, retry=True)

@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -22,7 +22,7 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 
 from service.directory.config import DirectoryConfig, ServerAddress
-from service.directory.errors import DirectoryError, ErrorKind
+from service.directory.errors import DirectoryError, ErrorKind, Stage
 from service.directory.observer import DirectoryObserver
 
 T = TypeVar("T")
@@ -91,7 +91,7 @@ class ConnectionPool:
 
     # -- lending ---------------------------------------------------------------------------------
 
-    def acquire(self, on_stage: Callable[[str], None]) -> Connection:
+    def acquire(self, on_stage: Callable[[Stage], None]) -> Connection:
         """An idle connection young enough to trust, or a new one (failing over between servers)."""
         too_old = time.monotonic() - self._config.connection_max_age_seconds
         stale: list[Connection] = []
@@ -124,10 +124,10 @@ class ConnectionPool:
         with self._lock:
             self._in_use -= 1
             self._lent.discard(connection)
-            if reusable and len(self._idle) + self._in_use < self._config.pool_size:
+            keep = reusable and len(self._idle) + self._in_use < self._config.pool_size
+            if keep:
                 self._idle.append(connection)
-                connection = None  # type: ignore[assignment]
-        if connection is not None:
+        if not keep:
             _close(connection)
         self._report()
 
@@ -150,10 +150,8 @@ class ConnectionPool:
         for connection in idle:
             _close(connection)
         for connection in lent:
-            try:
+            with suppress(OSError, AttributeError):
                 connection.ldap3_connection.socket.shutdown(socket.SHUT_RDWR)
-            except (OSError, AttributeError):
-                pass
 
     def adjust_waiting(self, delta: int) -> None:
         with self._lock:
@@ -178,7 +176,7 @@ class ConnectionPool:
 
     # -- opening ---------------------------------------------------------------------------------
 
-    def open(self, on_stage: Callable[[str], None]) -> Connection:
+    def open(self, on_stage: Callable[[Stage], None]) -> Connection:
         """Connect and bind to the first available server. A server that cannot be reached is skipped
         for the cooldown; wrong credentials are not a server fault and end the attempt at once."""
         now = time.monotonic()
@@ -210,7 +208,7 @@ class ConnectionPool:
         server.mark_up()
         return True
 
-    def _open_on(self, server: Server, on_stage: Callable[[str], None]) -> Connection:
+    def _open_on(self, server: Server, on_stage: Callable[[Stage], None]) -> Connection:
         conn = ldap3.Connection(
             server.ldap3_server(),
             user=self._config.bind_dn or None,
@@ -291,7 +289,5 @@ def classify(error: BaseException) -> DirectoryError:
 
 
 def _close(connection: Connection) -> None:
-    try:
+    with suppress(Exception):
         connection.ldap3_connection.unbind()
-    except Exception:  # noqa: S110 - closing a broken connection may fail; it is gone either way
-        pass

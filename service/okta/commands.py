@@ -18,13 +18,19 @@ Document = dict[str, Any]
 #: Claims Okta refuses to let a token hook add or change; a patch touching one is dropped whole by Okta,
 #: so configuration naming one is refused at startup instead. ``aud`` and ``sub`` may be changed in
 #: access tokens only.
+# fmt: off
 RESERVED_CLAIMS: frozenset[str] = frozenset(
-    """acr active aid amr app_id app_type as_uri at_hash aud auth_time authorization_details c_hash cid
-    client_id client_ip client_req_id client_type client_user_agent cnf device_compliance device_id
-    device_known device_managed device_name device_trust did dst exp group groups hotk iat idp idp_iss iss
-    jti mac_key may_act nonce oid okta_emailVerified okta_lastUpdated orig permissions purpose pwd_exp_days
-    pwd_exp_time rid role rpt rsi scope scopes scp sid sub term token_type uid username ver""".split()
+    {
+        "acr", "active", "aid", "amr", "app_id", "app_type", "as_uri", "at_hash", "aud", "auth_time",
+        "authorization_details", "c_hash", "cid", "client_id", "client_ip", "client_req_id", "client_type",
+        "client_user_agent", "cnf", "device_compliance", "device_id", "device_known", "device_managed",
+        "device_name", "device_trust", "did", "dst", "exp", "group", "groups", "hotk", "iat", "idp", "idp_iss",
+        "iss", "jti", "mac_key", "may_act", "nonce", "oid", "okta_emailVerified", "okta_lastUpdated", "orig",
+        "permissions", "purpose", "pwd_exp_days", "pwd_exp_time", "rid", "role", "rpt", "rsi", "scope", "scopes",
+        "scp", "sid", "sub", "term", "token_type", "uid", "username", "ver",
+    }
 )
+# fmt: on
 ACCESS_TOKEN_MODIFIABLE: frozenset[str] = frozenset({"aud", "sub"})
 
 SAML_NAME_FORMAT = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic"
@@ -61,9 +67,7 @@ def denial(summary: str) -> Document:
     }
 
 
-def token_patch(
-    event: HookEvent, id_token: Mapping[str, Value], access_token: Mapping[str, Value]
-) -> Document:
+def token_patch(event: HookEvent, id_token: Mapping[str, Value], access_token: Mapping[str, Value]) -> Document:
     """Patch the claims of the tokens Okta is minting in this flow. A command for a token that was not
     requested voids Okta's whole patch, so tokens absent from the event are never patched. ``replace`` is
     used for claims the token already has, ``add`` for new ones (Okta's documented distinction)."""

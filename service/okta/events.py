@@ -123,10 +123,10 @@ def parse_event(body: bytes, expected: HookType) -> HookEvent:
 def _registration_kind(request_type: object) -> RegistrationKind:
     if request_type is None:
         return RegistrationKind.SELF_SERVICE  # Classic Engine sends no requestType
-    try:
-        return RegistrationKind(request_type)
-    except ValueError:
-        raise EventError("unknown requestType for a registration event") from None
+    for kind in RegistrationKind:
+        if request_type == kind.value:
+            return kind
+    raise EventError("unknown requestType for a registration event")
 
 
 def _subject(hook_type: HookType, kind: RegistrationKind | None, data: dict[str, Any]) -> Subject:

@@ -28,7 +28,7 @@ class DirectoryTelemetry:
     @contextmanager
     def _operation(self, name: str, server: str) -> Iterator[None]:
         host, _, port = server.rpartition(":")
-        attributes = {
+        attributes: dict[str, str | int] = {
             "server.address": host,
             "server.port": int(port),
             "network.transport": "tcp",
@@ -41,8 +41,11 @@ class DirectoryTelemetry:
         traced = trace.get_current_span().get_span_context().is_valid
         span_scope: AbstractContextManager[Span | None] = (
             self._tracer.start_as_current_span(
-                f"LDAP {name}", kind=SpanKind.CLIENT, attributes=attributes,
-                record_exception=False, set_status_on_exception=False,
+                f"LDAP {name}",
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
             )
             if traced
             else nullcontext(None)

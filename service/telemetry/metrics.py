@@ -84,9 +84,7 @@ class Metrics:
             registry=registry,
         )
         self.pool_size = Gauge("okta_hook_ldap_pool_size", "Open LDAP connections.", registry=registry)
-        self.pool_in_use = Gauge(
-            "okta_hook_ldap_pool_in_use", "LDAP connections lent to a lookup.", registry=registry
-        )
+        self.pool_in_use = Gauge("okta_hook_ldap_pool_in_use", "LDAP connections lent to a lookup.", registry=registry)
         self.pool_waiting = Gauge(
             "okta_hook_ldap_pool_waiting", "Lookups waiting for a free LDAP worker.", registry=registry
         )

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextvars import Token
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from service.policy import DENIAL_REASONS, Outcome
@@ -26,7 +28,7 @@ class RequestObservation:
     hook_type: str | None
     started: float = field(default_factory=time.perf_counter)
     span: Span | None = None
-    token: object | None = None
+    token: Token[Context] | None = None
 
 
 class RequestTelemetry:
@@ -106,7 +108,7 @@ class RequestTelemetry:
         if span is not None:
             span.end()
         if observation.token is not None:
-            otel_context.detach(observation.token)  # type: ignore[arg-type]
+            otel_context.detach(observation.token)
 
 
 def _hook_from_route(route: str | None) -> str | None:
