@@ -1,0 +1,247 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "okta-ldap-hook.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Fully qualified app name: <release>-<name>, or <release> when it already contains the name. */}}
+{{- define "okta-ldap-hook.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "okta-ldap-hook.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "okta-ldap-hook.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels: immutable on a Deployment, so only name and instance. */}}
+{{- define "okta-ldap-hook.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "okta-ldap-hook.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "okta-ldap-hook.labels" -}}
+helm.sh/chart: {{ include "okta-ldap-hook.chart" . }}
+{{ include "okta-ldap-hook.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "okta-ldap-hook.imageTag" . | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/component: hook
+app.kubernetes.io/part-of: okta-ldap-hook
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* metadata.annotations content shared by every object (may be empty). */}}
+{{- define "okta-ldap-hook.commonAnnotations" -}}
+{{- with .Values.commonAnnotations }}
+{{- toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "okta-ldap-hook.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "okta-ldap-hook.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The image tag (appVersion by default); only the part before a skaffold "@digest" suffix. */}}
+{{- define "okta-ldap-hook.imageTag" -}}
+{{- (split "@" (default .Chart.AppVersion .Values.image.tag))._0 -}}
+{{- end -}}
+
+{{/* repository@digest when a digest is set, else repository:tag. */}}
+{{- define "okta-ldap-hook.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ----------------------------------------------------------------------------- secrets */}}
+
+{{- define "okta-ldap-hook.secretName" -}}
+{{- default (include "okta-ldap-hook.fullname" .) .Values.secret.existingSecret -}}
+{{- end -}}
+
+{{/* Where the Secret's keys are mounted as files (the config points at them). */}}
+{{- define "okta-ldap-hook.secretDir" -}}
+/var/run/secrets/okta-ldap-hook
+{{- end -}}
+
+{{/* JSON list of the Secret keys that each hold one accepted Okta secret. */}}
+{{- define "okta-ldap-hook.hookSecretKeys" -}}
+{{- $keys := list -}}
+{{- if .Values.secret.existingSecret -}}
+{{- $keys = .Values.secret.existingSecretKeys.hookSecrets -}}
+{{- else if .Values.secret.hookSecrets -}}
+{{- range $i, $_ := .Values.secret.hookSecrets -}}
+{{- $keys = append $keys (printf "hook-secret-%d" (add1 $i)) -}}
+{{- end -}}
+{{- else -}}
+{{- $keys = list "hook-secret-1" -}}
+{{- end -}}
+{{- toJson $keys -}}
+{{- end -}}
+
+{{/* "true" when the directory is bound with a DN, so a bind password is mounted. */}}
+{{- define "okta-ldap-hook.bindsWithPassword" -}}
+{{- if .Values.config.directory.bind_dn -}}true{{- end -}}
+{{- end -}}
+
+{{- define "okta-ldap-hook.bindPasswordKey" -}}
+{{- if .Values.secret.existingSecret -}}
+{{- .Values.secret.existingSecretKeys.bindPassword -}}
+{{- else -}}
+bind-password
+{{- end -}}
+{{- end -}}
+
+{{/* The generated Okta secret: kept from the live Secret on upgrades, random on install. */}}
+{{- define "okta-ldap-hook.generatedHookSecret" -}}
+{{- $existing := lookup "v1" "Secret" (include "okta-ldap-hook.namespace" .) (include "okta-ldap-hook.fullname" .) -}}
+{{- if and $existing $existing.data (index $existing.data "hook-secret-1") -}}
+{{- index $existing.data "hook-secret-1" -}}
+{{- else -}}
+{{- randAlphaNum 40 | b64enc -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ----------------------------------------------------------------------------- LDAP CA */}}
+
+{{- define "okta-ldap-hook.caFile" -}}
+{{- if or .Values.ldapCa.secretName .Values.ldapCa.configMapName -}}
+/etc/ssl/okta-ldap-hook/ca.crt
+{{- end -}}
+{{- end -}}
+
+{{/* ----------------------------------------------------------------------------- config */}}
+
+{{/* The service's config.yaml: values.config plus the parts the chart owns. */}}
+{{- define "okta-ldap-hook.config" -}}
+{{- $cfg := deepCopy .Values.config -}}
+{{- $secretDir := include "okta-ldap-hook.secretDir" . -}}
+{{- $files := list -}}
+{{- range (include "okta-ldap-hook.hookSecretKeys" . | fromJsonArray) -}}
+{{- $files = append $files (printf "%s/%s" $secretDir .) -}}
+{{- end -}}
+{{- $_ := set $cfg "server" (dict "host" "0.0.0.0" "hook_port" (int .Values.containerPorts.hook) "ops_port" (int .Values.containerPorts.ops)) -}}
+{{- $_ := set $cfg "auth" (dict "header" .Values.okta.authHeader "secret_files" $files) -}}
+{{- $directory := $cfg.directory -}}
+{{- if include "okta-ldap-hook.bindsWithPassword" . -}}
+{{- $_ := set $directory "bind_password_file" (printf "%s/%s" $secretDir (include "okta-ldap-hook.bindPasswordKey" .)) -}}
+{{- end -}}
+{{- with include "okta-ldap-hook.caFile" . -}}
+{{- $_ := set $directory "ca_file" . -}}
+{{- end -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/* Hook types configured in config.hooks, as a JSON list of {type, path} (path as served). */}}
+{{- define "okta-ldap-hook.hookPaths" -}}
+{{- $paths := list -}}
+{{- range $type := list "registration" "token" "saml" "user_import" -}}
+{{- if not (kindIs "invalid" (index $.Values.config.hooks $type)) -}}
+{{- $paths = append $paths (dict "type" $type "path" (printf "/hooks/%s" (replace "_" "-" $type))) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $paths -}}
+{{- end -}}
+
+{{/* ----------------------------------------------------------------------------- network */}}
+
+{{/* JSON list of the TCP ports of config.directory.urls (389 for ldap://, 636 for ldaps:// by default). */}}
+{{- define "okta-ldap-hook.ldapPorts" -}}
+{{- $ports := list -}}
+{{- range .Values.config.directory.urls -}}
+{{- $url := urlParse . -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
+{{- if not $port -}}
+{{- $port = ternary "636" "389" (eq $url.scheme "ldaps") -}}
+{{- end -}}
+{{- $ports = append $ports (int $port) -}}
+{{- end -}}
+{{- toJson ($ports | uniq) -}}
+{{- end -}}
+
+{{/* Port of telemetry.otlpEndpoint (default 4318 for http, 443 for https). */}}
+{{- define "okta-ldap-hook.otlpPort" -}}
+{{- with .Values.telemetry.otlpEndpoint -}}
+{{- $url := urlParse . -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
+{{- if $port -}}{{ $port }}{{- else if eq $url.scheme "https" -}}443{{- else -}}4318{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of the helm test Pod: not matched by the Deployment/Service selectors. */}}
+{{- define "okta-ldap-hook.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-test" (include "okta-ldap-hook.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Fail early on inconsistent values (the schema cannot express these). */}}
+{{- define "okta-ldap-hook.validate" -}}
+{{- if and .Values.ldapCa.secretName .Values.ldapCa.configMapName -}}
+{{- fail "ldapCa: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- $directory := .Values.config.directory -}}
+{{- range $key := list "bind_password" "bind_password_env" "bind_password_file" "ca_file" -}}
+{{- if hasKey $directory $key -}}
+{{- fail (printf "config.directory.%s is set by the chart: use secret.* and ldapCa.* instead" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key := list "server" "auth" -}}
+{{- if hasKey $.Values.config $key -}}
+{{- fail (printf "config.%s is set by the chart: use containerPorts, okta.authHeader and secret.* instead" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (include "okta-ldap-hook.bindsWithPassword" .) (not .Values.secret.existingSecret) (not .Values.secret.bindPassword) -}}
+{{- fail "config.directory.bind_dn is set: provide secret.bindPassword or secret.existingSecret" -}}
+{{- end -}}
+{{- if and .Values.secret.existingSecret (not .Values.secret.existingSecretKeys.hookSecrets) -}}
+{{- fail "secret.existingSecretKeys.hookSecrets must name at least one key" -}}
+{{- end -}}
+{{- if eq (int .Values.containerPorts.hook) (int .Values.containerPorts.ops) -}}
+{{- fail "containerPorts.hook and containerPorts.ops must differ" -}}
+{{- end -}}
+{{- if not (include "okta-ldap-hook.hookPaths" . | fromJsonArray) -}}
+{{- fail "config.hooks: configure at least one of registration, token, saml, user_import" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A minimal Okta event of hook type .type, naming a user no directory has (helm test). */}}
+{{- define "okta-ldap-hook.sampleEvent" -}}
+{{- $user := dict "login" "helm-test@example.invalid" "email" "helm-test@example.invalid" "firstName" "Helm" "lastName" "Test" -}}
+{{- $event := dict "eventId" "helm-test" "eventTypeVersion" "1.0" "cloudEventVersion" "0.1" "contentType" "application/json" -}}
+{{- if eq .type "registration" -}}
+{{- $_ := set $event "eventType" "com.okta.user.pre-registration" -}}
+{{- $_ := set $event "requestType" "self.service.registration" -}}
+{{- $_ := set $event "data" (dict "userProfile" $user "action" "ALLOW") -}}
+{{- else if eq .type "token" -}}
+{{- $_ := set $event "eventType" "com.okta.oauth2.tokens.transform" -}}
+{{- $_ := set $event "data" (dict "context" (dict "user" (dict "profile" $user)) "identity" (dict "claims" (dict)) "access" (dict "claims" (dict))) -}}
+{{- else if eq .type "saml" -}}
+{{- $_ := set $event "eventType" "com.okta.saml.tokens.transform" -}}
+{{- $_ := set $event "data" (dict "context" (dict "user" (dict "profile" $user)) "assertion" (dict "subject" (dict "nameId" $user.login) "claims" (dict))) -}}
+{{- else -}}
+{{- $_ := set $event "eventType" "com.okta.import.transform" -}}
+{{- $_ := set $event "data" (dict "user" (dict "profile" $user) "appUser" (dict "profile" (dict "email" $user.email))) -}}
+{{- end -}}
+{{- toJson $event -}}
+{{- end -}}
