@@ -18,7 +18,7 @@ DEADLINE = 0.8
 
 
 def fallback_config(url: str, **registration: object) -> dict:
-    config = service_config(url, directory=directory_config(url, operation_timeout_seconds=5.0))
+    config = service_config(url, directory=directory_config(url, operation_timeout_seconds=30.0))
     for section in config["hooks"].values():
         section["deadline_seconds"] = DEADLINE
     config["hooks"]["registration"].update(registration)

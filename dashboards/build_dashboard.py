@@ -1,0 +1,716 @@
+"""Builds dashboards/okta-ldap-hook.json, the Grafana dashboard of okta-ldap-hook.
+
+The JSON is committed (the Helm chart ships it in a ConfigMap); this script is its source. After editing a
+panel here, regenerate and commit both:
+
+    python dashboards/build_dashboard.py            # writes dashboards/okta-ldap-hook.json
+    python dashboards/build_dashboard.py --check    # exit 1 if the committed JSON is out of date
+
+Plain dictionaries in Grafana's classic dashboard model (schemaVersion 39), standard library only.
+Rows read top-down from "are Okta logins at risk?" to "why": Okta risk, answers to Okta, deadline and
+timeouts, directory, saturation and versions. tests/test_dashboards.py checks the structure and every query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUTPUT = Path(__file__).with_name("okta-ldap-hook.json")
+
+UID = "okta-ldap-hook"
+TITLE = "Okta LDAP hook"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+REPO_URL = "https://github.com/okta-ldap-hook/okta-ldap-hook/blob/main"
+
+# Every selector carries the dashboard's job and namespace variables.
+SEL = 'job=~"$job",namespace=~"$namespace"'
+HOOKS = f'{SEL},route=~"/hooks/.+"'
+REQ_BUCKET = "http_server_request_duration_seconds_bucket"
+REQ_COUNT = "http_server_request_duration_seconds_count"
+GOOD = f'{REQ_BUCKET}{{{HOOKS},le="2.5",status_code!~"5.."}}'
+ALL_CALLS = f"{REQ_COUNT}{{{HOOKS}}}"
+RI = "$__rate_interval"
+
+Panel = dict[str, Any]
+
+
+def target(
+    expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool = False, fmt: str = "time_series"
+) -> dict[str, Any]:
+    return {
+        "datasource": DATASOURCE,
+        "editorMode": "code",
+        "expr": expr,
+        "format": fmt,
+        "instant": instant,
+        "legendFormat": legend,
+        "range": not instant,
+        "refId": ref,
+    }
+
+
+def targets(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
+    return [target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(pairs)]
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dict[str, Any]:
+    return {"mode": "absolute", "steps": [{"color": color, "value": value} for value, color in steps]}
+
+
+def stat(
+    title: str,
+    description: str,
+    expr: str,
+    unit: str,
+    steps: dict[str, Any],
+    *,
+    decimals: int | None = None,
+    legend: str = "__auto",
+    mappings: list[dict[str, Any]] | None = None,
+) -> Panel:
+    defaults: dict[str, Any] = {
+        "unit": unit,
+        "thresholds": steps,
+        "color": {"mode": "thresholds"},
+        "mappings": mappings or [],
+    }
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {
+            "colorMode": "background",
+            "graphMode": "none",
+            "justifyMode": "center",
+            "orientation": "auto",
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "textMode": "value_and_name" if mappings else "value",
+        },
+        "targets": [target(expr, legend, instant=True)],
+        "_size": (4, 5),
+    }
+
+
+def timeseries(
+    title: str,
+    description: str,
+    tgts: list[dict[str, Any]],
+    unit: str,
+    *,
+    w: int = 12,
+    h: int = 8,
+    min_: float | None = 0,
+    soft_max: float | None = None,
+    steps: dict[str, Any] | None = None,
+    threshold_style: str = "off",
+    stack: bool = False,
+) -> Panel:
+    custom: dict[str, Any] = {
+        "drawStyle": "line",
+        "lineWidth": 1,
+        "fillOpacity": 10,
+        "showPoints": "never",
+        "spanNulls": False,
+        "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+        "thresholdsStyle": {"mode": threshold_style},
+    }
+    defaults: dict[str, Any] = {
+        "unit": unit,
+        "custom": custom,
+        "color": {"mode": "palette-classic"},
+        "thresholds": steps or thresholds((None, "green")),
+    }
+    if min_ is not None:
+        defaults["min"] = min_
+    if soft_max is not None:
+        custom["axisSoftMax"] = soft_max
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {
+            "legend": {
+                "displayMode": "table",
+                "placement": "bottom",
+                "calcs": ["mean", "max", "lastNotNull"],
+                "showLegend": True,
+            },
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+        "targets": tgts,
+        "_size": (w, h),
+    }
+
+
+def heatmap(title: str, description: str, expr: str, *, w: int = 12, h: int = 8) -> Panel:
+    return {
+        "type": "heatmap",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {
+            "defaults": {
+                "unit": "short",
+                "custom": {"hideFrom": {"legend": False, "tooltip": False, "viz": False}},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "calculate": False,
+            "cellGap": 1,
+            "color": {
+                "mode": "scheme",
+                "scheme": "Oranges",
+                "scale": "exponential",
+                "exponent": 0.5,
+                "fill": "dark-orange",
+                "reverse": False,
+                "steps": 64,
+            },
+            "filterValues": {"le": 1e-9},
+            "legend": {"show": True},
+            "rowsFrame": {"layout": "auto"},
+            "tooltip": {"mode": "single", "yHistogram": True, "showColorScale": True},
+            "yAxis": {"axisPlacement": "left", "unit": "s", "reverse": False},
+        },
+        "targets": [target(expr, "{{le}}", fmt="heatmap")],
+        "_size": (w, h),
+    }
+
+
+def state_timeline(title: str, description: str, expr: str, legend: str, *, w: int = 8, h: int = 8) -> Panel:
+    return {
+        "type": "state-timeline",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {
+            "defaults": {
+                "unit": "none",
+                "color": {"mode": "thresholds"},
+                "thresholds": thresholds((None, "red"), (1, "green")),
+                "mappings": [
+                    {
+                        "type": "value",
+                        "options": {
+                            "0": {"text": "down", "color": "red", "index": 0},
+                            "1": {"text": "up", "color": "green", "index": 1},
+                        },
+                    }
+                ],
+                "custom": {"fillOpacity": 80, "lineWidth": 0},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "showValue": "never",
+            "mergeValues": True,
+            "rowHeight": 0.8,
+            "alignValue": "left",
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "single", "sort": "none"},
+        },
+        "targets": [target(expr, legend)],
+        "_size": (w, h),
+    }
+
+
+def table(title: str, description: str, expr: str, *, w: int = 16, h: int = 6) -> Panel:
+    return {
+        "type": "table",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": {"unit": "none", "custom": {"align": "auto"}}, "overrides": []},
+        "options": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"]}},
+        "transformations": [
+            {
+                "id": "organize",
+                "options": {"excludeByName": {"Time": True}, "renameByName": {"Value": "pods"}},
+            }
+        ],
+        "targets": [target(expr, "__auto", instant=True, fmt="table")],
+        "_size": (w, h),
+    }
+
+
+UP_DOWN = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "DOWN", "color": "red", "index": 0},
+            "1": {"text": "UP", "color": "green", "index": 1},
+        },
+    }
+]
+
+
+def rows() -> list[tuple[str, list[Panel]]]:
+    """The dashboard's rows, top to bottom, each with its panels left to right."""
+    risk = [
+        stat(
+            "Good answers (SLI, last 1h)",
+            "Share of hook calls answered without a 5xx within 2.5 s (the SLI) over the last hour. "
+            "Objective: 99.9 % over 30 days. Below 98.56 % for an hour pages (OktaHookErrorBudgetBurnFast).",
+            f"(sum(rate({GOOD}[1h])) or vector(0)) / sum(rate({ALL_CALLS}[1h]))",
+            "percentunit",
+            thresholds((None, "red"), (0.99, "orange"), (0.999, "green")),
+            decimals=2,
+        ),
+        stat(
+            "Error budget left (30 d)",
+            "Share of the 30-day error budget (0.1 % of hook calls may be slow or fail) that is still "
+            "unspent. Negative: the SLO is already missed for this period.",
+            f"1 - (1 - (sum(increase({GOOD}[30d])) or vector(0)) / sum(increase({ALL_CALLS}[30d]))) / 0.001",
+            "percentunit",
+            thresholds((None, "red"), (0.25, "orange"), (0.5, "green")),
+            decimals=1,
+        ),
+        stat(
+            "Answered after Okta's 3 s (last 1h)",
+            "Share of hook calls the service answered after 3 s: Okta had already given up (registration "
+            "denied, token or SAML sent without directory attributes). Should be 0: the internal deadline "
+            "is 2.5 s.",
+            f'1 - (sum(rate({REQ_BUCKET}{{{HOOKS},le="3.0"}}[1h])) or vector(0)) / sum(rate({ALL_CALLS}[1h]))',
+            "percentunit",
+            thresholds((None, "green"), (0.0001, "orange"), (0.001, "red")),
+            decimals=2,
+        ),
+        stat(
+            "Deadline fallbacks (last 1h)",
+            "Hook calls answered with a fallback because the directory did not answer within the 2.5 s "
+            "deadline. Any fallback raises OktaHookDeadlineFallback.",
+            f"sum(increase(okta_hook_deadline_exceeded_total{{{SEL}}}[1h])) or vector(0)",
+            "short",
+            thresholds((None, "green"), (0.5, "red")),
+            decimals=0,
+        ),
+        stat(
+            "Registrations denied by a failure (last 1h)",
+            "Self-service registrations the service denied because the directory failed or was too slow "
+            "(failure policy on_directory_error: deny). Denials of users who are not in the directory "
+            "(on_unknown_user: deny) are intended and not counted here.",
+            f'sum(increase(okta_hook_denials_total{{{SEL},hook_type="registration",reason=~"deadline|ldap_error"}}[1h]))'
+            " or vector(0)",
+            "short",
+            thresholds((None, "green"), (0.5, "red")),
+            decimals=0,
+        ),
+        stat(
+            "Directory servers",
+            "Result of the background check of each configured LDAP server (every 15 s); DOWN when any pod "
+            "fails to reach it. All DOWN: every call gets a fallback (OktaHookDirectoryDown).",
+            f"min by (server) (okta_hook_ldap_up{{{SEL}}})",
+            "none",
+            thresholds((None, "red"), (1, "green")),
+            legend="{{server}}",
+            mappings=UP_DOWN,
+        ),
+    ]
+    answers = [
+        timeseries(
+            "Hook calls by type and outcome",
+            "What Okta received, per hook type: enriched (directory attributes returned), no_match (user "
+            "not in the directory), fallback_deadline / fallback_ldap_error (fallback answer), "
+            "unauthorized (401, wrong secret) and bad_request (400/413).",
+            targets(
+                (
+                    f"sum by (hook_type, outcome) (rate(okta_hook_requests_total{{{SEL}}}[{RI}]))",
+                    "{{hook_type}} {{outcome}}",
+                )
+            ),
+            "reqps",
+        ),
+        timeseries(
+            "Bad, fallback and rejected answers",
+            "SLI bad: share of hook calls slower than 2.5 s or answered with a 5xx (budget: 0.1 %). "
+            "Fallback: share of authenticated calls answered without directory data, per hook type. "
+            "HTTP 5xx: should be 0, the service answers failures with a fallback. Rejected: 401/400 "
+            "answers, e.g. after a secret rotation on one side only.",
+            targets(
+                (
+                    f"1 - (sum(rate({GOOD}[{RI}])) or vector(0)) / sum(rate({ALL_CALLS}[{RI}]))",
+                    "SLI bad (over 2.5 s or 5xx)",
+                ),
+                (
+                    f'sum by (hook_type) (rate(okta_hook_requests_total{{{SEL},outcome=~"fallback_.+"}}'
+                    f"[{RI}])) / sum by (hook_type) (rate(okta_hook_requests_total"
+                    f'{{{SEL},outcome!~"unauthorized|bad_request"}}[{RI}]))',
+                    "fallback {{hook_type}}",
+                ),
+                (
+                    f'sum(rate({REQ_COUNT}{{{HOOKS},status_code=~"5.."}}[{RI}])) / sum(rate({ALL_CALLS}[{RI}]))',
+                    "HTTP 5xx",
+                ),
+                (
+                    f'sum(rate(okta_hook_requests_total{{{SEL},outcome=~"unauthorized|bad_request"}}[{RI}]))'
+                    f" / sum(rate(okta_hook_requests_total{{{SEL}}}[{RI}]))",
+                    "rejected (401/400)",
+                ),
+            ),
+            "percentunit",
+        ),
+        timeseries(
+            "Latency per hook: p50 / p95 / p99",
+            "Time to answer Okta, per hook route. Orange line: the internal deadline (2.5 s), after which "
+            "the service answers with a fallback. Red line: Okta's 3 s timeout. p99 over 2 s for 10 "
+            "minutes raises OktaHookLatencyNearOktaTimeout.",
+            targets(
+                *[
+                    (
+                        f"histogram_quantile({q}, sum by (route, le) (rate({REQ_BUCKET}{{{HOOKS}}}[{RI}])))",
+                        f"p{int(q * 100)} {{{{route}}}}",
+                    )
+                    for q in (0.99, 0.95, 0.5)
+                ]
+            ),
+            "s",
+            soft_max=3.5,
+            steps=thresholds((None, "green"), (2.5, "orange"), (3, "red")),
+            threshold_style="dashed",
+        ),
+        heatmap(
+            "Latency distribution (all hooks)",
+            "Hook calls per latency bucket. A band at 2.5-3 s means calls hit the deadline and got a "
+            "fallback; anything above 3 s reached Okta too late.",
+            f"sum by (le) (increase({REQ_BUCKET}{{{HOOKS}}}[{RI}]))",
+        ),
+    ]
+    deadline = [
+        timeseries(
+            "Deadline exceeded by hook and stage",
+            "Calls per minute that hit the 2.5 s deadline, by what the directory work was doing: "
+            "pool_wait (no free connection: pool too small or connections stuck), connect, bind, "
+            "search, resolve (manager/group lookups).",
+            targets(
+                (
+                    f"60 * sum by (hook_type, stage) (rate(okta_hook_deadline_exceeded_total{{{SEL}}}[{RI}]))",
+                    "{{hook_type}} {{stage}}",
+                )
+            ),
+            "opm",
+            w=8,
+        ),
+        timeseries(
+            "Timeouts: after Okta's 3 s, LDAP timeouts",
+            "Per minute: hook calls answered after 3 s (Okta had already given up) and LDAP operations "
+            "that timed out (each costs up to the operation timeout of the deadline).",
+            targets(
+                (
+                    f"60 * (sum by (route) (rate({ALL_CALLS}[{RI}]))"
+                    f' - sum by (route) (rate({REQ_BUCKET}{{{HOOKS},le="3.0"}}[{RI}])))',
+                    "over 3 s {{route}}",
+                ),
+                (
+                    f'60 * sum by (operation) (rate(okta_hook_ldap_errors_total{{{SEL},error_type="timeout"}}[{RI}]))',
+                    "LDAP {{operation}} timeout",
+                ),
+            ),
+            "opm",
+            w=8,
+        ),
+        timeseries(
+            "Registrations denied by reason",
+            "Registrations denied per minute. no_match: the user is not in the directory and the policy "
+            "denies unknown users (intended). deadline / ldap_error: the directory failed and the "
+            "failure policy denied the user (OktaHookRegistrationsDenied).",
+            targets(
+                (
+                    f'60 * sum by (reason) (rate(okta_hook_denials_total{{{SEL},hook_type="registration"}}[{RI}]))',
+                    "{{reason}}",
+                )
+            ),
+            "opm",
+            w=8,
+        ),
+    ]
+    directory = [
+        timeseries(
+            "Directory operation latency p95 / p99",
+            "LDAP latency by operation (connect, bind, search, resolve). One hook call may need several "
+            "operations; together they must fit in the 2.5 s deadline.",
+            targets(
+                *[
+                    (
+                        f"histogram_quantile({q}, sum by (operation, le) "
+                        f"(rate(okta_hook_ldap_operation_duration_seconds_bucket{{{SEL}}}[{RI}])))",
+                        f"p{int(q * 100)} {{{{operation}}}}",
+                    )
+                    for q in (0.99, 0.95)
+                ]
+            ),
+            "s",
+            w=8,
+        ),
+        timeseries(
+            "Directory errors by type",
+            "Failed LDAP operations per second by operation and error type: timeout, connect, tls, "
+            "bind_failed (check the service account), session_lost, ambiguous (several entries "
+            "matched), server_error, other. Over 5 % of operations raises OktaHookDirectoryErrors.",
+            targets(
+                (
+                    f"sum by (operation, error_type) (rate(okta_hook_ldap_errors_total{{{SEL}}}[{RI}]))",
+                    "{{operation}} {{error_type}}",
+                )
+            ),
+            "ops",
+            w=8,
+        ),
+        state_timeline(
+            "Directory server reachability",
+            "Background check of each LDAP server (every 15 s), worst pod. Red: unreachable from at "
+            "least one pod (OktaHookDirectoryServerDown; all red: OktaHookDirectoryDown).",
+            f"min by (server) (okta_hook_ldap_up{{{SEL}}})",
+            "{{server}}",
+        ),
+        timeseries(
+            "Connection pool",
+            "LDAP connections open, lent out, and lookups waiting for a connection, summed over pods. "
+            "Waiting above 0 for long means the pool is saturated: lookups spend their deadline in "
+            "pool_wait.",
+            targets(
+                (f"sum(okta_hook_ldap_pool_size{{{SEL}}})", "size"),
+                (f"sum(okta_hook_ldap_pool_in_use{{{SEL}}})", "in use"),
+                (f"sum(okta_hook_ldap_pool_waiting{{{SEL}}})", "waiting"),
+            ),
+            "short",
+        ),
+        timeseries(
+            "Directory operations",
+            "LDAP operations per second by operation. Searches follow hook traffic; connects and binds "
+            "should stay low (a rise means connections are being lost and re-opened).",
+            targets(
+                (
+                    f"sum by (operation) (rate(okta_hook_ldap_operation_duration_seconds_count{{{SEL}}}[{RI}]))",
+                    "{{operation}}",
+                )
+            ),
+            "ops",
+        ),
+    ]
+    saturation = [
+        timeseries(
+            "In-flight hook requests per pod",
+            "Hook requests being handled right now, per pod. A steady rise with flat traffic means "
+            "requests are waiting (directory slow, pool saturated, CPU throttled).",
+            targets((f"sum by (instance) (http_server_requests_in_flight{{{SEL}}})", "{{instance}}")),
+            "short",
+            w=8,
+        ),
+        timeseries(
+            "CPU per pod (cores)",
+            "CPU used by the service process, in cores. One Sanic process per pod uses at most one core; "
+            "near 1 (or the pod's CPU limit) latency grows.",
+            targets((f"sum by (instance) (rate(process_cpu_seconds_total{{{SEL}}}[{RI}]))", "{{instance}}")),
+            "short",
+            w=8,
+        ),
+        timeseries(
+            "Memory per pod (RSS)",
+            "Resident memory of the service process per pod.",
+            targets((f"sum by (instance) (process_resident_memory_bytes{{{SEL}}})", "{{instance}}")),
+            "bytes",
+            w=8,
+        ),
+        table(
+            "Running versions",
+            "Versions and revisions reported by okta_hook_build_info, with the number of pods running each. "
+            "Two rows: a rollout is in progress (or stuck).",
+            f"count by (version, revision) (okta_hook_build_info{{{SEL}}})",
+        ),
+        stat(
+            "Pods scraped",
+            "Pods whose /metrics answered the last scrape. 0: nothing is serving Okta or Prometheus lost the "
+            "target (OktaHookNotScraped).",
+            f"sum(up{{{SEL}}})",
+            "short",
+            thresholds((None, "red"), (1, "green")),
+            decimals=0,
+        )
+        | {"_size": (8, 6)},
+    ]
+    return [
+        ("Are Okta logins at risk?", risk),
+        ("Answers to Okta", answers),
+        ("Deadline and timeouts", deadline),
+        ("Directory (LDAP)", directory),
+        ("Saturation and versions", saturation),
+    ]
+
+
+def layout(sections: list[tuple[str, list[Panel]]]) -> list[Panel]:
+    """Assigns ids and gridPos: each row header on its own line, panels flowing left to right (24 columns)."""
+    panels: list[Panel] = []
+    next_id = 1
+    y = 0
+    for title, members in sections:
+        panels.append(
+            {
+                "type": "row",
+                "title": title,
+                "id": next_id,
+                "collapsed": False,
+                "panels": [],
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+            }
+        )
+        next_id += 1
+        y += 1
+        x = 0
+        line_height = 0
+        for panel in members:
+            w, h = panel.pop("_size")
+            if x + w > 24:
+                y += line_height
+                x, line_height = 0, 0
+            panel["id"] = next_id
+            panel["gridPos"] = {"h": h, "w": w, "x": x, "y": y}
+            next_id += 1
+            x += w
+            line_height = max(line_height, h)
+            panels.append(panel)
+        y += line_height
+    return panels
+
+
+def variables() -> list[dict[str, Any]]:
+    def query_var(name: str, label: str, query: str, all_value: str | None) -> dict[str, Any]:
+        var: dict[str, Any] = {
+            "name": name,
+            "label": label,
+            "type": "query",
+            "datasource": DATASOURCE,
+            "definition": query,
+            "query": {"query": query, "refId": f"{name}-variable"},
+            "refresh": 2,
+            "sort": 1,
+            "multi": True,
+            "includeAll": True,
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+            "options": [],
+            "hide": 0,
+            "regex": "",
+        }
+        if all_value is not None:
+            var["allValue"] = all_value
+        return var
+
+    return [
+        {
+            "name": "datasource",
+            "label": "Data source",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+            "hide": 0,
+            "includeAll": False,
+            "multi": False,
+            "options": [],
+            "refresh": 1,
+            "regex": "",
+        },
+        # ".*" also matches series without a namespace label (Prometheus outside Kubernetes).
+        query_var("namespace", "Namespace", "label_values(okta_hook_build_info, namespace)", ".*"),
+        query_var("job", "Job", 'label_values(okta_hook_build_info{namespace=~"$namespace"}, job)', None),
+    ]
+
+
+def annotation_list() -> list[dict[str, Any]]:
+    return [
+        {
+            "builtIn": 1,
+            "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+            "enable": True,
+            "hide": True,
+            "iconColor": "rgba(0, 211, 255, 1)",
+            "name": "Annotations & Alerts",
+            "type": "dashboard",
+        },
+        {
+            "name": "Deploys",
+            "datasource": DATASOURCE,
+            "enable": True,
+            "hide": False,
+            "iconColor": "blue",
+            "expr": f"count by (version) (okta_hook_build_info{{{SEL}}})"
+            f" unless count by (version) (okta_hook_build_info{{{SEL}}} offset 5m)",
+            "step": "1m",
+            "titleFormat": "Deployed {{version}}",
+            "textFormat": "",
+            "useValueForTime": False,
+        },
+    ]
+
+
+def build() -> dict[str, Any]:
+    return {
+        "id": None,
+        "uid": UID,
+        "title": TITLE,
+        "description": "Answers of okta-ldap-hook to Okta inline hooks: are logins at risk, and why "
+        "(deadline, directory, saturation). Alerts: dashboards/alerts.rules.yml.",
+        "tags": ["okta-ldap-hook", "okta", "ldap", "slo"],
+        "timezone": "browser",
+        "editable": False,
+        "graphTooltip": 1,
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "timepicker": {},
+        "weekStart": "",
+        "links": [
+            {
+                "title": "Operator guide",
+                "type": "link",
+                "url": f"{REPO_URL}/docs/operations.md",
+                "targetBlank": True,
+                "icon": "doc",
+                "tooltip": "What to watch, what each alert means",
+                "asDropdown": False,
+                "includeVars": False,
+                "keepTime": False,
+                "tags": [],
+            },
+        ],
+        "annotations": {"list": annotation_list()},
+        "templating": {"list": variables()},
+        "panels": layout(rows()),
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail if the committed JSON differs from the source")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        if current != text:
+            print(f"{args.output} is out of date: run python dashboards/build_dashboard.py", file=sys.stderr)
+            return 1
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

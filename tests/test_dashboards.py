@@ -1,0 +1,681 @@
+"""The Grafana dashboard, the Prometheus rules and their runbooks (dashboards/, docs/runbooks/).
+
+Static checks (promtool, JSON structure, every PromQL expression against the metric catalogue) plus one
+smoke test that starts a real Prometheus scraping a synthetic exporter and renders the panels to PNG.
+
+Needs `promtool` and `prometheus` on PATH (Debian: apt-get install --no-install-recommends prometheus).
+
+The metric catalogue comes from the service (`service.telemetry.metrics.Metrics`) when that module exists,
+else from CATALOGUE below. For a live test against the real service, reuse `all_expressions()`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+REPO = Path(__file__).resolve().parents[1]
+DASHBOARDS = REPO / "dashboards"
+RULES = DASHBOARDS / "alerts.rules.yml"
+RULE_TESTS = DASHBOARDS / "alerts.test.yml"
+DASHBOARD = DASHBOARDS / "okta-ldap-hook.json"
+RUNBOOKS = REPO / "docs" / "runbooks"
+RUNBOOK_URL = "https://github.com/okta-ldap-hook/okta-ldap-hook/blob/main/docs/runbooks/{}.md"
+JOB = "okta-ldap-hook"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+queries = _load("okta_hook_dashboard_queries", DASHBOARDS / "queries.py")
+build_dashboard = _load("okta_hook_build_dashboard", DASHBOARDS / "build_dashboard.py")
+
+
+def all_expressions(*, job: str = JOB, namespace: str = ".*", rate_interval: str = "1m") -> list[tuple[str, str]]:
+    """(where, PromQL) for every dashboard target, annotation and rule, variables replaced: what a live
+    Prometheus scraping the service must accept."""
+    return [
+        (
+            f"{q.source} {q.where!r} {q.ref}",
+            queries.expand(q.expr, job=job, namespace=namespace, rate_interval=rate_interval),
+        )
+        for q in queries.all_queries()
+    ]
+
+
+# --------------------------------------------------------------------------------------------- catalogue
+
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 10.0)
+LDAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5)
+
+# Fallback when service.telemetry.metrics is not importable: (type, name as given to prometheus_client).
+CATALOGUE = {
+    ("histogram", "http_server_request_duration_seconds"),
+    ("gauge", "http_server_requests_in_flight"),
+    ("counter", "okta_hook_requests"),
+    ("counter", "okta_hook_denials"),
+    ("counter", "okta_hook_deadline_exceeded"),
+    ("histogram", "okta_hook_ldap_operation_duration_seconds"),
+    ("counter", "okta_hook_ldap_errors"),
+    ("gauge", "okta_hook_ldap_up"),
+    ("gauge", "okta_hook_ldap_pool_size"),
+    ("gauge", "okta_hook_ldap_pool_in_use"),
+    ("gauge", "okta_hook_ldap_pool_waiting"),
+    ("gauge", "okta_hook_build_info"),
+}
+
+# Label values the queries may match (bounded enums of the service, plus the bucket bounds).
+LABEL_VALUES = {
+    "route": {"/hooks/registration", "/hooks/token", "/hooks/saml", "/hooks/user-import", "unmatched"},
+    "hook_type": {"registration", "token", "saml", "user_import"},
+    "outcome": {"enriched", "no_match", "fallback_deadline", "fallback_ldap_error", "unauthorized", "bad_request"},
+    "reason": {"no_match", "deadline", "ldap_error"},
+    "stage": {"pool_wait", "connect", "bind", "search", "resolve"},
+    "operation": {"connect", "bind", "search", "resolve"},
+    "error_type": {"timeout", "connect", "tls", "bind_failed", "session_lost", "ambiguous", "server_error", "other"},
+    "status_code": {"200", "204", "400", "401", "404", "413", "500", "503"},
+    "le": {f"{b}" for b in HTTP_BUCKETS + LDAP_BUCKETS} | {"+Inf"},
+}
+
+
+def _sample_names(families: Any) -> set[str]:
+    names = set()
+    for family in families:
+        if family.type == "histogram":
+            names |= {f"{family.name}_bucket", f"{family.name}_count", f"{family.name}_sum"}
+        elif family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "summary":
+            names |= {family.name, f"{family.name}_count", f"{family.name}_sum"}
+        elif family.type == "info":
+            names.add(f"{family.name}_info")
+        else:
+            names.add(family.name)
+    return names
+
+
+def _client_defaults() -> set[str]:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    # process_* only exist on Linux; list the two the dashboard uses in case this runs elsewhere.
+    return _sample_names(registry.collect()) | {"process_cpu_seconds_total", "process_resident_memory_bytes"}
+
+
+def _service_metric_names() -> tuple[set[str], str]:
+    try:
+        from service.telemetry.metrics import Metrics
+    except ModuleNotFoundError as e:
+        if e.name not in {"service", "service.telemetry", "service.telemetry.metrics"}:
+            raise
+        return _sample_names(_FakeFamily(t, n) for t, n in CATALOGUE), "the catalogue in tests/test_dashboards.py"
+    registry = CollectorRegistry()
+    Metrics(registry)
+    return _sample_names(registry.collect()), "service.telemetry.metrics.Metrics"
+
+
+class _FakeFamily:
+    def __init__(self, type_: str, name: str) -> None:
+        self.type, self.name = type_, name
+
+
+SERVICE_METRICS, CATALOGUE_SOURCE = _service_metric_names()
+KNOWN_METRICS = SERVICE_METRICS | _client_defaults() | {"up"}
+
+
+def _rules() -> dict[str, Any]:
+    rules: dict[str, Any] = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    return rules
+
+
+def _alerts() -> list[dict[str, Any]]:
+    return [r for g in _rules()["groups"] for r in g["rules"] if "alert" in r]
+
+
+def _records() -> list[dict[str, Any]]:
+    return [r for g in _rules()["groups"] for r in g["rules"] if "record" in r]
+
+
+def _dashboard() -> dict[str, Any]:
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return dashboard
+
+
+def _panels() -> list[dict[str, Any]]:
+    return list(queries.iter_panels(_dashboard()))
+
+
+def _check_label_values(where: str, expr: str) -> list[str]:
+    problems = []
+    for name, matchers in queries.selectors(expr):
+        for label, (op, value) in matchers.items():
+            known = LABEL_VALUES.get(label)
+            if known is None:
+                continue
+            if op in {"Equal", "NotEqual"}:
+                if value not in known:
+                    problems.append(f"{where}: {name}{{{label}={value!r}}} is not a known {label}")
+            else:
+                alternatives = value.split("|") if re.fullmatch(r"[\w/.-]+(\|[\w/.-]+)*", value) else [value]
+                for alt in alternatives:
+                    if not any(re.fullmatch(alt, v) for v in known):
+                        problems.append(f"{where}: {name}{{{label}=~{alt!r}}} matches no known {label}")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------- promtool
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is not on PATH: apt-get install --no-install-recommends prometheus (Debian ships it)")
+    return path
+
+
+def test_promtool_check_rules(promtool: str) -> None:
+    result = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_rule_unit_tests(promtool: str) -> None:
+    result = subprocess.run(
+        [promtool, "test", "rules", RULE_TESTS.name], capture_output=True, text=True, timeout=120, cwd=DASHBOARDS
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
+    spec = yaml.safe_load(RULE_TESTS.read_text(encoding="utf-8"))
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for case in spec["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {a["alert"] for a in _alerts()}
+    assert names - fires == set(), "alerts without a unit test that makes them fire"
+    assert names - quiet == set(), "alerts without a unit test where they stay quiet"
+    assert (fires | quiet) - names == set(), "unit tests for alerts that do not exist"
+
+
+# --------------------------------------------------------------------------------------------- rules
+
+
+def test_alerts_have_severity_annotations_and_a_runbook() -> None:
+    alerts = _alerts()
+    assert len(alerts) >= 10
+    names = [a["alert"] for a in alerts]
+    assert len(names) == len(set(names)), "duplicate alert names"
+    for alert in alerts:
+        name = alert["alert"]
+        assert re.fullmatch(r"OktaHook[A-Z][A-Za-z]+", name), name
+        assert alert.get("labels", {}).get("severity") in {"page", "ticket", "warning"}, name
+        annotations = alert.get("annotations", {})
+        for key in ("summary", "description", "runbook_url"):
+            assert annotations.get(key, "").strip(), f"{name}: no {key}"
+        assert annotations["runbook_url"] == RUNBOOK_URL.format(name), name
+        runbook = RUNBOOKS / f"{name}.md"
+        assert runbook.is_file(), f"{name}: {runbook.relative_to(REPO)} is missing"
+        text = runbook.read_text(encoding="utf-8")
+        assert text.startswith(f"# {name}\n"), f"{runbook.name} must start with '# {name}'"
+        for heading in ("## What it means for Okta users", "## First checks"):
+            assert heading in text, f"{runbook.name}: no '{heading}' section"
+        # The description quotes what fired ({{ $value }}, {{ $labels.x }}); absent() has neither.
+        if not alert["expr"].lstrip().startswith("absent("):
+            assert "{{ $value" in annotations["description"] or "{{ $labels" in annotations["description"], name
+
+
+def test_every_runbook_belongs_to_an_alert() -> None:
+    names = {a["alert"] for a in _alerts()}
+    extra = {p.stem for p in RUNBOOKS.glob("*.md")} - names - {"README"}
+    assert extra == set(), f"runbooks without an alert: {sorted(extra)}"
+
+
+def test_operations_guide_lists_every_alert() -> None:
+    text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    missing = [a["alert"] for a in _alerts() if a["alert"] not in text]
+    assert missing == [], f"docs/operations.md does not mention {missing}"
+
+
+def test_rule_expressions_parse_and_read_known_metrics() -> None:
+    recorded = {r["record"] for r in _records()}
+    problems = []
+    for q in queries.rule_queries():
+        for name, matchers in queries.selectors(q.expr):  # raises on a syntax or type error
+            if name in recorded:
+                continue
+            if name not in KNOWN_METRICS:
+                problems.append(f"{q.where}: {name} is not exported (catalogue: {CATALOGUE_SOURCE})")
+            elif matchers.get("job") != ("Equal", JOB):
+                problems.append(f'{q.where}: {name} must select job="{JOB}"')
+        problems += _check_label_values(q.where, q.expr)
+    assert problems == []
+
+
+def test_recording_rules_follow_the_naming_convention_and_the_same_sli_per_window() -> None:
+    records = {r["record"]: " ".join(r["expr"].split()) for r in _records()}
+    for name in records:
+        assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", name), f"{name}: use level:metric:operations"
+    windows = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+    for kind in ("namespace_job:okta_hook_sli_requests:rate", "namespace_job:okta_hook_sli_errors:ratio_rate"):
+        template = records[f"{kind}5m"]
+        for w in windows:
+            assert records.get(f"{kind}{w}") == template.replace("5m", w), f"{kind}{w} differs from {kind}5m"
+    good = records["namespace_job:okta_hook_sli_errors:ratio_rate5m"]
+    assert 'le="2.5"' in good and 'status_code!~"5.."' in good and 'route=~"/hooks/.+"' in good
+
+
+# --------------------------------------------------------------------------------------------- dashboard
+
+
+def test_dashboard_json_is_generated_from_build_dashboard_py() -> None:
+    assert DASHBOARD.read_text(encoding="utf-8") == build_dashboard.render(), (
+        "dashboards/okta-ldap-hook.json is out of date: run python dashboards/build_dashboard.py"
+    )
+
+
+def test_dashboard_has_fixed_uid_and_variables() -> None:
+    dash = _dashboard()
+    assert dash["uid"] == "okta-ldap-hook" and dash["id"] is None
+    assert "__inputs" not in dash and "__requires" not in dash
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    for name in ("namespace", "job"):
+        var = variables[name]
+        assert var["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        inner = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"])
+        assert inner and inner.group(2) == name, var["query"]
+        selector = queries.expand(inner.group(1))
+        assert queries.metric_names(selector) <= KNOWN_METRICS, selector
+
+
+def test_panels_have_datasource_targets_title_description_and_unit() -> None:
+    for panel in _panels():
+        if panel["type"] == "row":
+            assert "targets" not in panel
+            continue
+        title = panel.get("title", "")
+        assert title and panel.get("description"), f"panel {panel['id']} needs a title and a description"
+        assert panel.get("datasource") == {"type": "prometheus", "uid": "${datasource}"}, title
+        assert panel.get("targets"), f"{title}: no targets"
+        for t in panel["targets"]:
+            assert t.get("datasource") == {"type": "prometheus", "uid": "${datasource}"}, title
+            assert t.get("expr", "").strip() and t.get("refId"), title
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), f"{title}: duplicate refId"
+        assert panel.get("fieldConfig", {}).get("defaults", {}).get("unit"), f"{title}: no unit"
+
+
+def test_panel_ids_are_unique_and_the_grid_has_no_overlap() -> None:
+    panels = _panels()
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    taken: dict[tuple[int, int], str] = {}
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["w"] > 0 and g["x"] + g["w"] <= 24 and g["h"] > 0, p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in taken, f"{p['title']!r} overlaps {taken[(x, y)]!r} at x={x} y={y}"
+                taken[(x, y)] = p["title"]
+
+
+def test_rows_read_from_risk_to_cause() -> None:
+    rows = [p["title"] for p in sorted(_panels(), key=lambda p: p["gridPos"]["y"]) if p["type"] == "row"]
+    assert rows[0] == "Are Okta logins at risk?"
+    assert rows == [
+        "Are Okta logins at risk?",
+        "Answers to Okta",
+        "Deadline and timeouts",
+        "Directory (LDAP)",
+        "Saturation and versions",
+    ]
+
+
+def test_dashboard_queries_parse_select_the_variables_and_read_known_metrics() -> None:
+    problems = []
+    for q in queries.dashboard_queries():
+        promql = queries.expand(q.expr, job="JOB_VARIABLE", namespace="NAMESPACE_VARIABLE")
+        for name, matchers in queries.selectors(promql):  # raises on a syntax or type error
+            if name not in KNOWN_METRICS:
+                problems.append(f"{q.where}: {name} is not exported (catalogue: {CATALOGUE_SOURCE})")
+            if matchers.get("job") != ("Re", "JOB_VARIABLE") or matchers.get("namespace") != (
+                "Re",
+                "NAMESPACE_VARIABLE",
+            ):
+                problems.append(f'{q.where}: {name} must select job=~"$job",namespace=~"$namespace"')
+        problems += _check_label_values(q.where, queries.expand(q.expr))
+    assert problems == []
+
+
+def test_range_panels_use_rate_interval() -> None:
+    for q in queries.dashboard_queries():
+        if q.instant or q.source != "panel":
+            continue
+        windows = re.findall(r"\[([^\]]+)\]", q.expr)
+        assert all(w == "$__rate_interval" for w in windows), f"{q.where}: use [$__rate_interval], not {windows}"
+
+
+def test_latency_panel_marks_the_deadline_and_oktas_limit() -> None:
+    (panel,) = [p for p in _panels() if p["title"].startswith("Latency per hook")]
+    defaults = panel["fieldConfig"]["defaults"]
+    assert defaults["unit"] == "s"
+    assert {s["value"] for s in defaults["thresholds"]["steps"]} >= {2.5, 3}
+    assert defaults["custom"]["thresholdsStyle"]["mode"] != "off"
+    assert defaults["custom"]["axisSoftMax"] > 3
+    assert {t["expr"].split(",")[0] for t in panel["targets"]} == {
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.95",
+        "histogram_quantile(0.99",
+    }
+
+
+def test_dashboard_covers_every_exported_okta_metric() -> None:
+    used = set()
+    for q in queries.dashboard_queries():
+        used |= queries.metric_names(queries.expand(q.expr))
+    wanted = {n for n in SERVICE_METRICS if not n.endswith("_sum") and not n.endswith("_created")}
+    # A histogram is covered by its _bucket or _count series.
+    missing = {
+        n
+        for n in wanted
+        if n not in used and not any(n.rsplit("_", 1)[0] + suffix in used for suffix in ("_bucket", "_count"))
+    }
+    assert missing == set(), f"exported but not on the dashboard ({CATALOGUE_SOURCE})"
+
+
+# --------------------------------------------------------------------------------------------- live smoke
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get_json(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.load(resp)
+
+
+class SyntheticHook:
+    """A stand-in for the service's /metrics: the catalogue's metric names with made-up traffic that
+    touches every panel (slow calls, fallbacks, denials, 5xx, 401, LDAP errors, one LDAP server down)."""
+
+    def __init__(self) -> None:
+        reg = self.registry = CollectorRegistry()
+        ProcessCollector(registry=reg)
+        GCCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        self.requests = Histogram(
+            "http_server_request_duration_seconds",
+            "Hook request duration",
+            ["method", "route", "status_code"],
+            buckets=HTTP_BUCKETS,
+            registry=reg,
+        )
+        self.in_flight = Gauge("http_server_requests_in_flight", "In-flight hook requests", registry=reg)
+        self.outcomes = Counter("okta_hook_requests", "Hook calls by outcome", ["hook_type", "outcome"], registry=reg)
+        self.denials = Counter("okta_hook_denials", "Denied registrations", ["hook_type", "reason"], registry=reg)
+        self.deadline = Counter("okta_hook_deadline_exceeded", "Deadline hits", ["hook_type", "stage"], registry=reg)
+        self.ldap = Histogram(
+            "okta_hook_ldap_operation_duration_seconds",
+            "LDAP operations",
+            ["operation"],
+            buckets=LDAP_BUCKETS,
+            registry=reg,
+        )
+        self.ldap_errors = Counter("okta_hook_ldap_errors", "LDAP errors", ["operation", "error_type"], registry=reg)
+        self.ldap_up = Gauge("okta_hook_ldap_up", "LDAP server check", ["server"], registry=reg)
+        self.pool_size = Gauge("okta_hook_ldap_pool_size", "Pool size", registry=reg)
+        self.pool_in_use = Gauge("okta_hook_ldap_pool_in_use", "Pool in use", registry=reg)
+        self.pool_waiting = Gauge("okta_hook_ldap_pool_waiting", "Pool waiting", registry=reg)
+        Gauge("okta_hook_build_info", "Build", ["version", "revision"], registry=reg).labels("0.1.0", "abc1234").set(1)
+        self.pool_size.set(8)
+        self._stop = threading.Event()
+        self._rng = random.Random(7)
+        self._ticks = 0
+        self.server, _ = start_http_server(0, addr="127.0.0.1", registry=reg)
+        self.port = self.server.server_port
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.tick()
+
+    def tick(self) -> None:
+        rng, self._ticks = self._rng, self._ticks + 1
+        slow_phase = (self._ticks // 40) % 2 == 1  # every other 2 s the directory slows down
+        for hook_type in ("registration", "token", "saml", "user_import"):
+            route = "/hooks/" + hook_type.replace("_", "-")
+            for _ in range(rng.randint(1, 3)):
+                roll = rng.random()
+                ldap_seconds = rng.lognormvariate(math.log(0.02), 0.6)
+                if slow_phase and roll < 0.15:
+                    outcome, status, seconds = "fallback_deadline", "200", 2.5 + rng.random() * 0.6
+                    self.deadline.labels(hook_type, rng.choice(["search", "pool_wait", "connect"])).inc()
+                    self.ldap_errors.labels("search", "timeout").inc()
+                    if hook_type == "registration":
+                        self.denials.labels(hook_type, "deadline").inc()
+                elif roll < 0.03:
+                    outcome, status, seconds = "fallback_ldap_error", "200", ldap_seconds
+                    self.ldap_errors.labels("bind", rng.choice(["session_lost", "connect"])).inc()
+                    if hook_type == "registration":
+                        self.denials.labels(hook_type, "ldap_error").inc()
+                elif roll < 0.05:
+                    outcome, status, seconds = "unauthorized", "401", 0.002
+                elif roll < 0.06:
+                    outcome, status, seconds = "enriched", "500", ldap_seconds
+                elif roll < 0.12:
+                    outcome, status, seconds = "no_match", "200", ldap_seconds + 0.01
+                    if hook_type == "registration":
+                        self.denials.labels(hook_type, "no_match").inc()
+                else:
+                    outcome, status, seconds = "enriched", "200", ldap_seconds + 0.01 + (1.8 if slow_phase else 0)
+                self.requests.labels("POST", route, status).observe(seconds)
+                self.outcomes.labels(hook_type, outcome).inc()
+                if status not in {"401"}:
+                    self.ldap.labels("search").observe(min(ldap_seconds + (1.9 if slow_phase else 0), 2.5))
+                    self.ldap.labels("bind").observe(ldap_seconds / 3)
+        self.ldap.labels("connect").observe(0.004)
+        self.ldap_up.labels("ldap1.example.com:636").set(1)
+        self.ldap_up.labels("ldap2.example.com:636").set(0 if slow_phase else 1)
+        self.pool_in_use.set(8 if slow_phase else rng.randint(1, 4))
+        self.pool_waiting.set(rng.randint(1, 5) if slow_phase else 0)
+        self.in_flight.set(rng.randint(0, 6) + (10 if slow_phase else 0))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class PrometheusServer:
+    def __init__(self, workdir: Path, target_port: int) -> None:
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
+            "rule_files": [str(RULES)],
+            "scrape_configs": [
+                {
+                    "job_name": JOB,
+                    "static_configs": [{"targets": [f"127.0.0.1:{target_port}"], "labels": {"namespace": "identity"}}],
+                }
+            ],
+        }
+        self.config = workdir / "prometheus.yml"
+        self.config.write_text(yaml.safe_dump(config), encoding="utf-8")
+        self.log = workdir / "prometheus.log"
+
+    def start(self, binary: str) -> None:
+        for _attempt in range(3):  # the free port may be taken by someone else between probe and bind
+            self.port = _free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            with open(self.log, "wb") as log:
+                self.proc = subprocess.Popen(
+                    [
+                        binary,
+                        f"--config.file={self.config}",
+                        f"--storage.tsdb.path={self.workdir / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{self.port}",
+                        "--log.level=warn",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            self.started = time.time()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as resp:
+                        if resp.status == 200:
+                            return
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            self.stop()
+        raise RuntimeError("Prometheus did not become ready:\n" + self.log.read_text(errors="replace")[-3000:])
+
+    def query(self, promql: str) -> Any:
+        return _get_json(self.url + "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer | str]:
+    """Starts the synthetic exporter and Prometheus before the first test of this module, so that
+    Prometheus' first scrape (its target discovery applies after ~5 s) overlaps the static tests.
+    Yields the server, or why it could not start (reported by the tests that need it)."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        yield "prometheus is not on PATH: apt-get install --no-install-recommends prometheus"
+        return
+    hook = SyntheticHook()
+    prom = PrometheusServer(tmp_path_factory.mktemp("prometheus"), hook.port)
+    try:
+        try:
+            prom.start(binary)
+        except RuntimeError as e:
+            yield str(e)
+        else:
+            yield prom
+    finally:
+        prom.stop()
+        hook.close()
+
+
+@pytest.fixture(scope="module")
+def live(_live_stack: PrometheusServer | str) -> tuple[PrometheusServer, float]:
+    """The running Prometheus once it holds 5 scrapes (1 s apart) of the synthetic exporter, and the
+    time it started."""
+    if isinstance(_live_stack, str):
+        pytest.fail(_live_stack)
+    prom = _live_stack
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        result = prom.query(f'count_over_time(up{{job="{JOB}"}}[1m])')["data"]["result"]
+        if result and float(result[0]["value"][1]) >= 5:
+            return prom, prom.started
+        time.sleep(0.2)
+    pytest.fail("Prometheus did not scrape the synthetic exporter:\n" + prom.log.read_text(errors="replace")[-3000:])
+
+
+def test_live_prometheus_accepts_every_expression_and_loads_the_rules(live: tuple[PrometheusServer, float]) -> None:
+    prom, _ = live
+    failures = []
+    for where, promql in all_expressions(rate_interval="4s"):
+        try:
+            body = prom.query(promql)
+        except urllib.error.HTTPError as e:
+            body = json.load(e)
+        if body.get("status") != "success":
+            failures.append(f"{where}: {body.get('error')}")
+    assert failures == []
+    groups = _get_json(prom.url + "/api/v1/rules")["data"]["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    assert len(rules) == len(_records()) + len(_alerts())
+    unhealthy = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert unhealthy == []
+
+
+def test_render_panels_draws_every_panel_from_live_prometheus(
+    live: tuple[PrometheusServer, float], tmp_path: Path
+) -> None:
+    prom, started = live
+    out = tmp_path / "panels"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(DASHBOARDS / "render_panels.py"),
+            "--prometheus",
+            prom.url,
+            "--out",
+            str(out),
+            "--start",
+            f"{started:.3f}",
+            "--end",
+            f"{time.time():.3f}",
+            "--step",
+            "1s",
+            "--scrape-interval",
+            "1s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    drawable = [p for p in _panels() if p["type"] in {"timeseries", "heatmap", "state-timeline"}]
+    assert len(manifest) == len(drawable) + 1  # + the overview of the stat panels
+    empty = [item["title"] for item in manifest if item["series"] == 0]
+    assert empty == [], "panels drawn without data"
+    import matplotlib.image
+
+    for item in manifest:
+        png = out / item["file"]
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png.name
+        pixels = matplotlib.image.imread(png)
+        assert pixels.std() > 0.01, f"{png.name} is blank"
