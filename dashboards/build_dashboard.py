@@ -349,7 +349,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
                     "fallback {{hook_type}}",
                 ),
                 (
-                    f'sum(rate({REQ_COUNT}{{{HOOKS},status_code=~"5.."}}[{RI}])) / sum(rate({ALL_CALLS}[{RI}]))',
+                    f'(sum(rate({REQ_COUNT}{{{HOOKS},status_code=~"5.."}}[{RI}])) or vector(0))'
+                    f" / sum(rate({ALL_CALLS}[{RI}]))",
                     "HTTP 5xx",
                 ),
                 (
@@ -412,7 +413,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
                     "over 3 s {{route}}",
                 ),
                 (
-                    f'60 * sum by (operation) (rate(okta_hook_ldap_errors_total{{{SEL},error_type="timeout"}}[{RI}]))',
+                    f'60 * sum by (operation) (rate(okta_hook_ldap_errors_total{{{SEL},error_type="timeout"}}[{RI}]))'
+                    " or vector(0)",
                     "LDAP {{operation}} timeout",
                 ),
             ),

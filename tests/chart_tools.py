@@ -135,9 +135,7 @@ def write_helm_shim(directory: Path) -> Path:
     has helm-python-sdk). Put `directory` first on PATH for tools that call `helm`."""
     directory.mkdir(parents=True, exist_ok=True)
     shim = directory / "helm"
-    shim.write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).resolve()}" "$@"\n', encoding="utf-8"
-    )
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).resolve()}" "$@"\n', encoding="utf-8")
     shim.chmod(shim.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return shim
 
@@ -220,9 +218,7 @@ def _shim(argv: list[str]) -> int:
         for message in report.get("messages", []):
             print(f"[{message['severity']}] {message['path']}: {message['error']}")
         return (
-            1
-            if report.get("errors") or any(m["severity"] >= (2 if strict else 3) for m in report["messages"])
-            else 0
+            1 if report.get("errors") or any(m["severity"] >= (2 if strict else 3) for m in report["messages"]) else 0
         )
     print(f"Error: helm shim: unsupported command {argv!r}", file=sys.stderr)
     return 1

@@ -258,8 +258,8 @@ def test_otlp_export_logs_and_exemplars_without_personal_data(slapd: Slapd, star
     assert first["parent"] == "b7ad6b7169203331"
     assert any(span["parent"] == first["span_id"] and span["name"] == "LDAP search" for span in spans)
     # exemplars on the histogram buckets lead to the traces (each bucket keeps its latest one)
-    exemplars = set(re.findall(r'^http_server_request_duration_seconds_bucket\{.*\} \S+ # \{trace_id="([0-9a-f]{32})"\}',
-                               openmetrics, re.M))
+    exemplar = r'^http_server_request_duration_seconds_bucket\{.*\} \S+ # \{trace_id="([0-9a-f]{32})"\}'
+    exemplars = set(re.findall(exemplar, openmetrics, re.M))
     assert exemplars and exemplars <= {span["trace_id"] for span in servers}
     assert_no_personal_data(json.dumps(spans))
 

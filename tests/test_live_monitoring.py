@@ -1,0 +1,208 @@
+"""The dashboard and the alert rules against a real Prometheus scraping the real service, first healthy,
+then with the directory hanging: every expression parses and returns data, and the latency-risk and
+fallback alerts turn true when the directory hangs.
+
+The dashboard's panels are rendered from this run into PNG files; set RENDER_PANELS_TO=<folder> to
+keep them (that is how docs/images/ was made).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from conftest import REPO, RunningService, directory_config, service_config
+from okta_spec import example
+from prometheus_server import PrometheusServer
+
+from service.demo.slapd import Slapd
+
+DASHBOARDS = REPO / "dashboards"
+
+
+def _load_queries() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dashboard_queries", DASHBOARDS / "queries.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dashboard_queries"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+queries = _load_queries()
+
+
+class SwitchableProxy:
+    """A TCP proxy to the directory that can start hanging: after ``hang()`` it keeps every connection
+    open, old and new, and forwards nothing, like a directory server that is up but stuck."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"ldap://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.hanging = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hang(self) -> None:
+        self.hanging.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            if self.hanging.is_set():
+                continue  # accepted, never answered
+            upstream = socket.create_connection(("127.0.0.1", self._upstream))
+            self._sockets.append(upstream)
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if not self.hanging.is_set():
+                    target.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+
+def drive(service: RunningService, seconds: float, concurrency: int) -> list[int]:
+    """Send a mix of hook calls (enriched, unknown user, several matches, token) for ``seconds``."""
+    unknown = example("registration")
+    unknown["data"]["userProfile"]["email"] = "nobody.here@example.com"
+    shared = example("registration")
+    shared["data"]["userProfile"]["email"] = "shared.mailbox@example.com"
+    calls = [
+        ("registration", example("registration")),
+        ("token", example("token")),
+        ("registration", unknown),
+        ("registration", shared),
+    ]
+    deadline = time.monotonic() + seconds
+
+    def worker(index: int) -> list[int]:
+        statuses = []
+        while time.monotonic() < deadline:
+            hook, body = calls[(index + len(statuses)) % len(calls)]
+            statuses.append(service.post(hook, body).status_code)
+            time.sleep(0.05)
+        return statuses
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return [status for statuses in pool.map(worker, range(concurrency)) for status in statuses]
+
+
+@pytest.fixture
+def monitored(tmp_path: Path, start_service):
+    with Slapd(tmp_path / "ldap", (REPO / "service/demo/data/demo.ldif").read_text()) as ldap:
+        proxy = SwitchableProxy(ldap.port)
+        # a long socket timeout: the hang shows as deadline fallbacks for the whole test
+        config = service_config(proxy.url, directory=directory_config(proxy.url, operation_timeout_seconds=60.0))
+        config["hooks"] = {"registration": config["hooks"]["registration"], "token": config["hooks"]["token"]}
+        service = start_service(config)
+        prometheus = PrometheusServer(
+            tmp_path / "prometheus", [f"127.0.0.1:{service.ops_port}"], rule_files=[DASHBOARDS / "alerts.rules.yml"]
+        )
+        try:
+            prometheus.wait_scraped()
+            yield service, proxy, prometheus
+        finally:
+            prometheus.stop()
+            proxy.close()
+
+
+def alert_expression(name: str) -> str:
+    return next(q.expr for q in queries.rule_queries() if q.ref == "alert" and q.where == name)
+
+
+def test_dashboard_and_alerts_on_the_real_service(monitored, tmp_path: Path) -> None:
+    service, proxy, prometheus = monitored
+    started = time.time()
+    latency_alert = alert_expression("OktaHookLatencyNearOktaTimeout")
+    fallback_alert = alert_expression("OktaHookDeadlineFallback")
+
+    healthy = drive(service, seconds=6, concurrency=4)
+    time.sleep(2)  # two more scrapes
+    assert set(healthy) == {200} and len(healthy) > 100
+    assert prometheus.query(latency_alert) == []
+    assert prometheus.query(fallback_alert) == []
+
+    proxy.hang()
+    hanging = drive(service, seconds=9, concurrency=8)
+    time.sleep(2)
+    assert set(hanging) == {200}  # every call still answered, none with a 5xx
+
+    assert prometheus.query(latency_alert), "p99 above 2 s should be visible while the directory hangs"
+    assert prometheus.query(fallback_alert), "deadline fallbacks should be visible while the directory hangs"
+
+    empty = []
+    for query in queries.all_queries():
+        expr = queries.expand(query.expr, job="okta-ldap-hook", rate_interval="1m", range_="5m")
+        result = prometheus.query(expr)  # raises if Prometheus refuses the expression
+        if not result and query.ref != "alert":
+            empty.append(f"{query.where} [{query.ref}]: {expr}")
+    assert empty == [], "expressions without data:\n" + "\n".join(empty)
+
+    rules = [
+        rule for group in prometheus.client.get("/api/v1/rules").json()["data"]["groups"] for rule in group["rules"]
+    ]
+    assert len(rules) == len(queries.rule_queries())
+    assert [(rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"] == []
+
+    render_panels(prometheus, started, Path(os.environ.get("RENDER_PANELS_TO") or tmp_path / "panels"))
+
+
+def render_panels(prometheus: PrometheusServer, started: float, out: Path) -> None:
+    """What operators will see: every drawable panel of this run as a PNG with data in it."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(DASHBOARDS / "render_panels.py"),
+            "--prometheus",
+            prometheus.url,
+            "--out",
+            str(out),
+            "--start",
+            f"{started:.0f}",
+            "--end",
+            f"{time.time():.0f}",
+            "--step",
+            "1s",
+            "--scrape-interval",
+            "1s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    drawable = [
+        panel
+        for panel in queries.iter_panels(queries.load_dashboard())
+        if panel["type"] in {"timeseries", "heatmap", "state-timeline"}
+    ]
+    assert len(manifest) == len(drawable) + 1  # + the overview of the stat panels
+    assert [item["title"] for item in manifest if item["series"] == 0] == []
+    for item in manifest:
+        data = (out / item["file"]).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, item["file"]
