@@ -275,3 +275,20 @@ def test_free_port_helper_gives_a_closed_port() -> None:
 
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", free_port())) != 0
+
+
+def test_host_name_not_in_the_certificate_is_refused(slapd: Slapd) -> None:
+    # "127.1" reaches 127.0.0.1 but is not a name the server certificate holds (IP 127.0.0.1, localhost)
+    url = slapd.ldaps_url.replace("127.0.0.1", "127.1")
+    directory = make_directory(url, ca_file=str(slapd.ca_file))
+    try:
+        with pytest.raises(DirectoryError) as raised:
+            find(directory, "rosario.jones@example.com")
+        assert raised.value.kind == "tls"
+    finally:
+        directory.close()
+    good = make_directory(slapd.ldaps_url.replace("127.0.0.1", "localhost"), ca_file=str(slapd.ca_file))
+    try:
+        assert find(good, "rosario.jones@example.com") is not None
+    finally:
+        good.close()
