@@ -42,7 +42,7 @@ def test_demo_answers_the_printed_curl_and_stops_cleanly() -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.05)
-        answer = subprocess.run(curl, shell=True, capture_output=True, text=True, timeout=10, cwd=REPO)  # noqa: S602
+        answer = subprocess.run(curl, shell=True, capture_output=True, text=True, timeout=10, cwd=REPO)
         ldap_url = re.search(r"demo directory : (ldap://\S+)", banner).group(1)
     finally:
         demo.send_signal(signal.SIGINT)  # Ctrl-C
