@@ -61,6 +61,15 @@ def make_directory(*urls: str, observer: CountingObserver | None = None, **optio
     return Directory(config, SERVICE_BIND_PASSWORD, observer)
 
 
+@contextmanager
+def opened(*urls: str, observer: CountingObserver | None = None, **options) -> Iterator[Directory]:
+    directory = make_directory(*urls, observer=observer, **options)
+    try:
+        yield directory
+    finally:
+        directory.close()
+
+
 def find(directory: Directory, identifier: str, budget: float = 2.0):
     async def run():
         return await directory.find_user(
@@ -162,32 +171,23 @@ def test_connections_are_reused_not_opened_per_request(slapd: Slapd) -> None:
 
 
 def test_ldaps_with_the_configured_ca(slapd: Slapd) -> None:
-    directory = make_directory(slapd.ldaps_url, ca_file=str(slapd.ca_file))
-    try:
+    with opened(slapd.ldaps_url, ca_file=str(slapd.ca_file)) as directory:
         assert find(directory, "rosario.jones@example.com") is not None
-    finally:
-        directory.close()
 
 
 def test_start_tls_with_the_configured_ca(slapd: Slapd) -> None:
-    directory = make_directory(slapd.url, ca_file=str(slapd.ca_file), start_tls=True)
-    try:
+    with opened(slapd.url, ca_file=str(slapd.ca_file), start_tls=True) as directory:
         assert find(directory, "rosario.jones@example.com") is not None
-    finally:
-        directory.close()
 
 
 @pytest.mark.parametrize("use_start_tls", [False, True])
 def test_untrusted_certificate_is_refused(slapd: Slapd, tmp_path: Path, use_start_tls: bool) -> None:
     other_ca = make_ca(tmp_path / "other-ca", "some other CA")
     url = slapd.url if use_start_tls else slapd.ldaps_url
-    directory = make_directory(url, ca_file=str(other_ca.cert_file), start_tls=use_start_tls)
-    try:
+    with opened(url, ca_file=str(other_ca.cert_file), start_tls=use_start_tls) as directory:
         with pytest.raises(DirectoryError) as raised:
             find(directory, "rosario.jones@example.com")
         assert raised.value.kind == "tls"
-    finally:
-        directory.close()
 
 
 def test_wrong_bind_password_is_bind_failed(slapd: Slapd) -> None:
@@ -208,62 +208,47 @@ def test_wrong_bind_password_is_bind_failed(slapd: Slapd) -> None:
 
 
 def test_closed_port_fails_fast(closed_port_url: str) -> None:
-    directory = make_directory(closed_port_url)
-    try:
+    with opened(closed_port_url) as directory:
         started = time.monotonic()
         with pytest.raises(DirectoryError) as raised:
             find(directory, "rosario.jones@example.com")
         assert raised.value.kind == "connect"
         assert time.monotonic() - started < 0.5
-    finally:
-        directory.close()
 
 
 def test_failover_to_the_next_server_and_cooldown(slapd: Slapd, closed_port_url: str) -> None:
     observer = CountingObserver()
-    directory = make_directory(closed_port_url, slapd.url, observer=observer, pool_size=1)
-    try:
+    with opened(closed_port_url, slapd.url, observer=observer, pool_size=1) as directory:
         assert find(directory, "rosario.jones@example.com") is not None
         assert find(directory, "alice.wong@example.com") is not None
-    finally:
-        directory.close()
     # the dead server was tried once, then skipped during its cooldown
     assert observer.operations[("connect", "connect")] == 1
     assert observer.operations[("search", "ok")] == 2
 
 
 def test_hanging_directory_hits_the_deadline(hanging_directory: HangingServer) -> None:
-    directory = make_directory(hanging_directory.url, operation_timeout_seconds=5.0)
-    try:
+    with opened(hanging_directory.url, operation_timeout_seconds=5.0) as directory:
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded) as raised:
             find(directory, "rosario.jones@example.com", budget=0.5)
         elapsed = time.monotonic() - started
-    finally:
-        directory.close()
     assert raised.value.stage == "bind"  # connected, then the bind never got an answer
     assert elapsed < 0.6
 
 
 def test_directory_restart_is_survived(tmp_path: Path) -> None:
     with Slapd(tmp_path / "ldap", demo_ldif()) as server:
-        directory = make_directory(server.url, pool_size=2)
-        try:
+        with opened(server.url, pool_size=2) as directory:
             assert find(directory, "rosario.jones@example.com") is not None
             server.restart()  # every pooled connection is now dead
             for _ in range(5):
                 assert find(directory, "alice.wong@example.com") is not None
-        finally:
-            directory.close()
 
 
 def test_background_check_reports_each_server(slapd: Slapd, closed_port_url: str) -> None:
     observer = CountingObserver()
-    directory = make_directory(slapd.url, closed_port_url, observer=observer)
-    try:
+    with opened(slapd.url, closed_port_url, observer=observer) as directory:
         results = asyncio.run(directory.check_servers())
-    finally:
-        directory.close()
     up = slapd.url.removeprefix("ldap://")
     down = closed_port_url.removeprefix("ldap://")
     assert results == {up: True, down: False}
@@ -280,15 +265,9 @@ def test_free_port_helper_gives_a_closed_port() -> None:
 def test_host_name_not_in_the_certificate_is_refused(slapd: Slapd) -> None:
     # "127.1" reaches 127.0.0.1 but is not a name the server certificate holds (IP 127.0.0.1, localhost)
     url = slapd.ldaps_url.replace("127.0.0.1", "127.1")
-    directory = make_directory(url, ca_file=str(slapd.ca_file))
-    try:
+    with opened(url, ca_file=str(slapd.ca_file)) as directory:
         with pytest.raises(DirectoryError) as raised:
             find(directory, "rosario.jones@example.com")
         assert raised.value.kind == "tls"
-    finally:
-        directory.close()
-    good = make_directory(slapd.ldaps_url.replace("127.0.0.1", "localhost"), ca_file=str(slapd.ca_file))
-    try:
+    with opened(slapd.ldaps_url.replace("127.0.0.1", "localhost"), ca_file=str(slapd.ca_file)) as good:
         assert find(good, "rosario.jones@example.com") is not None
-    finally:
-        good.close()
