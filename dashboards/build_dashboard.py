@@ -300,7 +300,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "Self-service registrations the service denied because the directory failed or was too slow "
             "(failure policy on_directory_error: deny). Denials of users who are not in the directory "
             "(on_unknown_user: deny) are intended and not counted here.",
-            f'sum(increase(okta_hook_denials_total{{{SEL},hook_type="registration",reason=~"deadline|ldap_error"}}[1h]))'
+            f'sum(increase(okta_hook_denials_total{{{SEL},hook_type="registration",reason=~"deadline|ldap_error|internal_error"}}[1h]))'
             " or vector(0)",
             "short",
             thresholds((None, "green"), (0.5, "red")),
@@ -321,7 +321,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
         timeseries(
             "Hook calls by type and outcome",
             "What Okta received, per hook type: enriched (directory attributes returned), no_match (user "
-            "not in the directory), fallback_deadline / fallback_ldap_error (fallback answer), "
+            "not in the directory), fallback_deadline / fallback_ldap_error / fallback_internal_error (fallback answer), "
             "unauthorized (401, wrong secret) and bad_request (400/413).",
             targets(
                 (

@@ -75,9 +75,14 @@ class Hook:
             return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage=exceeded.stage)
         except DirectoryError as error:
             return self._fallback(event, Outcome.FALLBACK_LDAP_ERROR, started, error_kind=error.kind)
+        except Exception as error:  # a bug must not become a 500: Okta would deny the registration
+            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
         if entry is None:
             return self._fallback(event, Outcome.NO_MATCH, started)
-        body = self._enrich(self.settings, event, entry)
+        try:
+            body = self._enrich(self.settings, event, entry)
+        except Exception as error:
+            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
         return HookResult(Outcome.ENRICHED, body, event.event_id, directory_seconds=time.monotonic() - started)
 
     def _fallback(

@@ -15,6 +15,7 @@ class Outcome(StrEnum):
     NO_MATCH = "no_match"  # the user is not in the directory
     FALLBACK_DEADLINE = "fallback_deadline"  # the directory did not answer within the deadline
     FALLBACK_LDAP_ERROR = "fallback_ldap_error"  # the directory failed, or several entries matched
+    FALLBACK_INTERNAL_ERROR = "fallback_internal_error"  # a bug in the service: still an answer, not a 500
     UNAUTHORIZED = "unauthorized"  # missing or wrong hook secret
     BAD_REQUEST = "bad_request"  # not an Okta event of this hook's type, or too large
 
@@ -32,4 +33,5 @@ DENIAL_REASONS = {
     Outcome.NO_MATCH: "no_match",
     Outcome.FALLBACK_DEADLINE: "deadline",
     Outcome.FALLBACK_LDAP_ERROR: "ldap_error",
+    Outcome.FALLBACK_INTERNAL_ERROR: "internal_error",
 }

@@ -88,8 +88,16 @@ CATALOGUE = {
 LABEL_VALUES = {
     "route": {"/hooks/registration", "/hooks/token", "/hooks/saml", "/hooks/user-import", "unmatched"},
     "hook_type": {"registration", "token", "saml", "user_import"},
-    "outcome": {"enriched", "no_match", "fallback_deadline", "fallback_ldap_error", "unauthorized", "bad_request"},
-    "reason": {"no_match", "deadline", "ldap_error"},
+    "outcome": {
+        "enriched",
+        "no_match",
+        "fallback_deadline",
+        "fallback_ldap_error",
+        "fallback_internal_error",
+        "unauthorized",
+        "bad_request",
+    },
+    "reason": {"no_match", "deadline", "ldap_error", "internal_error"},
     "stage": {"pool_wait", "connect", "bind", "search", "resolve"},
     "operation": {"connect", "bind", "search", "resolve"},
     "error_type": {"timeout", "connect", "tls", "bind_failed", "session_lost", "ambiguous", "server_error", "other"},

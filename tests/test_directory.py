@@ -237,12 +237,11 @@ def test_hanging_directory_hits_the_deadline(hanging_directory: HangingServer) -
 
 
 def test_directory_restart_is_survived(tmp_path: Path) -> None:
-    with Slapd(tmp_path / "ldap", demo_ldif()) as server:
-        with opened(server.url, pool_size=2) as directory:
-            assert find(directory, "rosario.jones@example.com") is not None
-            server.restart()  # every pooled connection is now dead
-            for _ in range(5):
-                assert find(directory, "alice.wong@example.com") is not None
+    with Slapd(tmp_path / "ldap", demo_ldif()) as server, opened(server.url, pool_size=2) as directory:
+        assert find(directory, "rosario.jones@example.com") is not None
+        server.restart()  # every pooled connection is now dead
+        for _ in range(5):
+            assert find(directory, "alice.wong@example.com") is not None
 
 
 def test_background_check_reports_each_server(slapd: Slapd, closed_port_url: str) -> None:

@@ -4,11 +4,18 @@ commands."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 from conftest import SECRET, RunningService, service_config
 from okta_spec import example, validate_response
+
+from service.directory import Directory
+from service.hooks import Hook
+from service.okta import HookType, parse_event
+from service.settings import parse_settings
 
 
 def commands(response_body: dict) -> dict[str, object]:
@@ -343,3 +350,27 @@ def test_ops_port_probes_and_metrics(service: RunningService) -> None:
         'status_code="200"} 1.0' in metrics
     )
     assert service.client.post(service.ops_url + "/hooks/registration").status_code == 404
+
+
+def test_a_bug_in_the_service_still_answers_with_the_fallback(slapd) -> None:
+    """Nothing real fails this way (that is the point of a bug), so a directory that raises an
+    unexpected exception stands in for one; the answer must still be the configured fallback."""
+
+    class BrokenDirectory(Directory):
+        async def find_user(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("a bug")
+
+    config = service_config(slapd.url)
+    config["hooks"]["registration"]["on_directory_error"] = "deny"
+    settings = parse_settings(config)
+    directory = BrokenDirectory(settings.directory, "x")
+    hook = Hook(HookType.REGISTRATION, settings.hooks.registration, directory)
+    event = parse_event(json.dumps(example("registration")).encode(), HookType.REGISTRATION)
+    try:
+        result = asyncio.run(hook.answer(event, time.monotonic()))
+    finally:
+        directory.close()
+
+    assert result.outcome.value == "fallback_internal_error"
+    assert result.error_kind == "RuntimeError"
+    assert result.denied and result.body["commands"][0]["value"] == {"registration": "DENY"}
