@@ -321,7 +321,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
         timeseries(
             "Hook calls by type and outcome",
             "What Okta received, per hook type: enriched (directory attributes returned), no_match (user "
-            "not in the directory), fallback_deadline / fallback_ldap_error / fallback_internal_error (fallback answer), "
+            "not in the directory), fallback_deadline / fallback_ldap_error / fallback_internal_error "
+            "(fallback answer), "
             "unauthorized (401, wrong secret) and bad_request (400/413).",
             targets(
                 (
