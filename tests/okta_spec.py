@@ -1,11 +1,10 @@
-"""Okta's own inline-hook OpenAPI excerpt (../shared/okta/okta-inline-hook-spec.json): its example
+"""Okta's own inline-hook OpenAPI excerpt (tests/data/okta-inline-hook-spec.json): its example
 requests, and its response schemas to validate our answers against."""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ from referencing import Registry, Resource
 #: The inline-hook part of Okta's management OpenAPI spec (okta/okta-management-openapi-spec,
 #: dist/2026.06.2), kept in the repo so the contract tests run anywhere.
 SPEC_PATH = Path(__file__).resolve().parent / "data" / "okta-inline-hook-spec.json"
-    os.environ.get("OKTA_SPEC", Path(__file__).resolve().parents[2] / "shared/okta/okta-inline-hook-spec.json")
-)
 
 RESPONSE_SCHEMAS = {
     "registration": "RegistrationResponse",
