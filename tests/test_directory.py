@@ -233,7 +233,7 @@ def test_hanging_directory_hits_the_deadline(hanging_directory: HangingServer) -
             find(directory, "rosario.jones@example.com", budget=0.5)
         elapsed = time.monotonic() - started
     assert raised.value.stage == "bind"  # connected, then the bind never got an answer
-    assert elapsed < 0.6
+    assert elapsed < 0.8  # the deadline, plus scheduling slack on a busy CI machine
 
 
 def test_directory_restart_is_survived(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def test_hanging_directory_every_request_answered_before_the_deadline(
         assert status == 200, (hook, status)
         assert body == {}  # continue without enrichment
         validate_response(HOOKS[hook], body)
-        assert elapsed < DEADLINE + 0.25, (hook, elapsed)
+        assert elapsed < DEADLINE + 0.4, (hook, elapsed)
     fallbacks = sum(
         metric(service, f'okta_hook_requests_total{{hook_type="{t}",outcome="fallback_deadline"}}')
         + metric(service, f'okta_hook_requests_total{{hook_type="{t}",outcome="fallback_ldap_error"}}')
@@ -73,7 +73,7 @@ def test_hanging_directory_with_deny_policy_denies_in_time(hanging_directory: Ha
     status, body, elapsed = timed_post(service, "registration")
 
     assert status == 200
-    assert elapsed < DEADLINE + 0.25
+    assert elapsed < DEADLINE + 0.4
     assert body["commands"] == [{"type": "com.okta.action.update", "value": {"registration": "DENY"}}]
     assert body["error"] == {"errorSummary": "Try later."}
 
@@ -84,7 +84,7 @@ def test_directory_down_answers_at_once(closed_port_url: str, start_service) -> 
     for hook in HOOKS:
         status, body, elapsed = timed_post(service, hook)
         assert (status, body) == (200, {})
-        assert elapsed < 0.3  # a refused connection needs no deadline
+        assert elapsed < 0.5  # a refused connection needs no deadline
     assert metric(service, 'okta_hook_requests_total{hook_type="token",outcome="fallback_ldap_error"}') == 1
     assert metric(service, 'okta_hook_ldap_up{server="' + closed_port_url.removeprefix("ldap://") + '"}') == 0
 
