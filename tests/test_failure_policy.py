@@ -58,6 +58,16 @@ def test_hanging_directory_every_request_answered_before_the_deadline(
         for t in HOOKS.values()
     )
     assert fallbacks == len(calls)
+    # the service's own clock: every answer left before 1 s (deadline 0.8 s), none reached Okta's 3 s
+    within = sum(
+        metric(
+            service,
+            f'http_server_request_duration_seconds_bucket{{le="1.0",method="POST",route="/hooks/{hook}",'
+            'status_code="200"}',
+        )
+        for hook in HOOKS
+    )
+    assert within == len(calls)
     assert (
         metric(service, 'okta_hook_deadline_exceeded_total{hook_type="registration",stage="bind"}')
         + metric(service, 'okta_hook_deadline_exceeded_total{hook_type="registration",stage="pool_wait"}')
