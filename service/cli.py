@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -115,12 +116,16 @@ def _reload(config_path: str) -> int:
     def snapshot() -> dict[Path, float]:
         return {path: path.stat().st_mtime for path in sources.rglob("*.py")}
 
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (kubectl delete, skaffold) stops the child too
+
+    signal.signal(signal.SIGTERM, stop)
     command = [sys.executable, "-m", "service", "serve", "--config", config_path]
     while True:
         seen = snapshot()
         child = subprocess.Popen(command)
         try:
-            while child.poll() is None and snapshot() == seen:
+            while snapshot() == seen:  # a crashed child waits here for the fix, instead of restarting
                 time.sleep(1)
         except KeyboardInterrupt:
             child.terminate()
@@ -128,8 +133,6 @@ def _reload(config_path: str) -> int:
         if child.poll() is None:
             child.terminate()
             child.wait()
-        else:
-            time.sleep(1)  # crashed: wait for the next edit rather than spin
 
 
 if __name__ == "__main__":
