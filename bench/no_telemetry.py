@@ -23,9 +23,6 @@ class _Quiet:
     def operation(self, *args: object) -> nullcontext[None]:
         return nullcontext()
 
-    def pool(self, *args: object) -> None:
-        pass
-
     def server_up(self, *args: object) -> None:
         pass
 

@@ -65,6 +65,7 @@ def create_apps(
     directory = Directory(settings.directory, secrets.bind_password, telemetry.directory)
     hooks = [Hook(t, s, directory) for t, s in settings.hooks.enabled().items()]
     telemetry.declare((hook.type.value for hook in hooks), directory.servers)
+    telemetry.watch_pool(directory.pool_state)
     hook_paths = {hook.type.path: hook.type.value for hook in hooks}
 
     for hook in hooks:

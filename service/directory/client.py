@@ -57,6 +57,10 @@ class Directory:
         filter_template = config.user_search.filter
         self._filter_prefix = f"(&{filter_template}({config.user_search.match_attribute}="
 
+    def pool_state(self) -> tuple[int, int, int]:
+        """Connections open, connections lent out, lookups waiting for a worker thread."""
+        return self._pool.state()
+
     @property
     def servers(self) -> list[str]:
         return [server.name for server in self._pool.servers]

@@ -117,7 +117,6 @@ class ConnectionPool:
             connection.reused = True
         with self._lock:
             self._lent.add(connection)
-        self._report()
         return connection
 
     def release(self, connection: Connection, reusable: bool) -> None:
@@ -129,7 +128,6 @@ class ConnectionPool:
                 self._idle.append(connection)
         if not keep:
             _close(connection)
-        self._report()
 
     def discard_idle(self, server: Server) -> None:
         """Drop the idle connections to ``server``: after one died mid-operation (server restarted, idle
@@ -139,7 +137,6 @@ class ConnectionPool:
             self._idle = [c for c in self._idle if c.server is not server]
         for connection in dead:
             _close(connection)
-        self._report()
 
     def close(self) -> None:
         """Close idle connections, and cut the sockets of lent ones so that threads stuck on a hung
@@ -156,7 +153,6 @@ class ConnectionPool:
     def adjust_waiting(self, delta: int) -> None:
         with self._lock:
             self.waiting += delta
-        self._report()
 
     def prewarm(self) -> None:
         """Open the pool's connections ahead of the first requests; failures are left to requests."""
@@ -170,7 +166,6 @@ class ConnectionPool:
             except DirectoryError:
                 with self._lock:
                     self._in_use -= 1
-                self._report()
                 return
             self.release(connection, reusable=True)
 
@@ -261,10 +256,10 @@ class ConnectionPool:
             except Exception as error:
                 raise classify(error) from None
 
-    def _report(self) -> None:
+    def state(self) -> tuple[int, int, int]:
+        """Connections open, connections lent out, lookups waiting for a worker thread."""
         with self._lock:
-            size, in_use, waiting = len(self._idle) + self._in_use, self._in_use, self.waiting
-        self._observer.pool(size, in_use, waiting)
+            return len(self._idle) + self._in_use, self._in_use, self.waiting
 
 
 def classify(error: BaseException) -> DirectoryError:

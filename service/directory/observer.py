@@ -12,10 +12,6 @@ class DirectoryObserver(Protocol):
         :class:`~service.directory.DirectoryError` raised inside it is the operation's failure."""
         ...
 
-    def pool(self, size: int, in_use: int, waiting: int) -> None:
-        """Connections open, connections lent out, lookups waiting for a thread."""
-        ...
-
     def server_up(self, server: str, up: bool) -> None:
         """Result of the background check of one server."""
         ...
@@ -24,9 +20,6 @@ class DirectoryObserver(Protocol):
 class NullObserver:
     def operation(self, name: str, server: str) -> AbstractContextManager[object]:
         return nullcontext()
-
-    def pool(self, size: int, in_use: int, waiting: int) -> None:
-        pass
 
     def server_up(self, server: str, up: bool) -> None:
         pass

@@ -7,7 +7,7 @@ observer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from opentelemetry.trace import TracerProvider
 
@@ -43,6 +43,13 @@ class Telemetry:
                     m.denials.labels(hook_type, reason)
         for server in servers:
             m.ldap_up.labels(server)
+
+    def watch_pool(self, state: Callable[[], tuple[int, int, int]]) -> None:
+        """Read the connection pool's (size, in use, waiting) when Prometheus scrapes, rather than
+        updating gauges on every lookup."""
+        self.metrics.pool_size.set_function(lambda: state()[0])
+        self.metrics.pool_in_use.set_function(lambda: state()[1])
+        self.metrics.pool_waiting.set_function(lambda: state()[2])
 
     def shutdown(self) -> None:
         shutdown(self.tracer_provider)

@@ -62,11 +62,6 @@ class DirectoryTelemetry:
             finally:
                 self._metrics.ldap_duration.labels(name).observe(time.perf_counter() - started)
 
-    def pool(self, size: int, in_use: int, waiting: int) -> None:
-        self._metrics.pool_size.set(size)
-        self._metrics.pool_in_use.set(in_use)
-        self._metrics.pool_waiting.set(waiting)
-
     def server_up(self, server: str, up: bool) -> None:
         self._metrics.ldap_up.labels(server).set(1 if up else 0)
 
