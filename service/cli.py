@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import subprocess
@@ -86,9 +87,8 @@ def _probe(settings: Settings, sample: str | None) -> int:
     secrets = load_secrets(settings)
     directory = Directory(settings.directory, secrets.bind_password)
     try:
-        for server in directory._pool.servers:
-            status = "bind ok" if directory._pool.check(server) else "unreachable or bind refused"
-            print(f"{server.name}: {status}")
+        for server, up in asyncio.run(directory.check_servers()).items():
+            print(f"{server}: {'bind ok' if up else 'unreachable or bind refused'}")
         if sample:
             rules = {
                 f"{t.value}.{i}.{name}": rule
