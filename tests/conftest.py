@@ -77,6 +77,12 @@ def closed_port_url() -> str:
     return f"ldap://127.0.0.1:{free_port()}"
 
 
+def unchanged(body: dict[str, Any]) -> dict[str, Any]:
+    """Assert an answer asks Okta to change nothing (only diagnostics); return those diagnostics."""
+    assert set(body) == {"debugContext"}, body
+    return body["debugContext"]
+
+
 def directory_config(url: str, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "urls": [url],

@@ -812,7 +812,8 @@ def _run_helm_test_pod(pod: dict[str, Any], tmp_path: Path, answer: tuple[int, b
         ((401, b'{"error": "unauthorized"}'), False),
         ((500, b"{}"), False),
         ((200, b"not json"), False),
-        ((200, b'{"debugContext": {}}'), False),
+        ((200, b'{"debugContext": {"outcome": "no_match"}}'), True),
+        ((200, b'{"message": "not an Okta answer"}'), False),
     ],
 )
 def test_helm_test_pod_posts_a_sample_event_with_the_secret_header(

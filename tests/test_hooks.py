@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from conftest import SECRET, RunningService, service_config
+from conftest import SECRET, RunningService, service_config, unchanged
 from okta_spec import example, validate_response
 
 from service.directory import Directory
@@ -29,6 +29,8 @@ def test_self_service_registration_is_enriched(service: RunningService) -> None:
     assert response.status_code == 200
     body = response.json()
     validate_response("registration", body)
+    assert set(body["debugContext"]) == {"outcome", "directoryMs"}  # Okta's System Log: diagnostics only
+    assert body["debugContext"]["outcome"] == "enriched"
     profile = commands(body)["com.okta.user.profile.update"]
     assert profile == {
         "department": "Engineering",
@@ -168,7 +170,7 @@ def test_unknown_user_continues_without_changes(service: RunningService, hook: s
     response = service.post(hook, json.loads(raw))
 
     assert response.status_code == 200
-    assert response.json() == {}
+    assert unchanged(response.json())["outcome"] == "no_match"
     validate_response(name, response.json())
 
 
@@ -213,7 +215,7 @@ def test_hostile_identifiers_match_nothing(service: RunningService, hostile: str
     response = service.post("registration", event)
 
     assert response.status_code == 200
-    assert response.json() == {}  # no match: a filter injection would have matched someone
+    assert unchanged(response.json())["outcome"] == "no_match"  # a filter injection would have matched someone
 
 
 def test_identifier_with_filter_metacharacters_matches_exactly(service: RunningService) -> None:
@@ -232,7 +234,8 @@ def test_several_matches_are_an_error_not_a_guess(service: RunningService) -> No
     response = service.post("registration", event)
 
     assert response.status_code == 200
-    assert response.json() == {}  # the continue fallback; never one of the two entries
+    diagnostics = unchanged(response.json())  # the continue fallback; never one of the two entries
+    assert diagnostics["outcome"] == "fallback_ldap_error" and diagnostics["error"] == "ambiguous"
     assert 'okta_hook_ldap_errors_total{error_type="ambiguous",operation="search"} 1.0' in service.metrics()
 
 
@@ -250,6 +253,7 @@ def test_deny_policy_for_unknown_registrant(slapd, start_service) -> None:
     assert body == {
         "commands": [{"type": "com.okta.action.update", "value": {"registration": "DENY"}}],
         "error": {"errorSummary": message},
+        "debugContext": {"outcome": "no_match", "directoryMs": body["debugContext"]["directoryMs"]},
     }
     assert 'okta_hook_denials_total{hook_type="registration",reason="no_match"} 1.0' in service.metrics()
 

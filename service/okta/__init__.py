@@ -12,6 +12,7 @@ from service.okta.commands import (
     registration_update,
     saml_patch,
     token_patch,
+    with_debug_context,
 )
 from service.okta.events import EventError, HookEvent, HookType, RegistrationKind, Subject, parse_event
 
@@ -29,4 +30,5 @@ __all__ = [
     "registration_update",
     "saml_patch",
     "token_patch",
+    "with_debug_context",
 ]

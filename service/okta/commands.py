@@ -120,6 +120,13 @@ def import_update(profile: Mapping[str, Value], app_user_profile: Mapping[str, V
     return {"commands": commands} if commands else no_change()
 
 
+def with_debug_context(document: Document, context: Mapping[str, str | int]) -> Document:
+    """Add Okta's free-form ``debugContext``, which Okta writes into the System Log event
+    ``inline_hook.response.processed``: an Okta admin sees why a user was or was not enriched without
+    access to our logs. It must hold diagnostics only, never user data."""
+    return {**document, "debugContext": dict(context)}
+
+
 def pointer(name: str) -> str:
     """Escape a claim or attribute name as one JSON-Pointer segment (RFC 6901): URI-named claims contain
     ``/``, which Okta requires as ``~1``."""
