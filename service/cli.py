@@ -90,12 +90,7 @@ def _probe(settings: Settings, sample: str | None) -> int:
         for server, up in asyncio.run(directory.check_servers()).items():
             print(f"{server}: {'bind ok' if up else 'unreachable or bind refused'}")
         if sample:
-            rules = {
-                f"{t.value}.{i}.{name}": rule
-                for t, section in settings.hooks.enabled().items()
-                for i, rules in enumerate(section.rule_sets())
-                for name, rule in rules.items()
-            }
+            rules = [rule for section in settings.hooks.enabled().values() for rule in section.rules()]
             entry = directory.lookup(sample, mapping.required_attributes(rules), mapping.resolutions(rules))
             if entry is None:
                 print("sample: no entry matches")

@@ -57,9 +57,8 @@ class Hook:
         self._enrich = _ENRICHERS[hook_type]
         # Only registration has a deny answer; settings validation refuses `deny` for the other types.
         self._deny_message = settings.deny_message if isinstance(settings, RegistrationSettings) else None
-        rules = {f"{index}.{name}": rule for index, rs in enumerate(settings.rule_sets()) for name, rule in rs.items()}
-        self._attributes = mapping.required_attributes(rules)
-        self._resolve = mapping.resolutions(rules)
+        self._attributes = mapping.required_attributes(settings.rules())
+        self._resolve = mapping.resolutions(settings.rules())
 
     async def answer(self, event: HookEvent, received_at: float) -> HookResult:
         """Answer ``event``, received at ``received_at`` (:func:`time.monotonic`), within the deadline."""

@@ -8,7 +8,7 @@ fail, so a directory entry with odd values never turns into an error for Okta.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
@@ -59,15 +59,15 @@ class Entry(Protocol):
 Rules = Mapping[str, MappingRule]
 
 
-def required_attributes(rules: Rules) -> frozenset[str]:
+def required_attributes(rules: Iterable[MappingRule]) -> frozenset[str]:
     """The attributes to fetch for the user entry, lower-cased as the directory reports them."""
-    return frozenset(rule.attribute.lower() for rule in rules.values())
+    return frozenset(rule.attribute.lower() for rule in rules)
 
 
-def resolutions(rules: Rules) -> dict[str, frozenset[str]]:
+def resolutions(rules: Iterable[MappingRule]) -> dict[str, frozenset[str]]:
     """For each DN-valued attribute, the attributes to read from the entries it points at."""
     wanted: dict[str, set[str]] = {}
-    for rule in rules.values():
+    for rule in rules:
         if rule.resolve:
             wanted.setdefault(rule.attribute.lower(), set()).add(rule.resolve.lower())
     return {attribute: frozenset(targets) for attribute, targets in wanted.items()}

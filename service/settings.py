@@ -86,6 +86,10 @@ class HookSettings(_Section):
     def rule_sets(self) -> list[AttributeMap]:
         raise NotImplementedError
 
+    def rules(self) -> list[MappingRule]:
+        """Every rule of this hook, whatever Okta name it feeds: what the directory must read."""
+        return [rule for rules in self.rule_sets() for rule in rules.values()]
+
 
 class RegistrationSettings(HookSettings):
     #: Shown to the person registering when the policy denies them.

@@ -67,5 +67,5 @@ def test_rules_and_their_shorthand() -> None:
 
 def test_what_to_fetch_is_derived_from_the_rules() -> None:
     rules = {"m": rule(attribute="Manager", resolve="Mail"), "d": rule(attribute="departmentNumber")}
-    assert required_attributes(rules) == {"manager", "departmentnumber"}
-    assert resolutions(rules) == {"manager": {"mail"}}
+    assert required_attributes(rules.values()) == {"manager", "departmentnumber"}
+    assert resolutions(rules.values()) == {"manager": {"mail"}}
