@@ -25,6 +25,7 @@ from service.okta import EventError, parse_event
 from service.policy import Outcome
 from service.settings import Secrets, Settings
 from service.telemetry import Telemetry
+from service.telemetry.requests import RequestObservation
 
 App = Sanic[Config, SimpleNamespace]
 
@@ -71,12 +72,16 @@ def create_apps(
     for hook in hooks:
         hook_app.add_route(_hook_handler(hook, verifier), hook.type.path, methods=["POST"], name=hook.type.value)
 
+    def start_observation(request: Request) -> RequestObservation:
+        # A body refused as too large never reaches routing: its path, if it is a hook's, is the route.
+        route = request.uri_template or (request.path if request.path in hook_paths else "unmatched")
+        observation = telemetry.requests.started(request.method, route, hook_paths.get(route), request.headers)
+        request.ctx.observation = observation
+        return observation
+
     @hook_app.on_request
     async def observe_request(request: Request) -> None:
-        route = request.uri_template or "unmatched"
-        request.ctx.observation = telemetry.requests.started(
-            request.method, route, hook_paths.get(route), request.headers
-        )
+        start_observation(request)
 
     async def close_when_draining(request: Request, response: BaseHTTPResponse) -> None:
         """Answer in-flight hooks during shutdown with ``Connection: close``: Sanic closes idle
@@ -91,10 +96,8 @@ def create_apps(
         outcome = result.outcome if result is not None else getattr(request.ctx, "outcome", None)
         if outcome is None and response.status in (400, 413):
             outcome = Outcome.BAD_REQUEST
-        path = request.path if request.path in hook_paths else None
-        telemetry.requests.finished(
-            getattr(request.ctx, "observation", None), response.status, outcome, result, (request.method, path)
-        )
+        observation = getattr(request.ctx, "observation", None) or start_observation(request)
+        telemetry.requests.finished(observation, response.status, outcome, result)
 
     # response middleware runs in reverse registration order: observe last, after the connection decision
     hook_app.register_middleware(observe_response, "response")

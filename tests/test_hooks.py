@@ -303,6 +303,10 @@ def test_body_over_256_kib_gets_413(service: RunningService) -> None:
     event["data"]["userProfile"]["padding"] = "x" * (256 * 1024)
 
     assert service.post("registration", event).status_code == 413
+    metrics = service.metrics()  # refused before routing, still counted under its hook's route
+    assert 'okta_hook_requests_total{hook_type="registration",outcome="bad_request"} 1.0' in metrics
+    assert 'method="POST",route="/hooks/registration",status_code="413"} 1.0' in metrics
+    assert "http_server_requests_in_flight 0.0" in metrics
 
 
 def test_wrong_or_missing_secret_gets_401_without_detail(service: RunningService) -> None:

@@ -55,17 +55,13 @@ class RequestTelemetry:
 
     def finished(
         self,
-        observation: RequestObservation | None,
+        observation: RequestObservation,
         status: int,
         outcome: Outcome | None,
         result: Any | None,
-        fallback: tuple[str, str | None],
     ) -> None:
         """Record everything about one finished request. ``result`` is the hook's
         :class:`~service.hooks.HookResult` when the hook ran."""
-        if observation is None:  # refused before the request middleware ran (body too large)
-            observation = RequestObservation(fallback[0], fallback[1] or "unmatched", _hook_from_route(fallback[1]))
-            self._metrics.in_flight.inc()
         elapsed = time.perf_counter() - observation.started
         self._metrics.in_flight.dec()
         span = observation.span
@@ -109,9 +105,3 @@ class RequestTelemetry:
             span.end()
         if observation.token is not None:
             otel_context.detach(observation.token)
-
-
-def _hook_from_route(route: str | None) -> str | None:
-    if route and route.startswith("/hooks/"):
-        return route.removeprefix("/hooks/").replace("-", "_")
-    return None
