@@ -54,6 +54,13 @@ def _amended_spec() -> dict[str, Any]:
     return document
 
 
+def registration_for(email: str) -> dict[str, Any]:
+    """Okta's self-service registration example, for someone else's email."""
+    event = example("registration")
+    event["data"]["userProfile"]["email"] = email
+    return event
+
+
 def validate_response(hook_type: str, body: dict[str, Any]) -> None:
     """Raise if ``body`` does not validate against Okta's response schema for ``hook_type``. Okta's
     schemas allow any other top-level key, so unknown keys are also refused here: Okta answers a body it

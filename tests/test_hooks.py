@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import SECRET, RunningService, service_config, unchanged
-from okta_spec import example, validate_response
+from okta_spec import example, registration_for, validate_response
 
 from service.directory import Directory
 from service.hooks import Hook
@@ -175,8 +175,7 @@ def test_unknown_user_continues_without_changes(service: RunningService, hook: s
 
 
 def test_non_ascii_values_round_trip(service: RunningService) -> None:
-    event = example("registration")
-    event["data"]["userProfile"]["email"] = "zoe.angstrom@example.com"
+    event = registration_for("zoe.angstrom@example.com")
 
     profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
 
@@ -186,8 +185,7 @@ def test_non_ascii_values_round_trip(service: RunningService) -> None:
 
 
 def test_manager_dn_with_escaped_comma_resolves(service: RunningService) -> None:
-    event = example("registration")
-    event["data"]["userProfile"]["email"] = "user@example.com"
+    event = registration_for("user@example.com")
 
     profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
 
@@ -195,8 +193,7 @@ def test_manager_dn_with_escaped_comma_resolves(service: RunningService) -> None
 
 
 def test_dangling_manager_dn_is_left_out(service: RunningService) -> None:
-    event = example("registration")
-    event["data"]["userProfile"]["email"] = "orphan.report@example.com"
+    event = registration_for("orphan.report@example.com")
 
     profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
 
@@ -209,8 +206,7 @@ def test_dangling_manager_dn_is_left_out(service: RunningService) -> None:
     ["*", "*)(uid=*", "*)(|(mail=*", "rosario.jones@example.com)(mail=*", "\\00", "\x00", "\\", "(", "\\2a"],
 )
 def test_hostile_identifiers_match_nothing(service: RunningService, hostile: str) -> None:
-    event = example("registration")
-    event["data"]["userProfile"]["email"] = hostile
+    event = registration_for(hostile)
 
     response = service.post("registration", event)
 
@@ -219,8 +215,7 @@ def test_hostile_identifiers_match_nothing(service: RunningService, hostile: str
 
 
 def test_identifier_with_filter_metacharacters_matches_exactly(service: RunningService) -> None:
-    event = example("registration")
-    event["data"]["userProfile"]["email"] = "paren(test)*star@example.com"
+    event = registration_for("paren(test)*star@example.com")
 
     profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
 
@@ -228,8 +223,7 @@ def test_identifier_with_filter_metacharacters_matches_exactly(service: RunningS
 
 
 def test_several_matches_are_an_error_not_a_guess(service: RunningService) -> None:
-    event = example("registration")
-    event["data"]["userProfile"]["email"] = "shared.mailbox@example.com"
+    event = registration_for("shared.mailbox@example.com")
 
     response = service.post("registration", event)
 
@@ -244,8 +238,7 @@ def test_deny_policy_for_unknown_registrant(slapd, start_service) -> None:
     config = service_config(slapd.url)
     config["hooks"]["registration"].update(on_unknown_user="deny", deny_message=message)
     service = start_service(config)
-    event = example("registration")
-    event["data"]["userProfile"]["email"] = "stranger@example.org"
+    event = registration_for("stranger@example.org")
 
     body = service.post("registration", event).json()
 

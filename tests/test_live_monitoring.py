@@ -22,7 +22,7 @@ from types import ModuleType
 
 import pytest
 from conftest import REPO, RunningService, directory_config, service_config
-from okta_spec import example
+from okta_spec import example, registration_for
 from prometheus_server import PrometheusServer
 
 from service.demo.slapd import Slapd
@@ -87,10 +87,8 @@ class SwitchableProxy:
 
 def drive(service: RunningService, seconds: float, concurrency: int) -> list[int]:
     """Send a mix of hook calls (enriched, unknown user, several matches, token) for ``seconds``."""
-    unknown = example("registration")
-    unknown["data"]["userProfile"]["email"] = "nobody.here@example.com"
-    shared = example("registration")
-    shared["data"]["userProfile"]["email"] = "shared.mailbox@example.com"
+    unknown = registration_for("nobody.here@example.com")
+    shared = registration_for("shared.mailbox@example.com")
     calls = [
         ("registration", example("registration")),
         ("token", example("token")),

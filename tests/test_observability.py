@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import pytest
 from conftest import SECRET, HangingServer, RunningService, directory_config, service_config, unchanged
-from okta_spec import example
+from okta_spec import example, registration_for
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -67,8 +67,7 @@ def test_prometheus_sees_outcomes_latency_bounds_and_fallbacks(
     )
     try:
         prometheus.wait_scraped()
-        unknown = example("registration")
-        unknown["data"]["userProfile"]["email"] = "nobody.here@example.com"
+        unknown = registration_for("nobody.here@example.com")
         for _ in range(3):
             assert "commands" in healthy.post("registration", example("registration")).json()
         for _ in range(2):
@@ -108,8 +107,7 @@ def test_prometheus_sees_outcomes_latency_bounds_and_fallbacks(
 
 
 def test_metrics_labels_hold_no_user_data(service: RunningService) -> None:
-    unknown = example("registration")
-    unknown["data"]["userProfile"]["email"] = "stranger@example.org"
+    unknown = registration_for("stranger@example.org")
     service.post("registration", example("registration"))
     service.post("registration", unknown)
     service.client.post(service.hook_url + "/hooks/rosario.jones", json={})  # an unmatched path
@@ -237,8 +235,7 @@ def test_otlp_export_logs_and_exemplars_without_personal_data(slapd: Slapd, star
             "OTEL_SERVICE_NAME": "okta-ldap-hook-test",
         }
         service = start_service(service_config(slapd.url), env=env)
-        unknown = example("registration")
-        unknown["data"]["userProfile"]["email"] = "stranger@example.org"
+        unknown = registration_for("stranger@example.org")
         hostile = example("token")
         hostile["data"]["context"]["user"]["profile"]["login"] = "*)(uid=*"
         service.post("registration", example("registration"), headers={"traceparent": TRACEPARENT})
