@@ -97,8 +97,9 @@ class Hook:
         error_kind: str | None = None,
     ) -> HookResult:
         action = self.settings.on_unknown_user if outcome is Outcome.NO_MATCH else self.settings.on_directory_error
-        deny = action is FailureAction.DENY and self._deny_message is not None
-        body = denial(self._deny_message) if deny and self._deny_message else no_change()
+        deny_message = self._deny_message if action is FailureAction.DENY else None
+        deny = deny_message is not None
+        body = denial(deny_message) if deny_message is not None else no_change()
         elapsed = time.monotonic() - started
         body = with_debug_context(body, _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind))
         return HookResult(
