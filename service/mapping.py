@@ -57,9 +57,7 @@ class MappingRule(BaseModel):
         description="Treat each value as a DN and read this attribute of that entry instead.",
     )
     default: str | list[str] | None = Field(None, description="Used when the entry yields no value.")
-    nested: bool = Field(
-        False, description="`source: groups`: also the groups the person is in through other groups."
-    )
+    nested: bool = Field(False, description="`source: groups`: also the groups the person is in through other groups.")
     name_pattern: tuple[str, ...] = Field(
         (),
         description="`source: groups`: keep only groups whose name matches one of these shell-style "

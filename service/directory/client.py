@@ -111,6 +111,15 @@ class Directory:
         """Blocking lookup with no deadline, for ``check-config --probe``."""
         return self._lookup(identifier, attributes, resolve, groups, float("inf"), _Progress(started=True))
 
+    def user_filter(self, identifier: str) -> str:
+        """The filter that finds the user Okta names: the configured conditions (on Active Directory,
+        also "not disabled"), and the match attribute equal to ``identifier``."""
+        if self._config.user_search.strip_domain:
+            identifier = identifier.rpartition("@")[0] or identifier
+        # RFC 4515 escaping, applied exactly once, here and nowhere else.
+        escaped: str = escape_filter_chars(identifier)
+        return self._filter_prefix + escaped + "))"
+
     async def start_background(self) -> asyncio.Task[None]:
         """Prewarm the pool and start checking every server periodically."""
         loop = asyncio.get_running_loop()
@@ -208,10 +217,7 @@ class Directory:
         on_stage: Any,
     ) -> DirectoryEntry | None:
         search = self._config.user_search
-        if search.strip_domain:
-            identifier = identifier.rpartition("@")[0] or identifier
-        # RFC 4515 escaping, applied exactly once, here and nowhere else.
-        search_filter = self._filter_prefix + escape_filter_chars(identifier) + "))"
+        search_filter = self.user_filter(identifier)
         on_stage("search")
         with self._pool.operation("search", connection.server):
             _, result, response, _ = connection.ldap3_connection.search(

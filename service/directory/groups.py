@@ -77,9 +77,7 @@ class GroupReader:
         self._pool = pool
         self._name = config.name_attribute.lower()
 
-    def read(
-        self, connection: Connection, user_dn: str, *, nested: bool, on_stage: Callable[[Stage], None]
-    ) -> Groups:
+    def read(self, connection: Connection, user_dn: str, *, nested: bool, on_stage: Callable[[Stage], None]) -> Groups:
         if not nested:
             return self._walk(connection, user_dn, 1, on_stage)
         if self._dialect == "active_directory":
