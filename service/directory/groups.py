@@ -82,9 +82,9 @@ class GroupReader:
             return self._walk(connection, user_dn, 1, on_stage)
         if self._dialect == "active_directory":
             on_stage("groups")
-            found, cut = self._search(
-                connection, in_chain_filter(self._config.member_attribute, user_dn), self._config.max_groups
-            )
+            found, cut = self._search(connection, in_chain_filter(self._config.member_attribute, user_dn))
+            if len(found) > self._config.max_groups:
+                return _groups(_first(found, self._config.max_groups), complete=False)
             return _groups(found, complete=not cut)
         return self._walk(connection, user_dn, self._config.max_depth, on_stage)
 
@@ -96,7 +96,7 @@ class GroupReader:
             level: dict[str, _Found] = {}
             for batch in _batches(frontier):
                 on_stage("groups")
-                found, cut = self._search(connection, self._member_filter(batch), limit + 1)
+                found, cut = self._search(connection, self._member_filter(batch))
                 level.update((group.dn.lower(), group) for group in found if group.dn.lower() not in seen)
                 if cut:
                     return _groups(_first([*seen.values(), *level.values()], limit), complete=False)
@@ -126,9 +126,11 @@ class GroupReader:
         return member_filter(self._config.member_attribute, dns)
 
     def _search(
-        self, connection: Connection, condition: str, size_limit: int, *, names: bool = True
+        self, connection: Connection, condition: str, size_limit: int = 0, *, names: bool = True
     ) -> tuple[list[_Found], bool]:
-        """The groups matching ``condition`` and whether the size limit cut the answer."""
+        """The groups matching ``condition`` and whether a size limit cut the answer. Without
+        ``size_limit``, only the server's own limit applies (OpenLDAP: 500, AD: MaxPageSize 1000): the
+        answer is cut by ``max_groups`` here, in DN order, so the same groups are kept on every call."""
         search_filter = f"(&{self._config.filter}{condition})"
         with self._pool.operation("groups", connection.server):
             _, result, response, _ = connection.ldap3_connection.search(
