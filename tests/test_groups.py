@@ -6,13 +6,17 @@ every hook type. There is no Active Directory here: its filters are checked as e
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import SECRET, directory_config, service_config
 from groups_support import ADA_DIRECT, ADA_MAILS, ADA_NESTED, TEAMS, groups_ldif
 from okta_spec import example, registration_for, validate_response
@@ -339,3 +343,23 @@ def test_no_group_name_in_logs_metrics_or_debug_context(app: InProcess, capsys: 
     exposed += captured.out + captured.err
     for name in ADA_NESTED:
         assert name not in exposed
+
+
+def test_check_config_probe_counts_the_sample_groups(groups_slapd: Slapd, tmp_path: Any) -> None:
+    bounded = {**GROUPS_SECTION, "max_depth": 2}
+    config = service_config(groups_slapd.url, hooks=HOOKS, directory=directory_config(groups_slapd.url, groups=bounded))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    env = {"PATH": "/usr/bin:/bin", "OKTA_HOOK_SECRET": "s", "LDAP_BIND_PASSWORD": SERVICE_BIND_PASSWORD}
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "check-config", str(path), "--probe", "--sample", ADA_MAILS[0]],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sample: 2 direct groups\n" in result.stdout
+    assert "sample: 5 nested groups (a bound of directory.groups stopped the search)" in result.stdout
+    assert "R&D" not in result.stdout  # counts, not names
