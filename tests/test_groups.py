@@ -363,3 +363,22 @@ def test_check_config_probe_counts_the_sample_groups(groups_slapd: Slapd, tmp_pa
     assert "sample: 2 direct groups\n" in result.stdout
     assert "sample: 5 nested groups (a bound of directory.groups stopped the search)" in result.stdout
     assert "R&D" not in result.stdout  # counts, not names
+
+
+def _readme_block(heading: str) -> dict[str, Any]:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split(f"\n{heading}\n", 1)[1]
+    block: dict[str, Any] = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    return block
+
+
+@pytest.mark.parametrize("heading", ["### Pointing it at Active Directory", "### Groups"])
+def test_readme_group_examples_are_valid_configuration(heading: str) -> None:
+    block = _readme_block(heading)
+    config = service_config("ldap://127.0.0.1:389")
+    directory = {**config["directory"], **block["directory"]}
+    if "bind_password_file" in directory:
+        del directory["bind_password_env"]  # one password source only
+    directory["user_search"] = {**config["directory"]["user_search"], **directory["user_search"]}
+    settings = parse_settings({**config, "directory": directory, "hooks": block["hooks"]})
+    assert settings.directory.groups is not None
