@@ -257,8 +257,9 @@ class InProcess:
     start and stop around each request (stopping closes the directory), so every call gets a fresh
     app; the telemetry, and so the metrics, are shared."""
 
-    def __init__(self, slapd: Slapd) -> None:
-        config = service_config(slapd.url, hooks=HOOKS, directory=directory_config(slapd.url, groups=GROUPS_SECTION))
+    def __init__(self, slapd: Slapd, **groups: Any) -> None:
+        section = {**GROUPS_SECTION, **groups}
+        config = service_config(slapd.url, hooks=HOOKS, directory=directory_config(slapd.url, groups=section))
         self.settings = parse_settings(config)
         self.telemetry = Telemetry(Metrics())
 
@@ -320,6 +321,15 @@ def test_a_claim_cut_to_its_max_is_sorted_counted_and_said(app: InProcess) -> No
     assert body["debugContext"]["groupsTruncated"] is True
     assert app.truncated("token", "claim_max") == 1
     assert app.truncated("token", "walk_bound") == 0
+
+
+def test_a_walk_stopped_by_its_bound_is_counted_and_said(groups_slapd: Slapd) -> None:
+    app = InProcess(groups_slapd, max_depth=2)
+    body = app.post("token", example("token"))
+    assert _claims(body)[("access", "/claims/roles")] == ["App-Engineering"]  # app-All Staff is level 3
+    assert body["debugContext"]["groupsTruncated"] is True
+    assert app.truncated("token", "walk_bound") == 1
+    assert app.truncated("token", "claim_max") == 0
 
 
 def test_saml_registration_and_import_map_groups(app: InProcess) -> None:
