@@ -24,9 +24,9 @@ from prometheus_client import generate_latest
 from sanic import Sanic
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port
-from service.directory import DeadlineExceeded, Directory, DirectoryConfig
+from service.directory import DeadlineExceeded, Directory, DirectoryConfig, DirectoryEntry, Groups
 from service.directory.groups import in_chain_filter, member_filter
-from service.mapping import guid_string, sid_string
+from service.mapping import MappingRule, guid_string, map_entry, sid_string
 from service.server import create_apps
 from service.settings import ConfigError, Secrets, parse_settings
 from service.telemetry import Metrics, Telemetry
@@ -392,3 +392,28 @@ def test_readme_group_examples_are_valid_configuration(heading: str) -> None:
     directory["user_search"] = {**config["directory"]["user_search"], **directory["user_search"]}
     settings = parse_settings({**config, "directory": directory, "hooks": block["hooks"]})
     assert settings.directory.groups is not None
+
+
+def test_group_rule_pattern_transform_sort_and_max_on_an_entry() -> None:
+    names = ("APP-b", "app-A", "app-c", "Other", "app-a")
+    entry = DirectoryEntry("uid=x", {}, groups={"nested": Groups(names, complete=True)})
+    rules = {
+        "all": MappingRule.model_validate({"source": "groups", "nested": True}),
+        "apps": MappingRule.model_validate(
+            {"source": "groups", "nested": True, "name_pattern": "app-*", "transform": ["lower"], "max": 2}
+        ),
+        "one": MappingRule.model_validate(
+            {"source": "groups", "nested": True, "values": "first", "name_pattern": "o*"}
+        ),
+        "direct": MappingRule.model_validate({"source": "groups", "default": ["none"]}),
+    }
+    mapped = map_entry(rules, entry)
+    assert mapped.values == {
+        "all": ["APP-b", "Other", "app-A", "app-a", "app-c"],
+        "apps": ["app-a", "app-b"],  # lower-cased, deduplicated, sorted, then cut: app-c dropped
+        "one": "Other",
+        "direct": ["none"],  # no direct membership was read: the default
+    }
+    assert mapped.cut == ("apps",) and mapped.incomplete == ()
+    bounded = DirectoryEntry("uid=x", {}, groups={"nested": Groups(names, complete=False)})
+    assert map_entry({"all": rules["all"]}, bounded).incomplete == ("all",)
