@@ -74,7 +74,9 @@ def _group(dn: str, name: str, members: list[str]) -> str:
     return "\n".join([f"dn: {dn}", "objectClass: groupOfNames", f"cn: {name}", *(f"member: {m}" for m in members)])
 
 
-def groups_ldif() -> str:
+def groups_ldif(referral_url: str | None = None) -> str:
+    """The directory above; with ``referral_url``, also a referral object under the groups base that
+    sends a client following referrals to that server."""
     records = _base_records()
     records += [_person("ada", ADA_MAILS), _person("busy", ("busy@example.com",))]
     records.append(_person("bystander", ("bystander@example.com",)))
@@ -90,4 +92,16 @@ def groups_ldif() -> str:
     team_dns = [f"cn={team},{GROUPS}" for team in TEAMS]
     records += [_group(dn, team, [BUSY]) for dn, team in zip(team_dns, TEAMS, strict=True)]
     records.append(_group(f"cn=All Teams,{GROUPS}", "All Teams", team_dns))
+    if referral_url:
+        records.append(
+            "\n".join(
+                [
+                    f"dn: ou=elsewhere,{GROUPS}",
+                    "objectClass: referral",
+                    "objectClass: extensibleObject",
+                    "ou: elsewhere",
+                    f"ref: {referral_url}/ou=groups,dc=elsewhere,dc=example",
+                ]
+            )
+        )
     return "\n\n".join(records) + "\n"

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import SECRET, directory_config, service_config
+from conftest import SECRET, HangingServer, directory_config, service_config
 from groups_support import ADA_DIRECT, ADA_MAILS, ADA_NESTED, TEAMS, groups_ldif
 from okta_spec import example, registration_for, validate_response
 from prometheus_client import generate_latest
 from sanic import Sanic
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port
-from service.directory import DeadlineExceeded, Directory, DirectoryConfig, DirectoryEntry, Groups
+from service.directory import DeadlineExceeded, Directory, DirectoryConfig, DirectoryEntry, DirectoryError, Groups
 from service.directory.groups import in_chain_filter, member_filter
 from service.mapping import MappingRule, guid_string, map_entry, sid_string
 from service.server import create_apps
@@ -35,9 +35,18 @@ GROUPS_SECTION = {"base_dn": "ou=groups,dc=example,dc=com", "filter": "(objectCl
 
 
 @pytest.fixture(scope="module")
-def groups_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+def referred() -> Iterator[HangingServer]:
+    """Where the directory's referral object points: a client that followed it would connect here."""
+    server = HangingServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def groups_slapd(tmp_path_factory: pytest.TempPathFactory, referred: HangingServer) -> Iterator[Slapd]:
     # dynlist: memberOf computed at search time, normalised (lower-case) the way the issue describes.
-    with Slapd(tmp_path_factory.mktemp("groups-slapd"), groups_ldif(), memberof="dynlist") as server:
+    ldif = groups_ldif(referral_url=referred.url)
+    with Slapd(tmp_path_factory.mktemp("groups-slapd"), ldif, memberof="dynlist") as server:
         yield server
 
 
@@ -126,6 +135,37 @@ def test_group_count_bound_cuts_deterministically(groups_slapd: Slapd) -> None:
             assert list(bounded.names) == TEAMS[:30]  # the first 30 by DN, whatever order slapd answers in
     exact = _lookup(groups_slapd, "busy@example.com", {"direct"}, max_groups=60).group_names("direct")
     assert exact.complete and list(exact.names) == TEAMS  # 60 groups and a bound of 60: nothing cut
+
+
+def test_continuation_references_among_groups_are_skipped(groups_slapd: Slapd, referred: HangingServer) -> None:
+    # the referral object is in scope of every group search: slapd adds a continuation reference
+    entry = _lookup(groups_slapd, ADA_MAILS[0], {"direct", "nested"})
+    assert list(entry.group_names("nested").names) == ADA_NESTED
+    assert referred.accepted == 0
+
+
+def test_a_referral_is_an_error_never_a_connection_elsewhere(groups_slapd: Slapd, referred: HangingServer) -> None:
+    # a base DN that is a referral object: slapd answers "referral" (10) with the other server's URL;
+    # ldap3 with auto_referrals would connect there (and hang on it)
+    config = _directory_config(groups_slapd.url, base_dn="ou=elsewhere,ou=groups,dc=example,dc=com")
+    directory = Directory(config, SERVICE_BIND_PASSWORD)
+
+    async def lookup() -> None:
+        await directory.find_user(
+            ADA_MAILS[0],
+            attributes=frozenset(),
+            resolve={},
+            deadline=time.monotonic() + 5,
+            groups=frozenset({"direct"}),
+        )
+
+    try:
+        with pytest.raises(DirectoryError) as failed:
+            asyncio.run(lookup())
+    finally:
+        directory.close()
+    assert failed.value.kind == "server_error" and "10" in str(failed.value)
+    assert referred.accepted == 0
 
 
 def test_group_filter_restricts_what_counts_as_a_group(groups_slapd: Slapd) -> None:
