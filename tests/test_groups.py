@@ -379,6 +379,8 @@ def test_saml_registration_and_import_map_groups(app: InProcess) -> None:
 
     registration = app.post("registration", registration_for(ADA_MAILS[0]))
     assert registration["commands"][0]["value"]["groups"] == ADA_NESTED
+    progressive = app.post("registration", example("registration_progressive"))
+    assert [c["value"] for c in progressive["commands"]] == [{"groups": ADA_NESTED}]
 
     imported = app.post("user_import", example("user_import"))
     values = {c["type"]: c["value"] for c in imported["commands"]}
