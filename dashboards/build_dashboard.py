@@ -393,7 +393,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "Deadline exceeded by hook and stage",
             "Calls per minute that hit the 2.5 s deadline, by what the directory work was doing: "
             "pool_wait (no free connection: pool too small or connections stuck), connect, bind, "
-            "search, resolve (manager/group lookups).",
+            "search, resolve (manager lookups), groups (group searches).",
             targets(
                 (
                     f"60 * sum by (hook_type, stage) (rate(okta_hook_deadline_exceeded_total{{{SEL}}}[{RI}]))",
@@ -440,7 +440,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
     directory = [
         timeseries(
             "Directory operation latency p95 / p99",
-            "LDAP latency by operation (connect, bind, search, resolve). One hook call may need several "
+            "LDAP latency by operation (connect, bind, search, resolve, groups). One hook call may need several "
             "operations; together they must fit in the 2.5 s deadline.",
             targets(
                 *[
@@ -499,6 +499,19 @@ def rows() -> list[tuple[str, list[Panel]]]:
                 )
             ),
             "ops",
+        ),
+        timeseries(
+            "Group claims truncated",
+            "Answers per minute whose group claims lack some of the person's groups: claim_max (a rule's "
+            "max cut the sorted list; raise max or narrow name_pattern) or walk_bound (the nested walk "
+            "stopped at directory.groups max_depth/max_groups). Okta's System Log shows groupsTruncated.",
+            targets(
+                (
+                    f"60 * sum by (hook_type, limit) (rate(okta_hook_groups_truncated_total{{{SEL}}}[{RI}]))",
+                    "{{hook_type}} {{limit}}",
+                )
+            ),
+            "opm",
         ),
     ]
     saturation = [

@@ -91,11 +91,16 @@ def _probe(settings: Settings, sample: str | None) -> int:
             print(f"{server}: {'bind ok' if up else 'unreachable or bind refused'}")
         if sample:
             rules = [rule for section in settings.hooks.enabled().values() for rule in section.rules()]
-            entry = directory.lookup(sample, mapping.required_attributes(rules), mapping.resolutions(rules))
+            entry = directory.lookup(
+                sample, mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
+            )
             if entry is None:
                 print("sample: no entry matches")
                 return 1
             print(f"sample: found one entry with {len(entry.attributes)} of the mapped attributes")
+            for membership, groups in sorted(entry.groups.items()):
+                bounded = "" if groups.complete else " (a bound of directory.groups stopped the search)"
+                print(f"sample: {len(groups.names)} {membership} groups{bounded}")
     except DirectoryError as error:
         print(f"directory error ({error.kind}): {error}")
         return 1

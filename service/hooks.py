@@ -47,6 +47,10 @@ class HookResult:
     #: The directory failure kind (``timeout``, ``connect``, ``ambiguous``...).
     error_kind: str | None = None
     directory_seconds: float = 0.0
+    #: A group claim was cut to its rule's ``max``.
+    groups_cut: bool = False
+    #: A group claim came from a nested walk stopped by ``max_depth``/``max_groups``.
+    groups_incomplete: bool = False
 
 
 class Hook:
@@ -59,6 +63,7 @@ class Hook:
         self._deny_message = settings.deny_message if isinstance(settings, RegistrationSettings) else None
         self._attributes = mapping.required_attributes(settings.rules())
         self._resolve = mapping.resolutions(settings.rules())
+        self._groups = mapping.memberships(settings.rules())
 
     async def answer(self, event: HookEvent, received_at: float) -> HookResult:
         """Answer ``event``, received at ``received_at`` (:func:`time.monotonic`), within the deadline."""
@@ -70,6 +75,7 @@ class Hook:
                 attributes=self._attributes,
                 resolve=self._resolve,
                 deadline=received_at + self.settings.deadline_seconds,
+                groups=self._groups,
             )
         except DeadlineExceeded as exceeded:
             return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage=exceeded.stage)
@@ -79,13 +85,24 @@ class Hook:
             return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
         if entry is None:
             return self._fallback(event, Outcome.NO_MATCH, started)
+        mapper = _Mapper(entry)
         try:
-            body = self._enrich(self.settings, event, entry)
+            body = self._enrich(self.settings, event, mapper)
         except Exception as error:
             return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
         elapsed = time.monotonic() - started
-        body = with_debug_context(body, _diagnostics(Outcome.ENRICHED, elapsed))
-        return HookResult(Outcome.ENRICHED, body, event.event_id, directory_seconds=elapsed)
+        context = _diagnostics(Outcome.ENRICHED, elapsed)
+        if mapper.cut or mapper.incomplete:
+            context["groupsTruncated"] = True
+        body = with_debug_context(body, context)
+        return HookResult(
+            Outcome.ENRICHED,
+            body,
+            event.event_id,
+            directory_seconds=elapsed,
+            groups_cut=mapper.cut,
+            groups_incomplete=mapper.incomplete,
+        )
 
     def _fallback(
         self,
@@ -113,6 +130,21 @@ class Hook:
         )
 
 
+class _Mapper:
+    """Applies rule sets to one entry and remembers whether any group claim lost names on the way."""
+
+    def __init__(self, entry: DirectoryEntry) -> None:
+        self._entry = entry
+        self.cut = False
+        self.incomplete = False
+
+    def __call__(self, rules: mapping.Rules) -> dict[str, mapping.Value]:
+        mapped = mapping.map_entry(rules, self._entry)
+        self.cut = self.cut or bool(mapped.cut)
+        self.incomplete = self.incomplete or bool(mapped.incomplete)
+        return mapped.values
+
+
 def _diagnostics(
     outcome: Outcome, elapsed: float, *, stage: str | None = None, error_kind: str | None = None
 ) -> dict[str, str | int]:
@@ -126,28 +158,28 @@ def _diagnostics(
     return context
 
 
-def _registration(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+def _registration(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
     s: RegistrationSettings = settings
     assert event.registration_kind is not None
-    return registration_update(event.registration_kind, mapping.apply(s.profile, entry))
+    return registration_update(event.registration_kind, apply(s.profile))
 
 
-def _token(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+def _token(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
     s: TokenSettings = settings
-    return token_patch(event, mapping.apply(s.id_token, entry), mapping.apply(s.access_token, entry))
+    return token_patch(event, apply(s.id_token), apply(s.access_token))
 
 
-def _saml(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+def _saml(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
     s: SamlSettings = settings
-    return saml_patch(event, mapping.apply(s.attributes, entry))
+    return saml_patch(event, apply(s.attributes))
 
 
-def _user_import(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+def _user_import(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
     s: UserImportSettings = settings
-    return import_update(mapping.apply(s.profile, entry), mapping.apply(s.app_user_profile, entry))
+    return import_update(apply(s.profile), apply(s.app_user_profile))
 
 
-_ENRICHERS: dict[HookType, Callable[[Any, HookEvent, DirectoryEntry], dict[str, Any]]] = {
+_ENRICHERS: dict[HookType, Callable[[Any, HookEvent, _Mapper], dict[str, Any]]] = {
     HookType.REGISTRATION: _registration,
     HookType.TOKEN: _token,
     HookType.SAML: _saml,

@@ -179,6 +179,24 @@ class Settings(_Section):
     hooks: HooksSettings
     logging: LoggingSettings = LoggingSettings()
 
+    @model_validator(mode="after")
+    def _groups_configured(self) -> Settings:
+        if self.directory.groups is not None:
+            return self
+        for hook_type, section in self.hooks.enabled().items():
+            for key, rules in zip(_rule_set_keys(section), section.rule_sets(), strict=True):
+                for name, rule in rules.items():
+                    if rule.source == "groups":
+                        raise ValueError(
+                            f"hooks.{hook_type.value}.{key}.{name}: source: groups needs a directory.groups section"
+                        )
+        return self
+
+
+def _rule_set_keys(section: HookSettings) -> list[str]:
+    """The configuration keys of ``section.rule_sets()``, in the same order."""
+    return [name for name, info in type(section).model_fields.items() if info.annotation == AttributeMap]
+
 
 @dataclass(frozen=True)
 class Secrets:

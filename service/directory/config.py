@@ -33,13 +33,63 @@ class UserSearch:
     #: login is ``jdoe@corp.example.com``.
     strip_domain: bool = False
 
+    #: With ``dialect: active_directory``, keep accounts whose ``userAccountControl`` has the
+    #: ACCOUNTDISABLE bit (2) findable. By default they are excluded, as if they did not exist.
+    include_disabled: bool = False
+
     def __post_init__(self) -> None:
         if not self.base_dn.strip():
             raise ValueError("base_dn must not be empty")
-        if not (self.filter.startswith("(") and self.filter.endswith(")")):
-            raise ValueError("filter must be one parenthesised LDAP filter, e.g. (objectClass=person)")
+        _check_filter(self.filter, "(objectClass=person)")
         if not _ATTRIBUTE.match(self.match_attribute):
             raise ValueError("match_attribute must be an attribute name such as mail or uid")
+
+
+@dataclass(frozen=True)
+class GroupSearch:
+    """Where groups live and how membership is recorded (the ``directory.groups`` section), for
+    mapping rules with ``source: groups``.
+
+    Groups are found by searching for the entries whose ``member_attribute`` holds the user's DN (and,
+    for nested membership, a group's DN), never by reading ``memberOf`` and then each group: one search
+    returns every group with its true name, whatever the size of the group.
+    """
+
+    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012
+
+    base_dn: str
+    scope: Literal["subtree", "one"] = "subtree"
+    #: Which entries are groups, and which groups count at all, e.g. ``(objectClass=groupOfNames)``
+    #: or, on Active Directory, ``(&(objectClass=group)(groupType:1.2.840.113556.1.4.803:=2147483648))``
+    #: for security groups only.
+    filter: str = "(objectClass=groupOfNames)"
+    #: The group's name as people know it: ``cn``, or ``sAMAccountName`` on Active Directory.
+    name_attribute: str = "cn"
+    #: The group attribute holding its members' DNs: ``member`` (``uniqueMember`` for groupOfUniqueNames).
+    member_attribute: str = "member"
+    #: Nested membership on directories without AD's in-chain rule: how many levels are walked (1 is
+    #: the direct groups only) ...
+    max_depth: int = 5
+    #: ... and how many groups may be collected in all. Past either bound the walk stops and the answer
+    #: says the list may be incomplete (``groupsTruncated`` in Okta's debugContext, and a metric).
+    max_groups: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.base_dn.strip():
+            raise ValueError("base_dn must not be empty")
+        _check_filter(self.filter, "(objectClass=groupOfNames)")
+        for name in ("name_attribute", "member_attribute"):
+            if not _ATTRIBUTE.match(getattr(self, name)):
+                raise ValueError(f"{name} must be an attribute name such as cn or member")
+        if not 1 <= self.max_depth <= 20:
+            raise ValueError("max_depth must be between 1 and 20")
+        if not 1 <= self.max_groups <= 10000:
+            raise ValueError("max_groups must be between 1 and 10000")
+
+
+def _check_filter(text: str, example: str) -> None:
+    if not (text.startswith("(") and text.endswith(")")):
+        raise ValueError(f"filter must be one parenthesised LDAP filter, e.g. {example}")
 
 
 @dataclass(frozen=True)
@@ -71,6 +121,12 @@ class DirectoryConfig:
     connection_max_age_seconds: float = 300.0
     #: How often a background bind checks each server (reachability metric, recovery after cooldown).
     health_check_interval_seconds: float = 15.0
+    #: ``active_directory`` excludes disabled accounts from the user search (see
+    #: ``user_search.include_disabled``) and finds nested groups with AD's in-chain matching rule in one
+    #: search; ``openldap`` (any other directory) walks nested groups level by level.
+    dialect: Literal["openldap", "active_directory"] = "openldap"
+    #: Groups for ``source: groups`` mapping rules; absent, such rules are refused at startup.
+    groups: GroupSearch | None = None
     servers: tuple[ServerAddress, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -18,7 +18,8 @@ from service.telemetry.metrics import Metrics
 from service.telemetry.requests import RequestTelemetry
 from service.telemetry.tracing import provider_from_environment, shutdown
 
-STAGES = ("pool_wait", "connect", "bind", "search", "resolve")
+STAGES = ("pool_wait", "connect", "bind", "search", "resolve", "groups")
+GROUP_LIMITS = ("claim_max", "walk_bound")
 
 
 class Telemetry:
@@ -38,6 +39,8 @@ class Telemetry:
                 m.hook_requests.labels(hook_type, outcome.value)
             for stage in STAGES:
                 m.deadline_exceeded.labels(hook_type, stage)
+            for limit in GROUP_LIMITS:
+                m.groups_truncated.labels(hook_type, limit)
             if hook_type == "registration":
                 for reason in DENIAL_REASONS.values():
                     m.denials.labels(hook_type, reason)

@@ -64,6 +64,13 @@ class Metrics:
             ["hook_type", "stage"],
             registry=registry,
         )
+        self.groups_truncated = Counter(
+            "okta_hook_groups_truncated",
+            "Answers whose group claims lack some of the person's groups: cut to a rule's max "
+            "(limit=claim_max) or from a nested walk stopped by max_depth/max_groups (limit=walk_bound).",
+            ["hook_type", "limit"],
+            registry=registry,
+        )
         self.ldap_duration = Histogram(
             "okta_hook_ldap_operation_duration_seconds",
             "Duration of LDAP operations.",

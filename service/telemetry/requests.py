@@ -88,6 +88,10 @@ class RequestTelemetry:
                 self._metrics.denials.labels(hook_type, DENIAL_REASONS[outcome]).inc()
             if result is not None and result.stage is not None:
                 self._metrics.deadline_exceeded.labels(hook_type, result.stage).inc()
+            if result is not None and getattr(result, "groups_cut", False):
+                self._metrics.groups_truncated.labels(hook_type, "claim_max").inc()
+            if result is not None and getattr(result, "groups_incomplete", False):
+                self._metrics.groups_truncated.labels(hook_type, "walk_bound").inc()
         if hook_type is not None:
             log.info(
                 "hook_request",
@@ -98,6 +102,7 @@ class RequestTelemetry:
                 denied=getattr(result, "denied", False),
                 stage=getattr(result, "stage", None),
                 error_kind=getattr(result, "error_kind", None),
+                groups_truncated=getattr(result, "groups_cut", False) or getattr(result, "groups_incomplete", False),
                 duration_ms=round(elapsed * 1000, 2),
                 directory_ms=round(getattr(result, "directory_seconds", 0.0) * 1000, 2),
             )
