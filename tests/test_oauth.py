@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from conftest import SECRET, RunningService, service_config
 from oauth_support import (
     AUDIENCE,
@@ -343,3 +344,70 @@ def test_oauth_alone_is_enough_and_no_method_at_all_is_refused(slapd: Slapd) -> 
     assert settings.auth.oauth.metadata_url == oauth["issuer"] + "/.well-known/oauth-authorization-server"
     with pytest.raises(ConfigError, match=r"auth: name at least one secret source .* or configure oauth"):
         parse_settings(service_config(slapd.url, auth={"secret_env": []}))
+
+
+# -- the Helm chart ----------------------------------------------------------------------------------
+
+
+def _chart_config(values: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The service config the chart renders, and the egress rules of its NetworkPolicy."""
+    from chart_tools import render_objects
+
+    rendered = render_objects(values)
+    config_map = next(cm for cm in rendered.of_kind("ConfigMap") if "config.yaml" in cm["data"])
+    policy = next(np for np in rendered.of_kind("NetworkPolicy") if "annotations" not in np["metadata"])
+    return yaml.safe_load(config_map["data"]["config.yaml"]), policy["spec"]["egress"]
+
+
+def test_chart_renders_auth_oauth_and_opens_egress_to_the_issuer(slapd: Slapd) -> None:
+    from chart_tools import CHART_DIR, load_values
+
+    config, egress = _chart_config(load_values(CHART_DIR / "ci" / "oauth-values.yaml"))
+    settings = parse_settings({**config, "directory": service_config(slapd.url)["directory"]})
+    assert settings.auth.oauth == OAuthConfig(
+        issuer="https://acme.okta.example:8443/oauth2/ausHookAS0001",
+        audience=AUDIENCE,
+        scopes=(SCOPE,),
+        client_ids=(CLIENT_ID,),
+        leeway_seconds=60,
+    )
+    assert settings.auth.secret_files  # the header secret stays accepted beside OAuth
+    issuer_rule = next(rule for rule in egress if rule["ports"] == [{"port": 8443, "protocol": "TCP"}])
+    assert issuer_rule["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"
+    # without okta.oauth: no auth.oauth and no egress rule for an issuer
+    config, egress = _chart_config({})
+    assert "oauth" not in config["auth"]
+    assert not [rule for rule in egress if {"port": 443, "protocol": "TCP"} in rule.get("ports", [])]
+    # the default https port, and a jwks_uri on another host
+    values = {
+        "okta": {
+            "oauth": {
+                "issuer": "https://acme.okta.example/oauth2/aus1",
+                "audience": AUDIENCE,
+                "scopes": [SCOPE],
+                "jwksUri": "https://keys.example:9443/aus1/keys",
+            }
+        }
+    }
+    config, egress = _chart_config(values)
+    assert config["auth"]["oauth"]["jwks_uri"] == "https://keys.example:9443/aus1/keys"
+    assert "client_ids" not in config["auth"]["oauth"]
+    both = [{"port": 443, "protocol": "TCP"}, {"port": 9443, "protocol": "TCP"}]
+    assert any(rule["ports"] == both for rule in egress)
+
+
+@pytest.mark.parametrize(
+    ("oauth", "message"),
+    [
+        ({"issuer": "https://acme.okta.example/oauth2/aus1"}, "okta.oauth.audience and okta.oauth.scopes are required"),
+        ({"issuer": "http://acme.okta.example/oauth2/aus1"}, "okta/oauth/issuer"),
+        ({"leewaySeconds": 900}, "okta/oauth/leewaySeconds"),
+        ({"scope": ["x"]}, "scope"),
+    ],
+)
+def test_chart_refuses_incomplete_or_unsafe_oauth_values(oauth: dict[str, Any], message: str) -> None:
+    import helm_python as helm
+    from chart_tools import render_objects
+
+    with pytest.raises((helm.HelmRenderError, helm.HelmValuesError), match=message):
+        render_objects({"okta": {"oauth": oauth}})
