@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import SECRET, RunningService, service_config
+from conftest import SECRET, HangingServer, RunningService, service_config
 from oauth_support import (
     AUDIENCE,
     CLIENT_ID,
@@ -266,6 +266,48 @@ def test_an_unreachable_issuer_blocks_neither_startup_nor_header_secret_calls(sl
         assert hook._sample("okta_hook_oauth_jwks_last_success_timestamp_seconds") == 0
 
     run(hook, scenario)
+
+
+def test_a_hanging_issuer_delays_a_call_by_one_fetch_timeout_at_most(
+    slapd: Slapd, hanging_directory: HangingServer
+) -> None:
+    """An issuer that accepts connections and never answers: the call that needs a key waits at most
+    ``fetch_timeout_seconds`` (0.3 s here), far inside the 2.5 s hook deadline, then gets 401."""
+    stuck = f"http://127.0.0.1:{hanging_directory.port}/oauth2/ausHookAS0001"
+    oauth = {"issuer": stuck, "audience": AUDIENCE, "scopes": [SCOPE], "fetch_timeout_seconds": 0.3}
+    hook = InProcessHook(service_config(slapd.url, auth={"oauth": oauth}), secrets=(SECRET,))
+
+    async def scenario(hook: InProcessHook) -> None:
+        started = time.monotonic()
+        response = await hook.bearer(mint(RSA, claims(stuck)))
+        waited = time.monotonic() - started
+        assert response.status_code == 401
+        assert hook.refused("unknown_key") == 1
+        assert waited < 2.5  # the hook deadline (expected: about 0.3 s)
+        for _ in range(40):  # the fetch itself gives up after its socket timeout
+            if hook.fetch_errors("timeout"):
+                break
+            await asyncio.sleep(0.1)
+        assert hook.fetch_errors("timeout") >= 1
+        assert enriched(await hook.call(SECRET))
+
+    run(hook, scenario)
+    assert hanging_directory.accepted >= 1
+
+
+def test_check_config_probe_fetches_the_issuers_keys(
+    slapd: Slapd, issuer: IssuerServer, tmp_path, capsys, monkeypatch
+) -> None:
+    from service.cli import main
+
+    monkeypatch.setenv("LDAP_BIND_PASSWORD", SERVICE_BIND_PASSWORD)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(oauth_config(slapd, issuer)))
+    assert main(["check-config", str(config), "--probe"]) == 0
+    assert "oauth issuer: 2 usable signing key(s)" in capsys.readouterr().out
+    issuer.stop()
+    assert main(["check-config", str(config), "--probe"]) == 1
+    assert "oauth issuer: cannot fetch its keys (connect)" in capsys.readouterr().out
 
 
 # -- header secret and OAuth at once ----------------------------------------------------------------

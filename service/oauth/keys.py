@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
@@ -58,13 +59,28 @@ class KeyFetchError(Exception):
         self.reason = reason
 
 
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, except from https to anything else: keys read in clear text could be swapped."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        if urlsplit(req.full_url).scheme == "https" and urlsplit(newurl).scheme != "https":
+            return None  # urllib then raises the 3xx as an HTTPError
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+#: urllib's default handlers (proxies from HTTPS_PROXY/NO_PROXY included) with the redirect rule above.
+_OPENER = urllib.request.build_opener(_NoDowngrade)
+
+
 def fetch_url(url: str, timeout: float) -> bytes:
     """GET ``url`` (a JSON document) with a socket timeout; blocking, so called in a thread."""
     request = urllib.request.Request(
         url, headers={"Accept": "application/json", "User-Agent": f"okta-ldap-hook/{__version__}"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             body: bytes = response.read(MAX_DOCUMENT_BYTES + 1)
     except urllib.error.HTTPError as error:
         error.close()
@@ -102,6 +118,10 @@ class IssuerKeys:
     @property
     def loaded(self) -> bool:
         return bool(self._keys)
+
+    @property
+    def count(self) -> int:
+        return len(self._keys)
 
     def cached(self, kid: str | None) -> SigningKey | None:
         """The cached key named ``kid``; a token without ``kid`` gets the only key, if there is one."""
