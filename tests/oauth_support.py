@@ -59,6 +59,10 @@ class IssuerServer:
 
     keys: list[SigningKey]
     hits: Counter[str] = field(default_factory=Counter)
+    #: Published beside the keys' JWKs (e.g. an ``oct`` secret, an encryption key).
+    extra_jwks: list[dict[str, Any]] = field(default_factory=list)
+    #: Replaces the metadata document when set.
+    metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         server = self
@@ -67,9 +71,9 @@ class IssuerServer:
             def do_GET(self) -> None:
                 server.hits[self.path] += 1
                 if self.path == server.path + "/.well-known/oauth-authorization-server":
-                    body = {"issuer": server.issuer, "jwks_uri": server.issuer + "/v1/keys"}
+                    body = server.metadata or {"issuer": server.issuer, "jwks_uri": server.issuer + "/v1/keys"}
                 elif self.path == server.path + "/v1/keys":
-                    body = {"keys": [key.jwk() for key in server.keys]}
+                    body = {"keys": [key.jwk() for key in server.keys] + server.extra_jwks}
                 else:
                     self.send_error(404)
                     return

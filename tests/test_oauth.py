@@ -35,7 +35,7 @@ from okta_spec import example
 from sanic import Sanic
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port
-from service.oauth import OAuthConfig, Rejection
+from service.oauth import NullOAuthObserver, OAuthConfig, Rejection
 from service.server import create_apps
 from service.settings import ConfigError, Secrets, parse_settings
 from service.telemetry import Metrics, Telemetry
@@ -105,6 +105,14 @@ class InProcessHook:
 
     def total_refused(self) -> float:
         return sum(self.refused(reason.value) for reason in Rejection)
+
+
+class FetchRecorder(NullOAuthObserver):
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def fetch_failed(self, reason: str) -> None:
+        self.failures.append(reason)
 
 
 def run(hook: InProcessHook, scenario: Callable[[InProcessHook], Awaitable[None]]) -> None:
@@ -250,6 +258,35 @@ def test_cached_keys_keep_working_when_the_issuer_goes_down(slapd: Slapd, issuer
         assert 0 < hook._sample("okta_hook_oauth_jwks_last_success_timestamp_seconds") <= time.time()
 
     run(hook, scenario)
+
+
+@pytest.mark.parametrize(
+    "publish",
+    [
+        pytest.param({"metadata": {"issuer": "https://impostor.example/oauth2/x"}}, id="metadata of another issuer"),
+        pytest.param({"metadata": {"issuer": None, "jwks_uri": "http://keys.example/keys"}}, id="keys over plain http"),
+        pytest.param({"metadata": {"issuer": None}}, id="metadata without jwks_uri"),
+        pytest.param({"keys": [], "extra_jwks": [{"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"}]}, id="only a secret"),
+        pytest.param({"keys": [], "extra_jwks": [{**RSA.jwk(), "use": "enc"}]}, id="only an encryption key"),
+        pytest.param({"keys": [], "extra_jwks": [{**RSA.jwk(), "alg": "HS256"}]}, id="RSA key pinned to HS256"),
+    ],
+)
+def test_key_sets_the_service_cannot_trust_are_refused(issuer: IssuerServer, publish: dict[str, Any]) -> None:
+    from service.oauth import IssuerKeys
+
+    for name, value in publish.items():
+        if name == "metadata" and value.get("issuer", "") is None:
+            value = {**value, "issuer": issuer.issuer}
+        setattr(issuer, name, value)
+    observer = FetchRecorder()
+    keys = IssuerKeys(OAuthConfig(issuer=issuer.issuer, audience=AUDIENCE, scopes=(SCOPE,)), observer)
+
+    async def fetch() -> bool:
+        return await keys.refresh()
+
+    assert asyncio.run(fetch()) is False
+    assert observer.failures == ["invalid_document"]
+    assert keys.count == 0
 
 
 def test_an_unreachable_issuer_blocks_neither_startup_nor_header_secret_calls(slapd: Slapd) -> None:

@@ -60,9 +60,9 @@ class OAuthConfig:
     min_refetch_interval_seconds: float = 60.0
 
     def __post_init__(self) -> None:
-        _check_url("issuer", self.issuer)
+        check_url("issuer", self.issuer)
         if self.jwks_uri is not None:
-            _check_url("jwks_uri", self.jwks_uri)
+            check_url("jwks_uri", self.jwks_uri, query=True)
         if not self.audience.strip():
             raise ValueError("audience must not be empty")
         if not self.scopes:
@@ -86,12 +86,12 @@ class OAuthConfig:
         return self.issuer.rstrip("/") + "/.well-known/oauth-authorization-server"
 
 
-def _check_url(key: str, url: str) -> None:
-    """https, or plain http on a loopback address only (tests, a local sidecar): keys fetched in clear
-    text over a network could be swapped by anyone on the path."""
+def check_url(key: str, url: str, *, query: bool = False) -> None:
+    """Raises ValueError unless ``url`` is https, or plain http on a loopback address (tests, a local
+    sidecar): keys fetched in clear text over a network could be swapped by anyone on the path."""
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(f"{key} must be an https:// URL without query or fragment")
+    if parts.scheme not in ("https", "http") or not parts.hostname or (parts.query and not query) or parts.fragment:
+        raise ValueError(f"{key} must be an https:// URL" + ("" if query else " without query or fragment"))
     if parts.scheme == "http" and not _loopback(parts.hostname):
         raise ValueError(f"{key} must use https:// (plain http only on a loopback address)")
 

@@ -24,11 +24,11 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
 from service import __version__
-from service.oauth.config import ASYMMETRIC_ALGORITHMS, OAuthConfig
+from service.oauth.config import ASYMMETRIC_ALGORITHMS, OAuthConfig, check_url
 from service.oauth.observer import NullOAuthObserver, OAuthObserver
 
-#: Reasons a fetch fails (the ``reason`` label of the fetch-error metric).
-FETCH_ERRORS = ("timeout", "connect", "http_status", "invalid_document")
+#: Reasons a fetch fails (the ``reason`` label of the fetch-error metric); ``other`` is a bug of ours.
+FETCH_ERRORS = ("timeout", "connect", "http_status", "invalid_document", "other")
 
 #: A metadata document or key set larger than this is refused (Okta's are a few KB).
 MAX_DOCUMENT_BYTES = 512 * 1024
@@ -177,6 +177,9 @@ class IssuerKeys:
         except KeyFetchError as error:
             self._observer.fetch_failed(error.reason)
             return False
+        except Exception:  # never let a surprise fail the hook calls waiting on this fetch
+            self._observer.fetch_failed("other")
+            return False
         self._keys = keys
         self._observer.keys_fetched(len(keys))
         return True
@@ -189,6 +192,10 @@ class IssuerKeys:
             # RFC 8414 §3.3: the metadata must name the issuer it was asked for.
             if metadata.get("issuer") != self._config.issuer or not isinstance(jwks_uri, str):
                 raise KeyFetchError("invalid_document")
+            try:
+                check_url("jwks_uri", jwks_uri, query=True)
+            except ValueError:
+                raise KeyFetchError("invalid_document") from None
             self._jwks_uri = jwks_uri
         keys = parse_key_set(_json_object(self._fetch(self._jwks_uri, timeout)))
         if not keys:
