@@ -514,6 +514,51 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "opm",
         ),
     ]
+    oauth = [
+        timeseries(
+            "Bearer tokens refused by reason",
+            "Hook calls on Okta's OAUTH channel answered 401, per minute, by why the access token was "
+            "refused: expired, not_yet_valid (clock skew), wrong_issuer, wrong_audience, missing_scope, "
+            "wrong_client, unknown_key (key not published, or the issuer unreachable), bad_signature, "
+            "bad_algorithm, malformed, not_bearer. Empty when auth.oauth is not configured.",
+            targets(
+                (
+                    f"60 * sum by (reason) (rate(okta_hook_oauth_token_rejections_total{{{SEL}}}[{RI}]))",
+                    "{{reason}}",
+                )
+            ),
+            "opm",
+            w=8,
+        ),
+        timeseries(
+            "Issuer key fetch errors",
+            "Failed fetches of the authorization server's metadata or key set per minute, by reason. "
+            "Cached keys keep working; new keys (rotation) cannot be learnt (OktaHookOAuthKeysFetchFailing).",
+            targets(
+                (
+                    f"60 * sum by (reason) (rate(okta_hook_oauth_jwks_fetch_errors_total{{{SEL}}}[{RI}]))",
+                    "{{reason}}",
+                )
+            ),
+            "opm",
+            w=8,
+        ),
+        timeseries(
+            "Issuer keys held, and age of the last fetch",
+            "Signing keys in memory per pod (0: every bearer token is refused, OktaHookOAuthNoKeys) and "
+            "seconds since the last successful fetch of the key set (refreshed hourly by default).",
+            targets(
+                (f"min by (instance) (okta_hook_oauth_jwks_keys{{{SEL}}})", "keys {{instance}}"),
+                (
+                    f"time() - max by (instance) "
+                    f"(okta_hook_oauth_jwks_last_success_timestamp_seconds{{{SEL}}} > 0)",
+                    "age (s) {{instance}}",
+                ),
+            ),
+            "short",
+            w=8,
+        ),
+    ]
     saturation = [
         timeseries(
             "In-flight hook requests per pod",
@@ -560,6 +605,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
         ("Answers to Okta", answers),
         ("Deadline and timeouts", deadline),
         ("Directory (LDAP)", directory),
+        ("Hook authentication (OAuth)", oauth),
         ("Saturation and versions", saturation),
     ]
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service import __version__
+from service.oauth import NullOAuthObserver, OAuthConfig
 from service.settings import ConfigError, Settings, load_secrets, load_settings
 
 CONFIG_ENV = "OKTA_LDAP_HOOK_CONFIG"
@@ -37,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", help="configuration file")
     check.add_argument(
-        "--probe", action="store_true", help="also read the secrets, bind to the directory and look up --sample"
+        "--probe",
+        action="store_true",
+        help="also read the secrets, fetch the OAuth issuer's keys, bind to the directory and look up --sample",
     )
     check.add_argument("--sample", help="login or email to look up with --probe")
 
@@ -85,6 +88,7 @@ def _probe(settings: Settings, sample: str | None) -> int:
     from service.directory import Directory, DirectoryError
 
     secrets = load_secrets(settings)
+    issuer_ok = settings.auth.oauth is None or _probe_issuer(settings.auth.oauth)
     directory = Directory(settings.directory, secrets.bind_password)
     try:
         for server, up in asyncio.run(directory.check_servers()).items():
@@ -106,7 +110,29 @@ def _probe(settings: Settings, sample: str | None) -> int:
         return 1
     finally:
         directory.close()
-    return 0
+    return 0 if issuer_ok else 1
+
+
+def _probe_issuer(config: OAuthConfig) -> bool:
+    """Fetch the OAuth issuer's metadata and key set once, as the service does at startup."""
+    from service.oauth import IssuerKeys
+
+    failures: list[str] = []
+
+    class Report(NullOAuthObserver):
+        def fetch_failed(self, reason: str) -> None:
+            failures.append(reason)
+
+    keys = IssuerKeys(config, Report())
+
+    async def fetch() -> bool:
+        return await keys.refresh()
+
+    if asyncio.run(fetch()):
+        print(f"oauth issuer: {keys.count} usable signing key(s)")
+        return True
+    print(f"oauth issuer: cannot fetch its keys ({', '.join(failures)})")
+    return False
 
 
 def _reload(config_path: str) -> int:

@@ -18,9 +18,10 @@ from sanic import HTTPResponse, Request, Sanic, empty, json
 from sanic.config import Config
 from sanic.response import BaseHTTPResponse, text
 
-from service.auth import SecretVerifier
+from service.auth import HookAuthenticator, SecretVerifier
 from service.directory import Directory
 from service.hooks import Hook
+from service.oauth import FETCH_ERRORS, BearerVerifier, IssuerKeys, Rejection
 from service.okta import EventError, parse_event
 from service.policy import Outcome
 from service.settings import Secrets, Settings
@@ -62,7 +63,7 @@ def create_apps(
         app.config.update(_SANIC_CONFIG)
 
     state = ServiceState()
-    verifier = SecretVerifier(settings.auth.header, secrets.hook_secrets)
+    verifier, issuer_keys = _authenticator(settings, secrets, telemetry)
     directory = Directory(settings.directory, secrets.bind_password, telemetry.directory)
     hooks = [Hook(t, s, directory) for t, s in settings.hooks.enabled().items()]
     telemetry.declare((hook.type.value for hook in hooks), directory.servers)
@@ -107,6 +108,13 @@ def create_apps(
     async def start_directory(app: App) -> None:
         state.background.append(await directory.start_background())
 
+    if issuer_keys is not None:
+
+        @hook_app.before_server_start
+        async def start_key_refresh(app: App) -> None:
+            # In the background: neither startup nor the probes wait for the issuer.
+            state.background.append(issuer_keys.start())
+
     @hook_app.after_server_start
     async def mark_ready(app: App) -> None:
         state.ready = True
@@ -146,10 +154,24 @@ def create_apps(
     return hook_app, ops_app
 
 
-def _hook_handler(hook: Hook, verifier: SecretVerifier) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
+def _authenticator(
+    settings: Settings, secrets: Secrets, telemetry: Telemetry
+) -> tuple[HookAuthenticator, IssuerKeys | None]:
+    """The header secret, OAuth bearer tokens, or both, as configured (``auth``)."""
+    secret = SecretVerifier(settings.auth.header, secrets.hook_secrets) if secrets.hook_secrets else None
+    oauth = settings.auth.oauth
+    if oauth is None:
+        return HookAuthenticator(secret, None), None
+    telemetry.oauth.declare(FETCH_ERRORS, tuple(reason.value for reason in Rejection))
+    keys = IssuerKeys(oauth, telemetry.oauth)
+    bearer = BearerVerifier(oauth, keys, telemetry.oauth, report_not_bearer=secret is None)
+    return HookAuthenticator(secret, bearer), keys
+
+
+def _hook_handler(hook: Hook, verifier: HookAuthenticator) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
     async def handle(request: Request) -> HTTPResponse:
         received_at = time.monotonic()
-        if not verifier.verify(request.headers):
+        if not await verifier.verify(request.headers):
             request.ctx.outcome = Outcome.UNAUTHORIZED
             return empty(status=401)
         try:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service.directory import DirectoryConfig
 from service.mapping import MappingRule
+from service.oauth import OAuthConfig
 from service.okta import RESERVED_CLAIMS, HookType
 from service.okta.commands import ACCESS_TOKEN_MODIFIABLE
 from service.policy import FailureAction
@@ -56,11 +57,14 @@ class AuthSettings(_Section):
     secret_env: tuple[str, ...] = ()
     #: Files, each holding one accepted secret (a mounted Kubernetes Secret); trailing newlines ignored.
     secret_files: tuple[str, ...] = ()
+    #: Okta's OAUTH channel: bearer tokens from this authorization server. With secrets configured too,
+    #: either is accepted, so a hook can move from one to the other without downtime.
+    oauth: OAuthConfig | None = None
 
     @model_validator(mode="after")
     def _has_a_source(self) -> AuthSettings:
-        if not (self.secret_env or self.secret_files):
-            raise ValueError("name at least one secret source in secret_env or secret_files")
+        if not (self.secret_env or self.secret_files or self.oauth):
+            raise ValueError("name at least one secret source in secret_env or secret_files, or configure oauth")
         return self
 
 

@@ -360,6 +360,7 @@ def test_rows_read_from_risk_to_cause() -> None:
         "Answers to Okta",
         "Deadline and timeouts",
         "Directory (LDAP)",
+        "Hook authentication (OAuth)",
         "Saturation and versions",
     ]
 

@@ -2,7 +2,7 @@
 
 The hook handlers never open spans or touch metrics. The server calls :class:`RequestTelemetry` from
 its request/response middleware, and the directory reports through the :class:`DirectoryTelemetry`
-observer.
+observer, the OAuth key cache and token checks through the :class:`OAuthTelemetry` observer.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from service.policy import DENIAL_REASONS, Outcome
 from service.telemetry.directory import DirectoryTelemetry, current_tracer
 from service.telemetry.logs import configure_logging
 from service.telemetry.metrics import Metrics
+from service.telemetry.oauth import OAuthTelemetry
 from service.telemetry.requests import RequestTelemetry
 from service.telemetry.tracing import provider_from_environment, shutdown
 
@@ -29,6 +30,7 @@ class Telemetry:
         tracer = current_tracer(self.tracer_provider)
         self.requests = RequestTelemetry(self.metrics, tracer)
         self.directory = DirectoryTelemetry(self.metrics, tracer)
+        self.oauth = OAuthTelemetry(self.metrics)
 
     def declare(self, hook_types: Iterable[str], servers: Iterable[str]) -> None:
         """Create the labelled series at zero, so that the first fallback is a visible increase and

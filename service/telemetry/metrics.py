@@ -95,6 +95,26 @@ class Metrics:
         self.pool_waiting = Gauge(
             "okta_hook_ldap_pool_waiting", "Lookups waiting for a free LDAP worker.", registry=registry
         )
+        self.oauth_fetch_errors = Counter(
+            "okta_hook_oauth_jwks_fetch_errors",
+            "Failed fetches of the OAuth issuer's metadata or key set, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.oauth_last_fetch = Gauge(
+            "okta_hook_oauth_jwks_last_success_timestamp_seconds",
+            "Unix time of the last successful fetch of the OAuth issuer's key set (0: never).",
+            registry=registry,
+        )
+        self.oauth_keys = Gauge(
+            "okta_hook_oauth_jwks_keys", "Usable signing keys of the OAuth issuer held in memory.", registry=registry
+        )
+        self.oauth_rejections = Counter(
+            "okta_hook_oauth_token_rejections",
+            "Bearer tokens refused (the call is answered 401), by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self.build_info = Gauge(
             "okta_hook_build_info", "Always 1; labels carry the version.", ["version", "revision"], registry=registry
         )
