@@ -130,3 +130,16 @@ def test_try_without_a_service_says_so_in_one_line() -> None:
     assert f"nothing answers at {url}" in result.stderr
     assert "make run" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_the_okta_setup_guide_covers_every_hook_type_and_is_linked() -> None:
+    """docs/okta-setup.md names every endpoint and Okta type the service answers, and the README, the
+    install guide and the chart's install notes point to it."""
+    guide = (REPO / "docs" / "okta-setup.md").read_text()
+    for hook_type in HookType:
+        assert hook_type.path in guide, hook_type
+        assert hook_type.event_type in guide, hook_type
+    assert "Email verification" in guide
+    assert "(docs/okta-setup.md)" in (REPO / "README.md").read_text()
+    assert "(okta-setup.md)" in (REPO / "docs" / "install.md").read_text()
+    assert "docs/okta-setup.md" in (REPO / "chart" / "okta-ldap-hook" / "templates" / "NOTES.txt").read_text()
