@@ -34,7 +34,11 @@ else
   rootfs=$cache/bookworm-python3-minbase.tar
   if [ ! -s "$rootfs" ]; then
     step "building the stand-in root filesystem with mmdebstrap (cached in $rootfs)"
-    mmdebstrap --quiet --variant=minbase \
+    # --format=tar: always a tarball, never a directory target (in which mmdebstrap mounts /proc,
+    # /sys and /dev while it works); written under a temporary name, so an interrupted run leaves no
+    # tarball that looks complete.
+    rm -f "$rootfs.partial"
+    mmdebstrap --quiet --format=tar --variant=minbase \
       --include=python3,python3-venv,python-is-python3,ca-certificates,netbase \
       bookworm "$rootfs.partial"
     mv "$rootfs.partial" "$rootfs"
