@@ -95,6 +95,8 @@ def describe(example: Example, answer: Answer) -> Iterator[str]:
         operations = value if isinstance(value, list) else [value]
         for operation in operations:
             yield "    " + json.dumps(operation, ensure_ascii=False)
+    if answer.status != 200 and "message" in body:
+        yield f"  refused: {body['message']}"
     if "error" in body:
         yield f"  error: {json.dumps(body['error'], ensure_ascii=False)}"
     if answer.status == 200 and not body.get("commands") and "error" not in body:
