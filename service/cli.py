@@ -1,4 +1,4 @@
-"""Command line: ``okta-ldap-hook serve | check-config | demo``."""
+"""Command line: ``okta-ldap-hook serve | check-config | demo | try``."""
 
 from __future__ import annotations
 
@@ -14,15 +14,18 @@ from pathlib import Path
 
 from service import __version__
 from service.oauth import NullOAuthObserver, OAuthConfig
+from service.ports import busy_message
 from service.settings import ConfigError, Settings, load_secrets, load_settings
 
 CONFIG_ENV = "OKTA_LDAP_HOOK_CONFIG"
 DEFAULT_CONFIG = "/etc/okta-ldap-hook/config.yaml"
+DEFAULT_TRY_URL = "http://127.0.0.1:8080"
+DESCRIPTION = "Answers Okta inline hooks with data from an LDAP directory."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="okta-ldap-hook", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser = argparse.ArgumentParser(prog="okta-ldap-hook", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="answer Okta inline hooks")
@@ -45,8 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--sample", help="login or email to look up with --probe")
 
     demo = commands.add_parser("demo", help="run the service on a throwaway demo directory")
-    demo.add_argument("--hook-port", type=int, default=8080)
-    demo.add_argument("--ops-port", type=int, default=9090)
+    demo.add_argument("--hook-port", type=int, default=8080, help="port of the hook endpoints (default: 8080)")
+    demo.add_argument("--ops-port", type=int, default=9090, help="port of /livez, /readyz, /metrics (default: 9090)")
+
+    send = commands.add_parser("try", help="send Okta's example event of every hook type to a running service")
+    send.add_argument("--url", default=DEFAULT_TRY_URL, help=f"the hook port's base URL (default: {DEFAULT_TRY_URL})")
+    send.add_argument(
+        "--header",
+        default="Authorization",
+        help="the header carrying the secret, read from $OKTA_HOOK_SECRET or the demo's (default: Authorization)",
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -54,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reload(args.config) if args.reload else _serve(args.config)
         if args.command == "check-config":
             return _check_config(args.config, args.probe, args.sample)
+        if args.command == "try":
+            from service.demo.examples import try_all
+
+            return try_all(args.url, args.header)
         from service.demo.run import run_demo
 
         return run_demo(args.hook_port, args.ops_port)
@@ -67,6 +82,11 @@ def _serve(config_path: str) -> int:
     from service.telemetry import Telemetry, configure_logging
 
     settings = load_settings(config_path)
+    server = settings.server
+    busy = busy_message(server.host, {"server.hook_port": server.hook_port, "server.ops_port": server.ops_port})
+    if busy:
+        print(f"okta-ldap-hook: {busy}", file=sys.stderr)
+        return 1
     secrets = load_secrets(settings)
     configure_logging(settings.logging.level, settings.logging.format)
     serve(settings, secrets, Telemetry())
