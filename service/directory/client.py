@@ -57,6 +57,11 @@ class Directory:
         filter_template = config.user_search.filter
         self._filter_prefix = f"(&{filter_template}({config.user_search.match_attribute}="
 
+    def search_value(self, identifier: str) -> str | None:
+        """What the user search compares for ``identifier``; None when it can match nobody (a login
+        outside ``user_search.strip_domains``), so the caller need not ask the directory."""
+        return self._config.user_search.search_value(identifier)
+
     def pool_state(self) -> tuple[int, int, int]:
         """Connections open, connections lent out, lookups waiting for a worker thread."""
         return self._pool.state()
@@ -194,10 +199,11 @@ class Directory:
         on_stage: Any,
     ) -> DirectoryEntry | None:
         search = self._config.user_search
-        if search.strip_domain:
-            identifier = identifier.rpartition("@")[0] or identifier
+        value = search.search_value(identifier)
+        if value is None:
+            return None  # outside the company's domains: nobody (the hooks refuse it before calling)
         # RFC 4515 escaping, applied exactly once, here and nowhere else.
-        search_filter = self._filter_prefix + escape_filter_chars(identifier) + "))"
+        search_filter = self._filter_prefix + escape_filter_chars(value) + "))"
         on_stage("search")
         with self._pool.operation("search", connection.server):
             _, result, response, _ = connection.ldap3_connection.search(

@@ -29,6 +29,8 @@ class RequestObservation:
     started: float = field(default_factory=time.perf_counter)
     span: Span | None = None
     token: Token[Context] | None = None
+    #: Why the request was refused (401/400), from a fixed vocabulary.
+    reason: str | None = None
 
 
 class RequestTelemetry:
@@ -88,16 +90,21 @@ class RequestTelemetry:
                 self._metrics.denials.labels(hook_type, DENIAL_REASONS[outcome]).inc()
             if result is not None and result.stage is not None:
                 self._metrics.deadline_exceeded.labels(hook_type, result.stage).inc()
+            refusal = getattr(result, "refusal", None)
+            if refusal is not None:
+                self._metrics.refused_identifiers.labels(hook_type, refusal.value).inc()
         if hook_type is not None:
             log.info(
                 "hook_request",
                 event_id=getattr(result, "event_id", None) or None,
+                event_id_rejected=getattr(result, "event_id_rejected", False) or None,
                 hook_type=hook_type,
                 outcome=outcome.value if outcome else None,
                 status=status,
                 denied=getattr(result, "denied", False),
                 stage=getattr(result, "stage", None),
                 error_kind=getattr(result, "error_kind", None),
+                reason=observation.reason or getattr(getattr(result, "refusal", None), "value", None),
                 duration_ms=round(elapsed * 1000, 2),
                 directory_ms=round(getattr(result, "directory_seconds", 0.0) * 1000, 2),
             )
