@@ -96,9 +96,7 @@ class Hook:
             return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
         elapsed = time.monotonic() - started
         body = with_debug_context(body, _diagnostics(Outcome.ENRICHED, elapsed))
-        return HookResult(
-            Outcome.ENRICHED, body, event.event_id, event.event_id_rejected, directory_seconds=elapsed
-        )
+        return HookResult(Outcome.ENRICHED, body, event.event_id, event.event_id_rejected, directory_seconds=elapsed)
 
     def _fallback(
         self,
