@@ -14,6 +14,7 @@ import pytest
 from conftest import SECRET, RunningService, directory_config, service_config, unchanged
 from hostile_support import HOOK_PATHS, InProcessService, captured_logs, event_for, hook_lines, in_process
 from okta_spec import example
+from opentelemetry.trace import SpanKind
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd
 from service.directory import Directory, DirectoryConfig, UserSearch
@@ -335,13 +336,18 @@ def test_oktas_event_ids_are_logged(service: InProcessService) -> None:
 def test_a_bad_secret_is_a_401_with_a_reason_and_no_value(
     service: InProcessService, headers: list[tuple[bytes, bytes]], reason: str
 ) -> None:
+    service.spans.clear()
     with captured_logs() as events:
         answer = service.post("/hooks/registration", _EVENT.encode(), secret=None, headers=headers)
 
     assert answer.status == 401 and answer.body == b""
     [line] = hook_lines(events)
     assert line["status"] == 401 and line["outcome"] == "unauthorized" and line["reason"] == reason
-    dumped = json.dumps(events, default=str)
+    spans = service.spans.get_finished_spans()  # the server span, and health-check binds meanwhile
+    server = [span for span in spans if span.kind is SpanKind.SERVER]
+    assert [span.attributes["http.response.status_code"] for span in server] == [401]
+    traced = [{**span.attributes, "name": span.name, "events": [e.name for e in span.events]} for span in spans]
+    dumped = json.dumps(events, default=str) + json.dumps(traced, default=str)
     for _, value in headers:
         assert value.decode(errors="surrogateescape") not in dumped
     assert "wrong" not in dumped and "\\udc" not in dumped and "xxxx" not in dumped
