@@ -260,11 +260,19 @@ def _from_file(path: str, key: str) -> str:
     return value
 
 
+#: Keys of earlier versions, and what to write instead.
+_REPLACED_KEYS = {
+    "strip_domain": "replaced by strip_domains, the list of the company's own login domains "
+    "(a login in any other domain matches nobody)",
+}
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     """``hooks.token.id_token.groups: <reason>`` from one pydantic error, without echoing input values
     (a misplaced secret must not end up in the log)."""
     location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        message = "unknown key (check its spelling and section)"
+        key = str(error["loc"][-1]) if error["loc"] else ""
+        message = _REPLACED_KEYS.get(key, "unknown key (check its spelling and section)")
     return f"{location or '(top level)'}: {message}"

@@ -181,7 +181,7 @@ def test_strip_domains_config_is_validated(slapd: Slapd) -> None:
     with pytest.raises(ConfigError, match=r"directory\.user_search\.strip_domains: "):
         parse_settings(service_config(slapd.url, directory=directory))
     directory["user_search"] = {"base_dn": "ou=people,dc=example,dc=com", "strip_domain": True}  # the old flag
-    with pytest.raises(ConfigError, match=r"directory\.user_search\.strip_domain: unknown key"):
+    with pytest.raises(ConfigError, match=r"directory\.user_search\.strip_domain: replaced by strip_domains"):
         parse_settings(service_config(slapd.url, directory=directory))
 
 

@@ -167,8 +167,9 @@ def _read_json(body: bytes) -> Any:
     standard decoder can fail (``RecursionError`` on deep nesting, ``ValueError`` on a 5000-digit
     integer) ends as an :class:`EventError`, never as a 500.
 
-    The checks after decoding run on the text at C speed (regular expressions, no walk over the
-    document), so a 256 KiB body of small containers costs about what decoding it costs."""
+    The checks after decoding run on the text at C speed (regular expressions; the document is walked
+    only when the text holds a surrogate escape), so a 256 KiB body of small containers costs about
+    what decoding it costs."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
