@@ -306,17 +306,23 @@ def test_generated_bodies(service: InProcessService, people: dict[str, set[str]]
     assert_logs_clean(events, [])
 
 
-def test_generated_secret_headers(service: InProcessService) -> None:
+trace_headers = st.lists(
+    st.tuples(st.sampled_from([b"traceparent", b"tracestate", b"baggage"]), st.binary(max_size=64)), max_size=2
+)
+
+
+def test_generated_secret_headers(service: InProcessService, caplog: pytest.LogCaptureFixture) -> None:
+    """The secret header, and the trace headers read before authentication."""
     presented: list[bytes] = []
     body = _EXAMPLE.encode()
 
     @settings(GENERATED, max_examples=200)
-    @given(values=st.lists(secret_values, min_size=0, max_size=3))
-    def run(values: list[bytes]) -> None:
+    @given(values=st.lists(secret_values, min_size=0, max_size=3), trace=trace_headers)
+    def run(values: list[bytes], trace: list[tuple[bytes, bytes]]) -> None:
         presented.extend(values)
-        answer = service.post(
-            "/hooks/registration", body, secret=None, headers=[(b"authorization", value) for value in values]
-        )
+        presented.extend(value for _, value in trace)
+        headers = [(b"authorization", value) for value in values] + trace
+        answer = service.post("/hooks/registration", body, secret=None, headers=headers)
         if values == [SECRET.encode()]:
             assert answer.status == 200
         else:
@@ -326,7 +332,7 @@ def test_generated_secret_headers(service: InProcessService) -> None:
     with captured_logs() as events:
         run()
     assert len(presented) >= 200
-    dumped = json.dumps(events, default=str)
+    dumped = json.dumps(events, default=str) + caplog.text  # OpenTelemetry logs through the stdlib
     for value in presented:
         text = value.decode(errors="surrogateescape")
         if len(text) >= 6:

@@ -364,6 +364,7 @@ def test_the_right_secret_still_works_with_utf8_secrets() -> None:
     assert verifier.refusal([SECRET]) is None
 
 
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 RAW_HEADER_CASES = {
     "bytes 0x80-0xff": b"Authorization: " + bytes(range(0x80, 0x100)) + b"\r\n",
     "secret then 0xff": b"Authorization: " + SECRET.encode() + b"\xff\r\n",
@@ -372,6 +373,11 @@ RAW_HEADER_CASES = {
     "very long": b"Authorization: leak-marker" + b"A" * 20_000 + b"\r\n",
     "non-UTF-8 header name": b"X-\xff\xfe: leak-marker\r\nAuthorization: leak-marker\r\n",
     "bare CR": b"Authorization: leak-marker\rX: y\r\n",
+    # read before authentication, by the tracing middleware
+    "baggage not UTF-8": b"baggage: k=\xff\xfeleak-marker\r\nAuthorization: leak-marker\r\n",
+    "baggage malformed": b"baggage: leak-marker\r\nAuthorization: leak-marker\r\n",
+    "tracestate malformed": b"traceparent: " + TRACEPARENT + b"\r\ntracestate: leak-marker=\xff,@leak-marker\r\n",
+    "traceparent garbage": b"traceparent: leak-marker\xff\r\nAuthorization: leak-marker\r\n",
 }
 
 
@@ -406,7 +412,10 @@ def test_raw_header_bytes_against_a_real_process(slapd: Slapd, start_service) ->
     assert statuses["secret then 0xff"] == 401
     assert statuses["repeated"] == 401
     assert all(400 <= status < 500 for status in statuses.values()), statuses
-    # the service still answers the right secret afterwards
+    # the right secret is answered, whatever the trace headers hold
+    hostile_trace = b"baggage: k=\xffleak-marker\r\ntracestate: leak-marker=\xfe\r\ntraceparent: leak-marker\r\n"
+    answer = _raw_post(service, f"Authorization: {SECRET}\r\n".encode() + hostile_trace)
+    assert answer.startswith(b"HTTP/1.1 200") and b'"commands"' in answer
     assert "commands" in service.post("registration", example("registration")).json()
     log = service.log()
     assert "leak-marker" not in log and SECRET not in log

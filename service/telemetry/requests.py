@@ -3,6 +3,7 @@ and one summary log line per request."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from contextvars import Token
@@ -19,6 +20,18 @@ from service.policy import DENIAL_REASONS, Outcome
 from service.telemetry.metrics import Metrics
 
 log = structlog.get_logger("okta_ldap_hook")
+
+#: The one header the server span's parent is read from, when it is a well-formed W3C traceparent.
+#: Nothing else reaches OpenTelemetry's propagators: its baggage propagator raises on a non-UTF-8 value
+#: (a 500 before authentication) and, like its tracestate parser, logs malformed values verbatim.
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def trace_context(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request's trace context as a carrier for :func:`propagate.extract`: its ``traceparent``
+    when well-formed, else nothing (``tracestate`` and ``baggage`` are not read)."""
+    value = headers.get("traceparent")
+    return {"traceparent": value} if value is not None and _TRACEPARENT.fullmatch(value) else {}
 
 
 @dataclass
@@ -42,7 +55,7 @@ class RequestTelemetry:
         """Open the SERVER span (child of an incoming ``traceparent``) and make it current."""
         self._metrics.in_flight.inc()
         observation = RequestObservation(method, route, hook_type)
-        parent = propagate.extract(headers)
+        parent = propagate.extract(trace_context(headers))
         span = self._tracer.start_span(
             f"{method} {route}" if route != "unmatched" else method,
             context=parent,
