@@ -324,7 +324,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
         timeseries(
             "Hook calls by type and outcome",
             "What Okta received, per hook type: enriched (directory attributes returned), no_match (user "
-            "not in the directory), fallback_deadline / fallback_ldap_error / fallback_internal_error "
+            "not in the directory), refused_identifier (a login no real Okta user has: never looked up), "
+            "fallback_deadline / fallback_ldap_error / fallback_internal_error "
             "(fallback answer), "
             "unauthorized (401, wrong secret) and bad_request (400/413).",
             targets(
@@ -389,6 +390,20 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "Hook calls per latency bucket. A band at 2.5-3 s means calls hit the deadline and got a "
             "fallback; anything above 3 s reached Okta too late.",
             f"sum by (le) (increase({REQ_BUCKET}{{{HOOKS}}}[{RI}]))",
+        ),
+        timeseries(
+            "Identifiers refused before the directory",
+            "Hook calls per minute whose login or email no real Okta user has, by reason: control or "
+            "invisible characters, too long, spaces, not NFKC-normalized, outside strip_domains. They are "
+            "never looked up and get the unknown-user answer. A steady stream from one hook type is "
+            "someone probing it (they passed the hook secret: check where it leaked).",
+            targets(
+                (
+                    f"60 * sum by (hook_type, reason) (rate(okta_hook_refused_identifiers_total{{{SEL}}}[{RI}]))",
+                    "{{hook_type}} {{reason}}",
+                )
+            ),
+            "opm",
         ),
     ]
     deadline = [

@@ -16,7 +16,9 @@ from service.directory import DeadlineExceeded, Directory, DirectoryEntry, Direc
 from service.okta import (
     HookEvent,
     HookType,
+    IdentifierRefusal,
     denial,
+    identifier_refusal,
     import_update,
     no_change,
     registration_update,
@@ -41,11 +43,15 @@ class HookResult:
     outcome: Outcome
     body: dict[str, Any]
     event_id: str = ""
+    #: The event's ``eventId`` was not a short URL-safe string, so it is not logged.
+    event_id_rejected: bool = False
     denied: bool = False
     #: Where the directory work was when the deadline hit (``pool_wait``, ``search``...).
     stage: str | None = None
     #: The directory failure kind (``timeout``, ``connect``, ``ambiguous``...).
     error_kind: str | None = None
+    #: Why the identifier was not looked up (outcome ``refused_identifier``).
+    refusal: IdentifierRefusal | None = None
     directory_seconds: float = 0.0
     #: A group claim was cut to its rule's ``max``.
     groups_cut: bool = False
@@ -69,6 +75,11 @@ class Hook:
         """Answer ``event``, received at ``received_at`` (:func:`time.monotonic`), within the deadline."""
         identifier = event.subject.pick(self.settings.subject)
         started = time.monotonic()
+        refusal = identifier_refusal(identifier)
+        if refusal is None and self._directory.search_value(identifier) is None:
+            refusal = IdentifierRefusal.OUTSIDE_DOMAINS
+        if refusal is not None:  # no lookup at all: the directory cannot be trusted to compare it
+            return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, refusal=refusal)
         try:
             entry = await self._directory.find_user(
                 identifier,
@@ -99,6 +110,7 @@ class Hook:
             Outcome.ENRICHED,
             body,
             event.event_id,
+            event.event_id_rejected,
             directory_seconds=elapsed,
             groups_cut=mapper.cut,
             groups_incomplete=mapper.incomplete,
@@ -112,20 +124,25 @@ class Hook:
         *,
         stage: str | None = None,
         error_kind: str | None = None,
+        refusal: IdentifierRefusal | None = None,
     ) -> HookResult:
-        action = self.settings.on_unknown_user if outcome is Outcome.NO_MATCH else self.settings.on_directory_error
+        unknown = outcome in (Outcome.NO_MATCH, Outcome.REFUSED_IDENTIFIER)
+        action = self.settings.on_unknown_user if unknown else self.settings.on_directory_error
         deny_message = self._deny_message if action is FailureAction.DENY else None
         deny = deny_message is not None
         body = denial(deny_message) if deny_message is not None else no_change()
         elapsed = time.monotonic() - started
-        body = with_debug_context(body, _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind))
+        diagnostics = _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind, refusal=refusal)
+        body = with_debug_context(body, diagnostics)
         return HookResult(
             outcome,
             body,
             event.event_id,
+            event.event_id_rejected,
             denied=deny,
             stage=stage,
             error_kind=error_kind,
+            refusal=refusal,
             directory_seconds=elapsed,
         )
 
@@ -146,7 +163,12 @@ class _Mapper:
 
 
 def _diagnostics(
-    outcome: Outcome, elapsed: float, *, stage: str | None = None, error_kind: str | None = None
+    outcome: Outcome,
+    elapsed: float,
+    *,
+    stage: str | None = None,
+    error_kind: str | None = None,
+    refusal: IdentifierRefusal | None = None,
 ) -> dict[str, str | int]:
     """What Okta's System Log shows about this answer: fixed vocabularies and a duration, nothing from
     the event or the directory entry."""
@@ -155,6 +177,8 @@ def _diagnostics(
         context["deadlineStage"] = stage
     if error_kind:
         context["error"] = error_kind
+    if refusal:
+        context["reason"] = refusal.value
     return context
 
 

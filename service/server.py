@@ -171,19 +171,30 @@ def _authenticator(
 def _hook_handler(hook: Hook, verifier: HookAuthenticator) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
     async def handle(request: Request) -> HTTPResponse:
         received_at = time.monotonic()
-        if not await verifier.verify(request.headers):
-            request.ctx.outcome = Outcome.UNAUTHORIZED
+        # every value of the header: a repeated one is refused, not resolved by picking one
+        auth_refusal = await verifier.refusal(request.headers)
+        if auth_refusal is not None:
+            _refused(request, Outcome.UNAUTHORIZED, auth_refusal)
             return empty(status=401)
         try:
             event = parse_event(request.body, hook.type)
         except EventError as error:
-            request.ctx.outcome = Outcome.BAD_REQUEST
+            _refused(request, Outcome.BAD_REQUEST, error.reason)
             return json({"message": str(error)}, status=400)
         request.ctx.result = result = await hook.answer(event, received_at)
         return json(result.body)
 
     handle.__name__ = f"{hook.type.value}_hook"
     return handle
+
+
+def _refused(request: Request, outcome: Outcome, reason: str) -> None:
+    """Record why a request is refused (a fixed vocabulary) for the request's log line."""
+    request.ctx.outcome = outcome
+    request.ctx.refusal_reason = reason
+    observation = getattr(request.ctx, "observation", None)
+    if observation is not None:
+        observation.reason = reason
 
 
 def serve(settings: Settings, secrets: Secrets, telemetry: Telemetry) -> None:

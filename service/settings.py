@@ -7,6 +7,7 @@ the key and the reason, e.g. ``hooks.token.id_token.groups: 'groups' is a claim 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,7 +35,12 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict types: ``ops_port: "9090"`` or ``start_tls: "no"`` is a mistake in the YAML that must stop
+    the service naming the key, not be guessed into a number or a boolean. The document is validated
+    as JSON (see :func:`parse_settings`), where strict mode still reads enums from their string values
+    and lists as tuples."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ServerSettings(_Section):
@@ -225,10 +231,23 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
 
 
 def parse_settings(document: Mapping[str, Any], origin: str = "configuration") -> Settings:
+    """Validate ``document`` (YAML as loaded) in pydantic's JSON mode: strict about scalar types, while
+    YAML's lists and strings still become tuples and enums. A value JSON cannot hold (a YAML date or
+    timestamp, ``.nan``) is refused: no setting takes one."""
     try:
-        return Settings.model_validate(document)
+        text = json.dumps(document, allow_nan=False, default=_not_json)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{origin}: a value is not a string, number, boolean, list or mapping (a date or .nan? quote it)"
+        ) from None
+    try:
+        return Settings.model_validate_json(text)
     except ValidationError as error:
         raise ConfigError(f"{origin}: " + "; ".join(_describe(item) for item in error.errors())) from None
+
+
+def _not_json(value: object) -> object:
+    raise TypeError("not a JSON value")
 
 
 def load_secrets(settings: Settings, environ: Mapping[str, str] = os.environ) -> Secrets:
@@ -263,11 +282,19 @@ def _from_file(path: str, key: str) -> str:
     return value
 
 
+#: Keys of earlier versions, and what to write instead.
+_REPLACED_KEYS = {
+    "strip_domain": "replaced by strip_domains, the list of the company's own login domains "
+    "(a login in any other domain matches nobody)",
+}
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     """``hooks.token.id_token.groups: <reason>`` from one pydantic error, without echoing input values
     (a misplaced secret must not end up in the log)."""
     location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        message = "unknown key (check its spelling and section)"
+        key = str(error["loc"][-1]) if error["loc"] else ""
+        message = _REPLACED_KEYS.get(key, "unknown key (check its spelling and section)")
     return f"{location or '(top level)'}: {message}"

@@ -61,6 +61,11 @@ class Directory:
         self._filter_prefix = f"(&{filter_template}({config.user_search.match_attribute}="
         self._groups = GroupReader(config.groups, config.dialect, self._pool) if config.groups else None
 
+    def search_value(self, identifier: str) -> str | None:
+        """What the user search compares for ``identifier``; None when it can match nobody (a login
+        outside ``user_search.strip_domains``), so the caller need not ask the directory."""
+        return self._config.user_search.search_value(identifier)
+
     def pool_state(self) -> tuple[int, int, int]:
         """Connections open, connections lent out, lookups waiting for a worker thread."""
         return self._pool.state()
@@ -111,13 +116,15 @@ class Directory:
         """Blocking lookup with no deadline, for ``check-config --probe``."""
         return self._lookup(identifier, attributes, resolve, groups, float("inf"), _Progress(started=True))
 
-    def user_filter(self, identifier: str) -> str:
+    def user_filter(self, identifier: str) -> str | None:
         """The filter that finds the user Okta names: the configured conditions (on Active Directory,
-        also "not disabled"), and the match attribute equal to ``identifier``."""
-        if self._config.user_search.strip_domain:
-            identifier = identifier.rpartition("@")[0] or identifier
+        also "not disabled"), and the match attribute equal to ``identifier`` (its local part with
+        ``strip_domains``). None when the identifier is in none of the company's domains."""
+        value = self._config.user_search.search_value(identifier)
+        if value is None:
+            return None
         # RFC 4515 escaping, applied exactly once, here and nowhere else.
-        escaped: str = escape_filter_chars(identifier)
+        escaped: str = escape_filter_chars(value)
         return self._filter_prefix + escaped + "))"
 
     async def start_background(self) -> asyncio.Task[None]:
@@ -218,6 +225,8 @@ class Directory:
     ) -> DirectoryEntry | None:
         search = self._config.user_search
         search_filter = self.user_filter(identifier)
+        if search_filter is None:
+            return None  # outside the company's domains: nobody (the hooks refuse it before calling)
         on_stage("search")
         with self._pool.operation("search", connection.server):
             _, result, response, _ = connection.ldap3_connection.search(

@@ -1,7 +1,8 @@
 """How to reach the directory and find users in it (the ``directory:`` section of the config file).
 
 Plain dataclasses, so this package needs no validation library; the settings module validates them from
-YAML (``__pydantic_config__`` forbids unknown keys, ``__post_init__`` checks the values).
+YAML (``__pydantic_config__`` forbids unknown keys and asks for strict types, ``__post_init__`` checks
+the values).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 _ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"^(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}$")
 
 
 @dataclass(frozen=True)
 class UserSearch:
     """Where users live and which attribute holds the identifier Okta sends."""
 
-    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012 (read by pydantic, not by us)
+    __pydantic_config__ = {"extra": "forbid", "strict": True}  # noqa: RUF012 (read by pydantic, not by us)
 
     base_dn: str
     #: ``subtree`` searches below ``base_dn`` at any depth, ``one`` only its direct children.
@@ -29,9 +32,11 @@ class UserSearch:
     #: The attribute compared with the login or email: ``mail``, ``uid``, ``userPrincipalName``,
     #: ``sAMAccountName``...
     match_attribute: str = "mail"
-    #: Compare only the part of the login before ``@``: for ``sAMAccountName`` (``jdoe``) when Okta's
-    #: login is ``jdoe@corp.example.com``.
-    strip_domain: bool = False
+    #: The company's own login domains. When set, only the part of the identifier before ``@`` is
+    #: compared (for ``sAMAccountName``: ``jdoe`` when Okta's login is ``jdoe@corp.example.com``), and only
+    #: for logins in one of these domains (compared case-insensitively): ``asilva@evil.example`` must not
+    #: become the company's ``asilva``. A login in another domain, or with no ``@``, matches nobody.
+    strip_domains: tuple[str, ...] = ()
 
     #: With ``dialect: active_directory``, keep accounts whose ``userAccountControl`` has the
     #: ACCOUNTDISABLE bit (2) findable. By default they are excluded, as if they did not exist.
@@ -43,6 +48,20 @@ class UserSearch:
         _check_filter(self.filter, "(objectClass=person)")
         if not _ATTRIBUTE.match(self.match_attribute):
             raise ValueError("match_attribute must be an attribute name such as mail or uid")
+        for domain in self.strip_domains:
+            if not _DOMAIN.match(domain):
+                raise ValueError("strip_domains must list domain names such as corp.example.com, without @")
+        object.__setattr__(self, "strip_domains", tuple(domain.lower() for domain in self.strip_domains))
+
+    def search_value(self, identifier: str) -> str | None:
+        """What is compared with ``match_attribute`` for ``identifier``: the identifier itself, or with
+        ``strip_domains`` its local part; None when the identifier is in none of the company's domains."""
+        if not self.strip_domains:
+            return identifier
+        local, at, domain = identifier.rpartition("@")
+        if not (at and local) or domain.lower() not in self.strip_domains:
+            return None
+        return local
 
 
 @dataclass(frozen=True)
@@ -97,7 +116,7 @@ class DirectoryConfig:
     """Connection settings. The bind password is not here: it comes from ``bind_password_env`` or
     ``bind_password_file`` and is handed to :class:`~service.directory.Directory` separately."""
 
-    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012
+    __pydantic_config__ = {"extra": "forbid", "strict": True}  # noqa: RUF012
 
     #: Tried in order; a server that fails is skipped for ``server_cooldown_seconds``.
     urls: tuple[str, ...]

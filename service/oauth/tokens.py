@@ -88,15 +88,16 @@ class BearerVerifier:
         self._required_scopes = frozenset(config.scopes)
         self._client_ids = frozenset(config.client_ids)
 
-    async def verify(self, headers: Mapping[str, str]) -> bool:
-        rejection = await self.check(headers)
+    async def verify(self, authorization: str | None) -> Rejection | None:
+        """None when ``authorization`` (the header's value) carries an acceptable token, else why not;
+        refusals are counted."""
+        rejection = await self.check(authorization)
         if rejection is not None and (rejection is not Rejection.NOT_BEARER or self._report_not_bearer):
             self._observer.token_refused(rejection.value)
-        return rejection is None
+        return rejection
 
-    async def check(self, headers: Mapping[str, str]) -> Rejection | None:
-        """None when the call carries an acceptable token, else why not."""
-        value = headers.get("authorization")
+    async def check(self, value: str | None) -> Rejection | None:
+        """None when the header value carries an acceptable token, else why not."""
         if value is None or not value[:7].lower().startswith("bearer"):
             return Rejection.NOT_BEARER
         match = _BEARER.fullmatch(value.strip()) if len(value) <= MAX_TOKEN_CHARS else None

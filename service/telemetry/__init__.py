@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from opentelemetry.trace import TracerProvider
 
+from service.okta import IdentifierRefusal
 from service.policy import DENIAL_REASONS, Outcome
 from service.telemetry.directory import DirectoryTelemetry, current_tracer
 from service.telemetry.logs import configure_logging
@@ -43,6 +44,8 @@ class Telemetry:
                 m.deadline_exceeded.labels(hook_type, stage)
             for limit in GROUP_LIMITS:
                 m.groups_truncated.labels(hook_type, limit)
+            for refusal in IdentifierRefusal:
+                m.refused_identifiers.labels(hook_type, refusal.value)
             if hook_type == "registration":
                 for reason in DENIAL_REASONS.values():
                     m.denials.labels(hook_type, reason)

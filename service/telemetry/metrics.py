@@ -71,6 +71,13 @@ class Metrics:
             ["hook_type", "limit"],
             registry=registry,
         )
+        self.refused_identifiers = Counter(
+            "okta_hook_refused_identifiers",
+            "Events whose login or email was never looked up because no real Okta identifier looks like "
+            "it (control characters, too long, outside the company's domains...), by reason.",
+            ["hook_type", "reason"],
+            registry=registry,
+        )
         self.ldap_duration = Histogram(
             "okta_hook_ldap_operation_duration_seconds",
             "Duration of LDAP operations.",
