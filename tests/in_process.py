@@ -42,6 +42,7 @@ class InProcessService:
         self._thread = threading.Thread(target=self._loop.run_forever, name="in-process-service", daemon=True)
         self._thread.start()
         self._servers: list[Any] = []
+        self._draining = False
         self._run(self._start())
         self.hook_port = self._servers[0].server.sockets[0].getsockname()[1]
         self.ops_port = self._servers[1].server.sockets[0].getsockname()[1]
@@ -65,9 +66,19 @@ class InProcessService:
         for server in self._servers:
             await server.after_start()  # the hook app's: ready
 
+    def begin_draining(self) -> None:
+        """What SIGTERM does first (the ``before_server_stop`` listeners), without closing the sockets:
+        to look at the service while it drains."""
+        self._run(self._before_stop())
+
+    async def _before_stop(self) -> None:
+        if not self._draining:
+            self._draining = True
+            for server in self._servers:
+                await server.before_stop()
+
     async def _stop(self) -> None:
-        for server in self._servers:
-            await server.before_stop()
+        await self._before_stop()
         for server in self._servers:
             server.close()
             await server.wait_closed()
