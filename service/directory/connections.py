@@ -237,7 +237,10 @@ class ConnectionPool:
                 conn.open(read_server_info=False)
                 conn.socket.settimeout(self._config.operation_timeout_seconds)
                 if self._config.start_tls:
-                    if not conn.start_tls(read_server_info=False):
+                    # SAFE_SYNC returns (status, result, response, request): the tuple itself is always
+                    # true. A refusal by the server raises LDAPStartTLSError (classified ``tls``).
+                    started, *_ = conn.start_tls(read_server_info=False)
+                    if not started:
                         raise DirectoryError("tls", "StartTLS was refused by the server")
                     # the TLS socket does not inherit the timeout (ldap3#356)
                     conn.socket.settimeout(self._config.operation_timeout_seconds)
