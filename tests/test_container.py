@@ -5,7 +5,7 @@ No docker engine runs here, so the image is not built; the dev OpenLDAP's entryp
 as a plain process against the system's slapd instead.
 
 checkov lives in its own virtualenv (its pinned dependencies clash with the app's): set $CHECKOV_BIN
-or install it at .venv-checkov (see .ci/checkov-requirements.txt).
+or run `make .venv-checkov/.installed` (hash-locked: .ci/checkov-requirements.lock).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ DEV_LDAP_DIR = REPO_ROOT / "deploy" / "dev" / "openldap"
 DOCKERFILES = [DOCKERFILE, DEV_LDAP_DIR / "Dockerfile"]
 HADOLINT = Path(sys.executable).parent / "hadolint"
 CHECKOV_INSTALL = (
-    "python3.11 -m venv .venv-checkov && .venv-checkov/bin/pip install -r .ci/checkov-requirements.txt "
+    "make .venv-checkov/.installed (a venv with .ci/checkov-requirements.lock, --require-hashes) "
     "(or point $CHECKOV_BIN at a checkov executable)"
 )
 
