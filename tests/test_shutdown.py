@@ -87,13 +87,6 @@ def test_sigterm_answers_in_flight_hooks_with_connection_close_and_exits_in_time
     assert {status for _, status in readiness} <= {503, "refused"}, readiness
 
 
-def test_ready_until_the_signal(hanging_directory: HangingServer, start_service) -> None:
-    service = draining_service(hanging_directory, start_service)
-
-    assert service.client.get(service.ops_url + "/readyz").text == "ready"
-    assert service.stop() == 0
-
-
 def test_while_draining_readyz_is_503_and_answers_close_their_connection(in_process: InProcessService) -> None:
     """The same drain, in-process and step by step: between the signal and the exit, /readyz says 503 on
     any connection that reaches it, and every hook answer carries ``Connection: close``."""
