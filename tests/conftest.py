@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,20 @@ from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, de
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "service/demo/data/demo-config.yaml"
 SECRET = "test-hook-secret"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """checkov's scans take the most CPU of any fixture: start them as soon as tests that read them are
+    collected, so that they run while the tests before them mostly wait on sockets."""
+    if any("checkov_reports" in getattr(item, "fixturenames", ()) for item in session.items):
+        import test_container
+
+        test_container.start_early(session.config, Path(tempfile.mkdtemp(prefix="checkov-")))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if "test_container" in sys.modules:
+        sys.modules["test_container"].stop_early(session.config)
 
 
 @pytest.fixture(scope="session")
