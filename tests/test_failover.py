@@ -233,3 +233,19 @@ def test_refused_bind_through_the_hook_is_counted_and_answered(slapd: Slapd, sta
         diagnostics = unchanged(service.post("token", example("token")).json())
         assert (diagnostics["outcome"], diagnostics["error"]) == ("fallback_ldap_error", "bind_failed")
     assert service.metric('okta_hook_ldap_errors_total{error_type="bind_failed",operation="bind"}') >= 2
+
+
+def test_probing_the_servers_leaves_their_health_alone(closed_port_url: str) -> None:
+    """``check-config --probe`` binds to every server, then looks the sample up: a failure it saw must
+    not put the server in a cooldown that the lookup would then report instead of the real error."""
+    log = ServerLog()
+    directory = make_directory(closed_port_url, log=log)
+    try:
+        failures = directory.probe_servers()
+        with pytest.raises(DirectoryError) as raised:
+            find(directory)
+    finally:
+        directory.close()
+    assert failures[name(closed_port_url)].kind == "connect"
+    assert str(raised.value) == "could not connect to the directory"  # not "in its failure cooldown"
+    assert log.count("connect", name(closed_port_url), "connect") == 2  # the probe's, then the lookup's
