@@ -15,6 +15,7 @@ from conftest import SECRET, service_config, unchanged
 from in_process import InProcessService
 from okta_spec import example, registration_for, validate_response
 
+from service.demo.slapd import SERVICE_BIND_PASSWORD
 from service.directory import Directory
 from service.hooks import Hook
 from service.okta import HookType, parse_event
@@ -364,6 +365,9 @@ def test_ops_port_probes_and_metrics(service: InProcessService) -> None:
         'status_code="200"} 1.0' in metrics
     )
     assert service.client.post(service.ops_url + "/hooks/registration").status_code == 404
+    # the directory's operations under their own names (the manager DN was resolved)
+    for operation in ("bind", "search", "resolve"):
+        assert service.metric(f'okta_hook_ldap_operation_duration_seconds_count{{operation="{operation}"}}') >= 1
 
 
 def test_a_bug_in_the_service_still_answers_with_the_fallback(slapd) -> None:
@@ -388,3 +392,21 @@ def test_a_bug_in_the_service_still_answers_with_the_fallback(slapd) -> None:
     assert result.outcome.value == "fallback_internal_error"
     assert result.error_kind == "RuntimeError"
     assert result.denied and result.body["commands"][0]["value"] == {"registration": "DENY"}
+
+
+def test_a_fallback_keeps_the_event_id_and_its_own_duration(slapd) -> None:
+    """What the logs and Okta's System Log get for a fallback: the event's id (to find it in Okta's
+    System Log) and the time spent on the directory, not some other clock."""
+    settings = parse_settings(service_config(slapd.url))
+    directory = Directory(settings.directory, SERVICE_BIND_PASSWORD)
+    hook = Hook(HookType.REGISTRATION, settings.hooks.registration, directory)
+    event = parse_event(json.dumps(registration_for("stranger@example.org")).encode(), HookType.REGISTRATION)
+    try:
+        result = asyncio.run(hook.answer(event, time.monotonic()))
+    finally:
+        directory.close()
+
+    assert result.outcome.value == "no_match"
+    assert result.event_id == event.event_id != ""
+    assert 0 <= result.directory_seconds < 5
+    assert 0 <= result.body["debugContext"]["directoryMs"] < 5000
