@@ -2,14 +2,16 @@
 #   make run    the service on a throwaway demo directory (slapd seeded with demo users)
 #   make try    (in another terminal) Okta's example event of every hook type sent to it, answers printed
 #   make test   the whole test suite (CI runs exactly this, through .ci/run)
+#   make mutate mutation testing of hooks, policy and directory (slow; not run by CI)
 # Everything installs from the lock files; `make setup` is idempotent.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CHECKOV_VENV ?= .venv-checkov
+MUTMUT_VENV ?= .venv-mutmut
 
-.PHONY: setup system-deps run try test bench lint clean
+.PHONY: setup system-deps run try test bench lint mutate clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -22,10 +24,17 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-# checkov pins dependencies that clash with ours: it gets a venv of its own.
-$(CHECKOV_VENV)/.installed: .ci/checkov-requirements.txt
+# checkov pins dependencies that clash with ours: it gets a venv of its own, hash-locked like ours.
+$(CHECKOV_VENV)/.installed: .ci/checkov-requirements.lock
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet -r .ci/checkov-requirements.txt
+	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes --no-deps -r .ci/checkov-requirements.lock
+	@touch $@
+
+# Mutation testing (not run by CI): the dev lock plus mutmut, in a venv of its own.
+$(MUTMUT_VENV)/.installed: .ci/mutmut-requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(MUTMUT_VENV)
+	$(MUTMUT_VENV)/bin/pip install --quiet --require-hashes --no-deps -r .ci/mutmut-requirements.lock
+	$(MUTMUT_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 run: setup
@@ -41,9 +50,15 @@ test: setup $(CHECKOV_VENV)/.installed
 bench: setup
 	$(BIN)/python bench/benchmark.py
 
+# Mutants of the hook logic, the failure policy and the directory layer, against the in-process
+# tests that exercise them (see [tool.mutmut] in pyproject.toml); `mutmut results` / `mutmut show`
+# then list and show the survivors. Slow (minutes to hours): not part of `make test` or CI.
+mutate: setup $(MUTMUT_VENV)/.installed
+	cd $(CURDIR) && $(MUTMUT_VENV)/bin/mutmut run
+
 lint: setup
 	$(BIN)/ruff check service tests bench
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache bench-results
+	rm -rf $(VENV) $(CHECKOV_VENV) $(MUTMUT_VENV) mutants .pytest_cache bench-results

@@ -15,7 +15,7 @@ from pathlib import Path
 from service import __version__
 from service.oauth import NullOAuthObserver, OAuthConfig
 from service.ports import busy_message
-from service.settings import ConfigError, Settings, load_secrets, load_settings
+from service.settings import ConfigError, Secrets, Settings, load_secrets, load_settings
 
 CONFIG_ENV = "OKTA_LDAP_HOOK_CONFIG"
 DEFAULT_CONFIG = "/etc/okta-ldap-hook/config.yaml"
@@ -87,32 +87,65 @@ def _serve(config_path: str) -> int:
     if busy:
         print(f"okta-ldap-hook: {busy}", file=sys.stderr)
         return 1
-    secrets = load_secrets(settings)
+    secrets = _secrets(settings, config_path)
     configure_logging(settings.logging.level, settings.logging.format)
     serve(settings, secrets, Telemetry())
     return 0
 
 
+def _secrets(settings: Settings, config_path: str) -> Secrets:
+    """The secrets the file points at; an error names the file whose key points at them, as a
+    validation error does."""
+    try:
+        return load_secrets(settings)
+    except ConfigError as error:
+        raise ConfigError(f"{config_path}: {error}") from None
+
+
 def _check_config(config_path: str, probe: bool, sample: str | None) -> int:
+    """Exit 0 when valid (and, with --probe, when the directory answers as configured); 1 when the
+    probe fails; 2 for a configuration error, secrets included. "valid" is printed only once
+    everything that decides it has been read."""
     settings = load_settings(config_path)
+    secrets = _secrets(settings, config_path) if probe else None
     hooks = ", ".join(hook_type.value for hook_type in settings.hooks.enabled())
-    print(f"{config_path}: valid; hooks: {hooks}")
-    if probe:
-        return _probe(settings, sample)
-    return 0
+    checked = "configuration and secrets valid" if probe else "valid"
+    print(f"{config_path}: {checked}; hooks: {hooks}")
+    if secrets is None:
+        return 0
+    ok = _probe(settings, secrets, sample)
+    print("probe: ok" if ok else "probe: FAILED")
+    return 0 if ok else 1
 
 
-def _probe(settings: Settings, sample: str | None) -> int:
-    """Bind with the configured account and, given a sample, look it up with every hook's attributes."""
+def _probe(settings: Settings, secrets: Secrets, sample: str | None) -> bool:
+    """The issuer's keys (with ``auth.oauth``) and the directory, each reported whatever the other gives."""
+    issuer_ok = settings.auth.oauth is None or _probe_issuer(settings.auth.oauth)
+    return _probe_directory(settings, secrets, sample) and issuer_ok
+
+
+def _probe_directory(settings: Settings, secrets: Secrets, sample: str | None) -> bool:
+    """Bind with the configured account to every server and, given a sample, look it up with every
+    hook's attributes. Fails when a bind is refused (the credentials are the same for every server),
+    when no server answers, or when the sample is not exactly one entry; a server that is unreachable
+    while another answers is a warning only (a directory server in maintenance must not block a deploy)."""
     from service import mapping
     from service.directory import Directory, DirectoryError
 
-    secrets = load_secrets(settings)
-    issuer_ok = settings.auth.oauth is None or _probe_issuer(settings.auth.oauth)
     directory = Directory(settings.directory, secrets.bind_password)
     try:
-        for server, up in asyncio.run(directory.check_servers()).items():
-            print(f"{server}: {'bind ok' if up else 'unreachable or bind refused'}")
+        results = directory.probe_servers()
+        for server, error in results.items():
+            print(f"{server}: bind ok" if error is None else f"{server}: {error.kind}: {error}")
+        errors = [error for error in results.values() if error is not None]
+        if any(error.kind == "bind_failed" for error in errors):
+            print("directory: the bind was refused; check directory.bind_dn and its password")
+            return False
+        if len(errors) == len(results):
+            print("directory: no server accepted the bind")
+            return False
+        if errors:
+            print(f"warning: {len(errors)} of {len(results)} directory servers failed; lookups fail over to the others")
         if sample:
             rules = [rule for section in settings.hooks.enabled().values() for rule in section.rules()]
             entry = directory.lookup(
@@ -120,17 +153,17 @@ def _probe(settings: Settings, sample: str | None) -> int:
             )
             if entry is None:
                 print("sample: no entry matches")
-                return 1
+                return False
             print(f"sample: found one entry with {len(entry.attributes)} of the mapped attributes")
             for membership, groups in sorted(entry.groups.items()):
                 bounded = "" if groups.complete else " (a bound of directory.groups stopped the search)"
                 print(f"sample: {len(groups.names)} {membership} groups{bounded}")
     except DirectoryError as error:
         print(f"directory error ({error.kind}): {error}")
-        return 1
+        return False
     finally:
         directory.close()
-    return 0 if issuer_ok else 1
+    return True
 
 
 def _probe_issuer(config: OAuthConfig) -> bool:

@@ -1,5 +1,6 @@
-"""Shared fixtures: a real slapd with the demo directory, the service as a real process, and
-misbehaving directories (a closed port, a socket that accepts and never answers)."""
+"""Shared fixtures: a real slapd with the demo directory, the service in the test process
+(``start_in_process``, the default) or as a real process (``start_service``, for start-up, signals and
+reload), and misbehaving directories (a closed port, a socket that accepts and never answers)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,12 +20,27 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from in_process import InProcessService
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "service/demo/data/demo-config.yaml"
 SECRET = "test-hook-secret"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """checkov's scans take the most CPU of any fixture: start them as soon as tests that read them are
+    collected, so that they run while the tests before them mostly wait on sockets."""
+    if any("checkov_reports" in getattr(item, "fixturenames", ()) for item in session.items):
+        import test_container
+
+        test_container.start_early(session.config, Path(tempfile.mkdtemp(prefix="checkov-")))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if "test_container" in sys.modules:
+        sys.modules["test_container"].stop_early(session.config)
 
 
 @pytest.fixture(scope="session")
@@ -210,3 +227,27 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., RunningService]]:
 def service(slapd: Slapd, start_service: Callable[..., RunningService]) -> RunningService:
     """The service with the demo configuration on the demo directory."""
     return start_service(service_config(slapd.url))
+
+
+@pytest.fixture
+def start_in_process() -> Iterator[Callable[..., InProcessService]]:
+    """``start_in_process(config, env={})``: the service's apps served from this process (real
+    sockets, real directory, secrets read as ``serve`` reads them, no process start); stopped after
+    the test."""
+    started: list[InProcessService] = []
+
+    def start(config: dict[str, Any], env: dict[str, str] | None = None) -> InProcessService:
+        environ = {"OKTA_HOOK_SECRET": SECRET, "LDAP_BIND_PASSWORD": SERVICE_BIND_PASSWORD, **(env or {})}
+        service = InProcessService(config, environ)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def in_process(slapd: Slapd, start_in_process: Callable[..., InProcessService]) -> InProcessService:
+    """The demo configuration on the demo directory, served in-process."""
+    return start_in_process(service_config(slapd.url))

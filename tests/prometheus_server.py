@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import signal
 import subprocess
@@ -89,6 +90,19 @@ class PrometheusServer:
             time.sleep(0.2)
         raise AssertionError(f"targets not up: {targets}")
 
+    def wait_scrapes_after(self, since: float, scrapes: int = 2, timeout: float = 15.0) -> None:
+        """Wait until every target has been scraped ``scrapes`` times after the wall-clock instant
+        ``since`` (:func:`time.time`), instead of sleeping for as many scrape intervals."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            targets = self.client.get("/api/v1/targets").json()["data"]["activeTargets"]
+            interval = min(_seconds(target["scrapeInterval"]) for target in targets) if targets else 1.0
+            last = [_rfc3339(target["lastScrape"]) for target in targets]
+            if last and min(last) >= since + (scrapes - 1) * interval:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"targets not scraped {scrapes} times after {since}")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -99,3 +113,22 @@ class PrometheusServer:
                 self.process.wait()
         self.client.close()
         self._log.close()
+
+
+def _seconds(duration: str) -> float:
+    """A Prometheus duration of the forms the tests configure: ``1s``, ``500ms``, ``1m``."""
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if duration.endswith(suffix):
+            return float(duration.removesuffix(suffix)) * factor
+    raise ValueError(duration)
+
+
+def _rfc3339(timestamp: str) -> float:
+    """Prometheus' ``lastScrape`` (nanosecond RFC 3339) as a Unix time."""
+    from datetime import datetime
+
+    head, _, rest = timestamp.partition(".")
+    fraction = "".join(itertools.takewhile(str.isdigit, rest))
+    zone = rest[len(fraction) :] if rest else timestamp[19:]
+    whole = datetime.fromisoformat(head + (zone.replace("Z", "+00:00") or "+00:00"))
+    return whole.timestamp() + (float("0." + fraction) if fraction else 0.0)

@@ -5,7 +5,7 @@ The production image is built and run in tests/test_image.py (buildah, no docker
 OpenLDAP's entrypoint script is run as a plain process against the system's slapd.
 
 checkov lives in its own virtualenv (its pinned dependencies clash with the app's): set $CHECKOV_BIN
-or install it at .venv-checkov (see .ci/checkov-requirements.txt).
+or run `make .venv-checkov/.installed` (hash-locked: .ci/checkov-requirements.lock).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ DEV_LDAP_DIR = REPO_ROOT / "deploy" / "dev" / "openldap"
 DOCKERFILES = [DOCKERFILE, DEV_LDAP_DIR / "Dockerfile"]
 HADOLINT = Path(sys.executable).parent / "hadolint"
 CHECKOV_INSTALL = (
-    "python3.11 -m venv .venv-checkov && .venv-checkov/bin/pip install -r .ci/checkov-requirements.txt "
+    "make .venv-checkov/.installed (a venv with .ci/checkov-requirements.lock, --require-hashes) "
     "(or point $CHECKOV_BIN at a checkov executable)"
 )
 
@@ -228,12 +228,13 @@ def test_dockerignore_sends_only_what_the_dockerfiles_copy() -> None:
 def checkov_binary() -> str:
     candidate = os.environ.get("CHECKOV_BIN") or str(REPO_ROOT / ".venv-checkov" / "bin" / "checkov")
     if not (Path(candidate).is_file() and os.access(candidate, os.X_OK)):
-        pytest.fail(f"checkov not found at {candidate}: {CHECKOV_INSTALL}")
+        raise FileNotFoundError(f"checkov not found at {candidate}: {CHECKOV_INSTALL}")
     return candidate
 
 
-def _checkov(args: list[str], *, path_prefix: Path | None = None) -> subprocess.Popen[str]:
-    """Starts checkov with a JSON report for one framework (offline: no downloads, no API calls)."""
+def _checkov(args: list[str], report: Path, *, path_prefix: Path | None = None) -> subprocess.Popen[str]:
+    """Starts checkov with a JSON report for one framework (offline: no downloads, no API calls), into
+    ``report`` (a file: the reports are larger than a pipe holds while nobody reads it)."""
     env = os.environ | {
         "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true",
         "BC_SKIP_MAPPING": "TRUE",
@@ -242,46 +243,104 @@ def _checkov(args: list[str], *, path_prefix: Path | None = None) -> subprocess.
     env.pop("BC_API_KEY", None)
     if path_prefix is not None:
         env["PATH"] = f"{path_prefix}{os.pathsep}{env['PATH']}"
-    return subprocess.Popen(
-        [checkov_binary(), "--skip-download", "--output", "json", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-    )
+    with report.open("w") as out, report.with_suffix(".stderr").open("w") as err:
+        return subprocess.Popen(
+            [checkov_binary(), "--skip-download", "--output", "json", *args],
+            stdout=out,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=REPO_ROOT,
+        )
 
 
 CASES = {"default": None} | {p.name.removesuffix("-values.yaml"): p for p in ci_values_files()}
 
 
-@pytest.fixture(scope="module")
-def checkov_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """The three checkov scans, run concurrently (about 3 s each on 2 cores):
+class CheckovScans:
+    """The three checkov scans, run concurrently (about 3 s each on 2 cores when idle, tens of seconds
+    on a busy machine):
     - kubernetes: the chart rendered for the default values and every ci/*-values.yaml, and the dev
       profile's manifests;
     - helm: checkov's own helm framework on the chart, through the helm shim over helm-python-sdk;
-    - dockerfile: both Dockerfiles."""
-    manifests = tmp_path_factory.mktemp("rendered")
-    for name, values in CASES.items():
-        (manifests / name).mkdir()
-        (manifests / name / "manifests.yaml").write_text(render_objects(load_values(values)).as_yaml_stream())
-    shutil.copy(REPO_ROOT / "deploy" / "dev" / "openldap.yaml", manifests / "dev-openldap.yaml")
-    shim = write_helm_shim(tmp_path_factory.mktemp("helm-shim"))
-    version = subprocess.run([str(shim), "version"], capture_output=True, text=True, timeout=60)
-    assert 'Version:"v4.' in version.stdout  # what checkov's helm dependency check parses
-    processes = {
-        "kubernetes": _checkov(["--framework", "kubernetes", "--directory", str(manifests)]),
-        "helm": _checkov(["--framework", "helm", "--directory", str(CHART_DIR)], path_prefix=shim.parent),
-        "dockerfile": _checkov(["--framework", "dockerfile", *[a for d in DOCKERFILES for a in ("--file", str(d))]]),
-    }
-    reports = {}
-    for framework, process in processes.items():
-        stdout, stderr = process.communicate(timeout=300)
-        assert process.returncode in (0, 1), f"checkov {framework}: {stderr[-3000:]}"
-        reports[framework] = json.loads(stdout)
-        assert isinstance(reports[framework], dict), "one framework, one report"
-    return reports
+    - dockerfile: both Dockerfiles.
+    conftest starts them as soon as tests that read them are collected (``start_early``), so that they
+    run while the tests before them wait on sockets; :meth:`reports` waits for them."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.processes: dict[str, subprocess.Popen[str]] = {}
+        self.error: BaseException | None = None
+        self.workdir = workdir
+        try:
+            self._start()
+        except Exception as error:  # reported by the tests that need the scans, not at collection
+            self.error = error
+            self.stop()
+
+    def _start(self) -> None:
+        manifests = self.workdir / "rendered"
+        for name, values in CASES.items():
+            (manifests / name).mkdir(parents=True)
+            (manifests / name / "manifests.yaml").write_text(render_objects(load_values(values)).as_yaml_stream())
+        shutil.copy(REPO_ROOT / "deploy" / "dev" / "openldap.yaml", manifests / "dev-openldap.yaml")
+        shim_dir = self.workdir / "helm-shim"
+        shim_dir.mkdir()
+        shim = write_helm_shim(shim_dir)
+        version = subprocess.run([str(shim), "version"], capture_output=True, text=True, timeout=60)
+        assert 'Version:"v4.' in version.stdout  # what checkov's helm dependency check parses
+        dockerfiles = [a for d in DOCKERFILES for a in ("--file", str(d))]
+        for framework, args, prefix in (
+            ("kubernetes", ["--framework", "kubernetes", "--directory", str(manifests)], None),
+            ("helm", ["--framework", "helm", "--directory", str(CHART_DIR)], shim.parent),
+            ("dockerfile", ["--framework", "dockerfile", *dockerfiles], None),
+        ):
+            self.processes[framework] = _checkov(args, self._report(framework), path_prefix=prefix)
+
+    def _report(self, framework: str) -> Path:
+        return self.workdir / f"{framework}.json"
+
+    def reports(self) -> dict[str, dict[str, Any]]:
+        if self.error is not None:
+            pytest.fail(f"checkov scans could not start: {self.error}")
+        reports = {}
+        for framework, process in self.processes.items():
+            process.wait(timeout=300)
+            stderr = self._report(framework).with_suffix(".stderr").read_text()
+            assert process.returncode in (0, 1), f"checkov {framework}: {stderr[-3000:]}"
+            reports[framework] = json.loads(self._report(framework).read_text())
+            assert isinstance(reports[framework], dict), "one framework, one report"
+        return reports
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def start_early(config: pytest.Config, workdir: Path) -> None:
+    """Called by conftest once the session's tests are collected, when some of them read the scans."""
+    config.stash[_SCANS] = CheckovScans(workdir)
+
+
+def stop_early(config: pytest.Config) -> None:
+    """At the end of the session: nothing left running (a run stopped early by -x), nothing left behind."""
+    scans = config.stash.get(_SCANS, None)
+    if scans is not None:
+        scans.stop()
+        shutil.rmtree(scans.workdir, ignore_errors=True)
+
+
+_SCANS = pytest.StashKey[CheckovScans]()
+
+
+@pytest.fixture(scope="module")
+def checkov_reports(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    scans = request.config.stash.get(_SCANS, None) or CheckovScans(tmp_path_factory.mktemp("checkov"))
+    try:
+        return scans.reports()
+    finally:
+        scans.stop()
 
 
 def assert_clean(report: dict[str, Any], *, check_type: str, resources: set[str]) -> None:

@@ -13,8 +13,7 @@ import sys
 import time
 
 import httpx
-import yaml
-from conftest import REPO, SECRET, service_config
+from conftest import REPO
 
 from service.demo.slapd import free_port
 
@@ -57,34 +56,3 @@ def test_demo_answers_the_printed_curl_and_stops_cleanly() -> None:
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "the demo slapd is still running"
     assert '"level": "error"' not in output and "Traceback" not in output
-
-
-def test_reload_mode_serves_and_stops_with_its_child(slapd, tmp_path) -> None:
-    """`serve --reload` (the skaffold dev loop) runs the service in a child and stops both on SIGTERM."""
-    hook_port, ops_port = free_port(), free_port()
-    config = service_config(slapd.url)
-    config["server"] = {"host": "127.0.0.1", "hook_port": hook_port, "ops_port": ops_port}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "OKTA_HOOK_SECRET": SECRET, "LDAP_BIND_PASSWORD": "demo-bind-password"}
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "service", "serve", "--config", str(path), "--reload"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-        env=env,
-    )
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{ops_port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        else:
-            raise AssertionError("the service did not start under --reload")
-    finally:
-        supervisor.send_signal(signal.SIGTERM)
-        assert supervisor.wait(timeout=20) == 0
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", ops_port)) != 0, "the child service is still running"

@@ -1,5 +1,7 @@
 """Never let the hook break Okta: with the directory down, hanging or restarting, every hook request
-is answered in time with its configured fallback, and none gets a 5xx."""
+is answered in time with its configured fallback, and none gets a 5xx; each failure policy applies to
+its own cause only. In-process (the app factory on real sockets); SIGTERM and draining, which need a
+process, are in test_shutdown.py."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import HangingServer, RunningService, directory_config, service_config, unchanged
-from okta_spec import example, validate_response
+from in_process import InProcessService
+from okta_spec import example, registration_for, validate_response
 
 from service.demo.slapd import Slapd, demo_ldif
 
@@ -25,13 +28,36 @@ def fallback_config(url: str, **registration: object) -> dict:
     return config
 
 
-def timed_post(service: RunningService, hook: str) -> tuple[int, dict, float]:
+@pytest.fixture
+def start_service(start_in_process):
+    return start_in_process
+
+
+@pytest.fixture
+def start_service_process(tmp_path: Path):
+    """conftest's ``start_service`` (a real process), under another name: ``start_service`` is the
+    in-process one in this module."""
+    started: list[RunningService] = []
+
+    def start(config: dict) -> RunningService:
+        workdir = tmp_path / f"service-{len(started)}"
+        workdir.mkdir()
+        service = RunningService(config, workdir, {})
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def timed_post(service: InProcessService | RunningService, hook: str) -> tuple[int, dict, float]:
     started = time.monotonic()
     response = service.post(hook, example(HOOKS[hook]))
     return response.status_code, response.json(), time.monotonic() - started
 
 
-def metric(service: RunningService, line_prefix: str) -> float:
+def metric(service: InProcessService | RunningService, line_prefix: str) -> float:
     for line in service.metrics().splitlines():
         if line.startswith(line_prefix + " "):
             return float(line.split()[-1])
@@ -39,9 +65,11 @@ def metric(service: RunningService, line_prefix: str) -> float:
 
 
 def test_hanging_directory_every_request_answered_before_the_deadline(
-    hanging_directory: HangingServer, start_service
+    hanging_directory: HangingServer, start_service_process
 ) -> None:
-    service = start_service(fallback_config(hanging_directory.url))
+    """Forty concurrent calls timed by the client: the service runs as its own process here, so that the
+    client's threads do not compete with it for the test process's interpreter."""
+    service = start_service_process(fallback_config(hanging_directory.url))
     calls = [hook for hook in HOOKS for _ in range(10)]
 
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
@@ -133,18 +161,47 @@ def test_directory_outage_then_recovery(tmp_path: Path, start_service) -> None:
         ldap.stop()
 
 
-def test_sigterm_drains_in_flight_hooks(hanging_directory: HangingServer, start_service) -> None:
-    service = start_service(fallback_config(hanging_directory.url))
-    service.client.get(service.ops_url + "/metrics")  # leaves a keep-alive connection on the ops port
+# -- each policy answers for its own cause only -------------------------------------------------------
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        in_flight = pool.submit(timed_post, service, "registration")
-        time.sleep(0.3)
-        service.process.send_signal(15)
-        status, body, _elapsed = in_flight.result(timeout=10)
+DENY = [{"type": "com.okta.action.update", "value": {"registration": "DENY"}}]
+
+
+@pytest.mark.parametrize(
+    ("on_unknown_user", "on_directory_error"), [("deny", "continue"), ("continue", "deny"), ("deny", "deny")]
+)
+def test_each_policy_applies_to_its_own_cause(
+    slapd, start_service, on_unknown_user: str, on_directory_error: str
+) -> None:
+    """An unknown registrant follows ``on_unknown_user`` only; a directory failure (here two entries
+    matching: the directory cannot say who this is) follows ``on_directory_error`` only."""
+    config = service_config(slapd.url)
+    config["hooks"]["registration"].update(
+        on_unknown_user=on_unknown_user, on_directory_error=on_directory_error, deny_message="Not now."
+    )
+    service = start_service(config)
+
+    unknown = service.post("registration", registration_for("stranger@example.org")).json()
+    failed = service.post("registration", registration_for("shared.mailbox@example.com")).json()
+    known = service.post("registration", registration_for("alice.wong@example.com")).json()
+
+    assert unknown["debugContext"]["outcome"] == "no_match"
+    assert failed["debugContext"]["outcome"] == "fallback_ldap_error"
+    for body, action in ((unknown, on_unknown_user), (failed, on_directory_error)):
+        validate_response("registration", body)
+        if action == "deny":
+            assert body["commands"] == DENY and body["error"] == {"errorSummary": "Not now."}
+        else:
+            unchanged(body)
+    assert known["commands"][0]["type"] == "com.okta.user.profile.update"  # never denied when found
+    denials = 'okta_hook_denials_total{{hook_type="registration",reason="{}"}}'
+    assert metric(service, denials.format("no_match")) == (on_unknown_user == "deny")
+    assert metric(service, denials.format("ldap_error")) == (on_directory_error == "deny")
+
+
+def test_directory_down_with_deny_for_unknown_users_still_continues(closed_port_url: str, start_service) -> None:
+    service = start_service(fallback_config(closed_port_url, on_unknown_user="deny", deny_message="Who?"))
+
+    status, body, _ = timed_post(service, "registration")
 
     assert status == 200
-    assert unchanged(body)["outcome"] == "fallback_deadline"  # answered with the fallback, not cut off
-    assert service.process.wait(timeout=15) == 0
-    errors = [line for line in service.log().splitlines() if '"level": "error"' in line]
-    assert errors == []
+    assert unchanged(body)["outcome"] == "fallback_ldap_error"

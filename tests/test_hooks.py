@@ -1,6 +1,8 @@
 """Every supported hook type, end to end: Okta's own example requests sent over HTTP to the service
-running on the demo directory; answers checked against Okta's response schemas and the expected
-commands."""
+on the demo directory; answers checked against Okta's response schemas and the expected commands.
+
+The service runs in the test process (``in_process``: the real app factory on real sockets and the real
+slapd); nothing here needs a process of its own."""
 
 from __future__ import annotations
 
@@ -9,13 +11,25 @@ import json
 import time
 
 import pytest
-from conftest import SECRET, RunningService, service_config, unchanged
+from conftest import SECRET, service_config, unchanged
+from in_process import InProcessService
 from okta_spec import example, registration_for, validate_response
 
+from service.demo.slapd import SERVICE_BIND_PASSWORD
 from service.directory import Directory
 from service.hooks import Hook
 from service.okta import HookType, parse_event
 from service.settings import parse_settings
+
+
+@pytest.fixture
+def service(in_process: InProcessService) -> InProcessService:
+    return in_process
+
+
+@pytest.fixture
+def start_service(start_in_process):
+    return start_in_process
 
 
 def commands(response_body: dict) -> dict[str, object]:
@@ -23,7 +37,7 @@ def commands(response_body: dict) -> dict[str, object]:
     return {command["type"]: command["value"] for command in response_body["commands"]}
 
 
-def test_self_service_registration_is_enriched(service: RunningService) -> None:
+def test_self_service_registration_is_enriched(service: InProcessService) -> None:
     response = service.post("registration", example("registration"))
 
     assert response.status_code == 200
@@ -41,7 +55,7 @@ def test_self_service_registration_is_enriched(service: RunningService) -> None:
     }
 
 
-def test_classic_engine_registration_without_request_type(service: RunningService) -> None:
+def test_classic_engine_registration_without_request_type(service: InProcessService) -> None:
     event = example("registration")
     del event["requestType"]
 
@@ -50,7 +64,7 @@ def test_classic_engine_registration_without_request_type(service: RunningServic
     assert list(commands(body)) == ["com.okta.user.profile.update"]
 
 
-def test_progressive_profile_uses_its_own_command(service: RunningService) -> None:
+def test_progressive_profile_uses_its_own_command(service: InProcessService) -> None:
     response = service.post("registration", example("registration_progressive"))
 
     body = response.json()
@@ -59,7 +73,7 @@ def test_progressive_profile_uses_its_own_command(service: RunningService) -> No
     assert commands(body)["com.okta.user.progressive.profile.update"]["title"] == "Senior Software Engineer"
 
 
-def test_token_patches_both_requested_tokens(service: RunningService) -> None:
+def test_token_patches_both_requested_tokens(service: InProcessService) -> None:
     response = service.post("token", example("token"))
 
     body = response.json()
@@ -75,7 +89,7 @@ def test_token_patches_both_requested_tokens(service: RunningService) -> None:
     ]
 
 
-def test_token_replaces_claims_already_present_and_skips_tokens_not_minted(service: RunningService) -> None:
+def test_token_replaces_claims_already_present_and_skips_tokens_not_minted(service: InProcessService) -> None:
     event = example("token")
     event["data"]["identity"]["claims"]["department"] = "stale"
     del event["data"]["access"]  # only an ID token in this flow
@@ -91,7 +105,7 @@ def test_token_replaces_claims_already_present_and_skips_tokens_not_minted(servi
     }
 
 
-def test_saml_adds_attribute_statements(service: RunningService) -> None:
+def test_saml_adds_attribute_statements(service: InProcessService) -> None:
     response = service.post("saml", example("saml"))
 
     body = response.json()
@@ -122,7 +136,7 @@ def test_saml_adds_attribute_statements(service: RunningService) -> None:
     ]
 
 
-def test_saml_replaces_values_of_an_existing_attribute(service: RunningService) -> None:
+def test_saml_replaces_values_of_an_existing_attribute(service: InProcessService) -> None:
     event = example("saml")
     event["data"]["assertion"]["claims"]["department"] = {
         "attributes": {"NameFormat": "urn:oasis:names:tc:SAML:2.0:attrname-format:unspecified"},
@@ -143,7 +157,7 @@ def test_saml_replaces_values_of_an_existing_attribute(service: RunningService) 
     }
 
 
-def test_user_import_updates_okta_and_app_user_profiles(service: RunningService) -> None:
+def test_user_import_updates_okta_and_app_user_profiles(service: InProcessService) -> None:
     response = service.post("user-import", example("user_import"))
 
     body = response.json()
@@ -155,7 +169,7 @@ def test_user_import_updates_okta_and_app_user_profiles(service: RunningService)
 
 
 @pytest.mark.parametrize("hook", ["registration", "token", "saml", "user-import"])
-def test_unknown_user_continues_without_changes(service: RunningService, hook: str) -> None:
+def test_unknown_user_continues_without_changes(service: InProcessService, hook: str) -> None:
     name = "user_import" if hook == "user-import" else hook
     event = example(name)
     raw = json.dumps(event)
@@ -174,7 +188,7 @@ def test_unknown_user_continues_without_changes(service: RunningService, hook: s
     validate_response(name, response.json())
 
 
-def test_non_ascii_values_round_trip(service: RunningService) -> None:
+def test_non_ascii_values_round_trip(service: InProcessService) -> None:
     event = registration_for("zoe.angstrom@example.com")
 
     profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
@@ -184,7 +198,7 @@ def test_non_ascii_values_round_trip(service: RunningService) -> None:
     assert profile["managerEmail"] == "jose.muller@example.com"  # manager DN is non-ASCII too
 
 
-def test_manager_dn_with_escaped_comma_resolves(service: RunningService) -> None:
+def test_manager_dn_with_escaped_comma_resolves(service: InProcessService) -> None:
     event = registration_for("user@example.com")
 
     profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
@@ -192,7 +206,7 @@ def test_manager_dn_with_escaped_comma_resolves(service: RunningService) -> None
     assert profile["managerEmail"] == "john.smith@example.com"
 
 
-def test_dangling_manager_dn_is_left_out(service: RunningService) -> None:
+def test_dangling_manager_dn_is_left_out(service: InProcessService) -> None:
     event = registration_for("orphan.report@example.com")
 
     profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
@@ -205,7 +219,7 @@ def test_dangling_manager_dn_is_left_out(service: RunningService) -> None:
     "hostile",
     ["*", "*)(uid=*", "*)(|(mail=*", "rosario.jones@example.com)(mail=*", "\\00", "\x00", "\\", "(", "\\2a"],
 )
-def test_hostile_identifiers_match_nothing(service: RunningService, hostile: str) -> None:
+def test_hostile_identifiers_match_nothing(service: InProcessService, hostile: str) -> None:
     event = registration_for(hostile)
 
     response = service.post("registration", event)
@@ -215,7 +229,7 @@ def test_hostile_identifiers_match_nothing(service: RunningService, hostile: str
     assert unchanged(response.json())["outcome"] in ("no_match", "refused_identifier")
 
 
-def test_identifier_with_filter_metacharacters_matches_exactly(service: RunningService) -> None:
+def test_identifier_with_filter_metacharacters_matches_exactly(service: InProcessService) -> None:
     event = registration_for("paren(test)*star@example.com")
 
     profile = commands(service.post("registration", event).json())["com.okta.user.profile.update"]
@@ -223,7 +237,7 @@ def test_identifier_with_filter_metacharacters_matches_exactly(service: RunningS
     assert profile["title"] == "QA Engineer"
 
 
-def test_several_matches_are_an_error_not_a_guess(service: RunningService) -> None:
+def test_several_matches_are_an_error_not_a_guess(service: InProcessService) -> None:
     event = registration_for("shared.mailbox@example.com")
 
     response = service.post("registration", event)
@@ -285,14 +299,14 @@ def test_hook_types_without_configuration_have_no_endpoint(slapd, start_service)
         ),
     ],
 )
-def test_malformed_requests_get_400_with_a_short_reason(service: RunningService, body: bytes, reason: str) -> None:
+def test_malformed_requests_get_400_with_a_short_reason(service: InProcessService, body: bytes, reason: str) -> None:
     response = service.post("registration", body)
 
     assert response.status_code == 400
     assert response.json() == {"message": reason}
 
 
-def test_body_over_256_kib_gets_413(service: RunningService) -> None:
+def test_body_over_256_kib_gets_413(service: InProcessService) -> None:
     event = example("registration")
     event["data"]["userProfile"]["padding"] = "x" * (256 * 1024)
 
@@ -303,7 +317,7 @@ def test_body_over_256_kib_gets_413(service: RunningService) -> None:
     assert "http_server_requests_in_flight 0.0" in metrics
 
 
-def test_wrong_or_missing_secret_gets_401_without_detail(service: RunningService) -> None:
+def test_wrong_or_missing_secret_gets_401_without_detail(service: InProcessService) -> None:
     for secret in (None, "", "wrong", SECRET + "x", SECRET[:-1], SECRET.upper()):
         response = service.post("registration", example("registration"), secret=secret)
         assert response.status_code == 401
@@ -335,13 +349,13 @@ def test_custom_secret_header(slapd, start_service) -> None:
     assert service.post("token", example("token"), secret=SECRET).status_code == 401
 
 
-def test_wrong_method_and_unknown_paths(service: RunningService) -> None:
+def test_wrong_method_and_unknown_paths(service: InProcessService) -> None:
     assert service.client.get(service.hook_url + "/hooks/registration").status_code == 405
     assert service.client.post(service.hook_url + "/metrics").status_code == 404
     assert service.client.get(service.hook_url + "/livez").status_code == 404  # ops endpoints stay off the hook port
 
 
-def test_ops_port_probes_and_metrics(service: RunningService) -> None:
+def test_ops_port_probes_and_metrics(service: InProcessService) -> None:
     assert service.client.get(service.ops_url + "/livez").status_code == 200
     assert service.client.get(service.ops_url + "/readyz").status_code == 200
     service.post("registration", example("registration"))
@@ -352,6 +366,9 @@ def test_ops_port_probes_and_metrics(service: RunningService) -> None:
         'status_code="200"} 1.0' in metrics
     )
     assert service.client.post(service.ops_url + "/hooks/registration").status_code == 404
+    # the directory's operations under their own names (the manager DN was resolved)
+    for operation in ("bind", "search", "resolve"):
+        assert service.metric(f'okta_hook_ldap_operation_duration_seconds_count{{operation="{operation}"}}') >= 1
 
 
 def test_a_bug_in_the_service_still_answers_with_the_fallback(slapd) -> None:
@@ -376,3 +393,21 @@ def test_a_bug_in_the_service_still_answers_with_the_fallback(slapd) -> None:
     assert result.outcome.value == "fallback_internal_error"
     assert result.error_kind == "RuntimeError"
     assert result.denied and result.body["commands"][0]["value"] == {"registration": "DENY"}
+
+
+def test_a_fallback_keeps_the_event_id_and_its_own_duration(slapd) -> None:
+    """What the logs and Okta's System Log get for a fallback: the event's id (to find it in Okta's
+    System Log) and the time spent on the directory, not some other clock."""
+    settings = parse_settings(service_config(slapd.url))
+    directory = Directory(settings.directory, SERVICE_BIND_PASSWORD)
+    hook = Hook(HookType.REGISTRATION, settings.hooks.registration, directory)
+    event = parse_event(json.dumps(registration_for("stranger@example.org")).encode(), HookType.REGISTRATION)
+    try:
+        result = asyncio.run(hook.answer(event, time.monotonic()))
+    finally:
+        directory.close()
+
+    assert result.outcome.value == "no_match"
+    assert result.event_id == event.event_id != ""
+    assert 0 <= result.directory_seconds < 5
+    assert 0 <= result.body["debugContext"]["directoryMs"] < 5000

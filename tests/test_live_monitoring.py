@@ -143,14 +143,14 @@ def test_dashboard_and_alerts_on_the_real_service(monitored, tmp_path: Path) -> 
     fallback_alert = alert_expression("OktaHookDeadlineFallback")
 
     healthy = drive(service, seconds=6, concurrency=4)
-    time.sleep(2)  # two more scrapes
+    prometheus.wait_scrapes_after(time.time())
     assert set(healthy) == {200} and len(healthy) > 100
     assert prometheus.query(latency_alert) == []
     assert prometheus.query(fallback_alert) == []
 
     proxy.hang()
     hanging = drive(service, seconds=9, concurrency=8)
-    time.sleep(2)
+    prometheus.wait_scrapes_after(time.time())
     assert set(hanging) == {200}  # every call still answered, none with a 5xx
 
     assert prometheus.query(latency_alert), "p99 above 2 s should be visible while the directory hangs"

@@ -218,20 +218,3 @@ def test_serve_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
     result = run_cli("serve", "--config", str(DEMO_CONFIG), env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert "auth.secret_env: environment variable OKTA_HOOK_SECRET is not set or empty" in result.stderr
-
-
-def test_check_config_probe_binds_and_looks_up(slapd, tmp_path: Path) -> None:
-    config = with_change("directory.urls", [slapd.url])
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {"PATH": "/usr/bin:/bin", "OKTA_HOOK_SECRET": "s", "LDAP_BIND_PASSWORD": "demo-bind-password"}
-
-    found = run_cli("check-config", str(path), "--probe", "--sample", "rosario.jones@example.com", env=env)
-    missing = run_cli("check-config", str(path), "--probe", "--sample", "nobody@example.com", env=env)
-    wrong = run_cli("check-config", str(path), "--probe", env={**env, "LDAP_BIND_PASSWORD": "wrong"})
-
-    assert found.returncode == 0, found.stdout + found.stderr
-    assert f"{slapd.url.removeprefix('ldap://')}: bind ok" in found.stdout
-    assert "sample: found one entry" in found.stdout
-    assert missing.returncode == 1 and "sample: no entry matches" in missing.stdout
-    assert "unreachable or bind refused" in wrong.stdout

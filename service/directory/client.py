@@ -142,6 +142,12 @@ class Directory:
             results[server.name] = up
         return results
 
+    def probe_servers(self) -> dict[str, DirectoryError | None]:
+        """Blocking: bind once to every server and say why each failed (None: bind ok), for
+        ``check-config --probe``. Server health is left untouched, so a lookup that follows tries
+        every server rather than reporting a cooldown the probe itself caused."""
+        return {server.name: self._pool.try_bind(server) for server in self._pool.servers}
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._checker.shutdown(wait=False, cancel_futures=True)

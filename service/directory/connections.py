@@ -191,17 +191,28 @@ class ConnectionPool:
         raise last
 
     def check(self, server: Server) -> bool:
-        """Bind on a fresh connection to ``server`` and close it: the background health check."""
+        """Bind on a fresh connection to ``server`` and close it: the background health check. A
+        failure puts the server in its cooldown, a success ends it; a refused bind is reported but, as
+        in :meth:`open`, is not the server's fault (a cooldown would hide the real error from lookups)."""
+        error = self.try_bind(server)
+        if error is not None:
+            if error.kind != "bind_failed":
+                server.mark_down(self._config.server_cooldown_seconds)
+            return False
+        server.mark_up()
+        return True
+
+    def try_bind(self, server: Server) -> DirectoryError | None:
+        """Why a fresh bind to ``server`` fails, or None when it succeeds; leaves the server's health
+        as it was (``check-config --probe`` reports, it does not cause cooldowns)."""
         try:
             connection = self._open_on(server, lambda stage: None)
-        except DirectoryError:
-            server.mark_down(self._config.server_cooldown_seconds)
-            return False
+        except DirectoryError as error:
+            return error
         with self._lock:
             self._lent.discard(connection)
         _close(connection)
-        server.mark_up()
-        return True
+        return None
 
     def _open_on(self, server: Server, on_stage: Callable[[Stage], None]) -> Connection:
         conn = ldap3.Connection(
@@ -226,7 +237,10 @@ class ConnectionPool:
                 conn.open(read_server_info=False)
                 conn.socket.settimeout(self._config.operation_timeout_seconds)
                 if self._config.start_tls:
-                    if not conn.start_tls(read_server_info=False):
+                    # SAFE_SYNC returns (status, result, response, request): the tuple itself is always
+                    # true. A refusal by the server raises LDAPStartTLSError (classified ``tls``).
+                    started, *_ = conn.start_tls(read_server_info=False)
+                    if not started:
                         raise DirectoryError("tls", "StartTLS was refused by the server")
                     # the TLS socket does not inherit the timeout (ldap3#356)
                     conn.socket.settimeout(self._config.operation_timeout_seconds)
