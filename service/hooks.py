@@ -42,7 +42,8 @@ class HookResult:
     body: dict[str, Any]
     event_id: str = ""
     denied: bool = False
-    #: Where the directory work was when the deadline hit (``pool_wait``, ``search``...).
+    #: Where the work was when the deadline hit: ``queue`` (too little time left to start a lookup),
+    #: or the directory's ``pool_wait``, ``connect``, ``search``...
     stage: str | None = None
     #: The directory failure kind (``timeout``, ``connect``, ``ambiguous``...).
     error_kind: str | None = None
@@ -61,15 +62,21 @@ class Hook:
         self._resolve = mapping.resolutions(settings.rules())
 
     async def answer(self, event: HookEvent, received_at: float) -> HookResult:
-        """Answer ``event``, received at ``received_at`` (:func:`time.monotonic`), within the deadline."""
+        """Answer ``event`` within the deadline, counted from ``received_at`` (:func:`time.monotonic`, the
+        arrival of the request's first byte): time spent queued before the handler counts."""
         identifier = event.subject.pick(self.settings.subject)
         started = time.monotonic()
+        deadline = received_at + self.settings.deadline_seconds
+        if deadline - started < self.settings.min_lookup_seconds:
+            # Queued too long behind other requests (overload): a lookup could not finish in time, and
+            # starting it would only delay the requests queued behind this one. Answer now.
+            return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage="queue")
         try:
             entry = await self._directory.find_user(
                 identifier,
                 attributes=self._attributes,
                 resolve=self._resolve,
-                deadline=received_at + self.settings.deadline_seconds,
+                deadline=deadline,
             )
         except DeadlineExceeded as exceeded:
             return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage=exceeded.stage)

@@ -18,7 +18,8 @@ from service.telemetry.metrics import Metrics
 from service.telemetry.requests import RequestTelemetry
 from service.telemetry.tracing import provider_from_environment, shutdown
 
-STAGES = ("pool_wait", "connect", "bind", "search", "resolve")
+#: Where a deadline can hit: ``queue`` before the lookup starts (load shedding), then the directory's stages.
+STAGES = ("queue", "pool_wait", "connect", "bind", "search", "resolve")
 
 
 class Telemetry:

@@ -59,9 +59,12 @@ class RequestTelemetry:
         status: int,
         outcome: Outcome | None,
         result: Any | None,
+        reason: str | None = None,
     ) -> None:
         """Record everything about one finished request. ``result`` is the hook's
-        :class:`~service.hooks.HookResult` when the hook ran."""
+        :class:`~service.hooks.HookResult` when the hook ran; ``reason`` says why a request was refused
+        (a fixed vocabulary: ``not_found``, ``client_closed``...), for every refusal, hook route or not.
+        Status 499 (the client closed the connection first) is recorded as such, apart from 5xx."""
         elapsed = time.perf_counter() - observation.started
         self._metrics.in_flight.dec()
         span = observation.span
@@ -81,6 +84,8 @@ class RequestTelemetry:
         self._metrics.request_duration.labels(observation.method, observation.route, str(status)).observe(
             elapsed, exemplar=exemplar
         )
+        if reason is not None:
+            self._metrics.refusals.labels(observation.route, reason).inc()
         hook_type = observation.hook_type
         if hook_type is not None and outcome is not None:
             self._metrics.hook_requests.labels(hook_type, outcome.value).inc()
@@ -94,12 +99,23 @@ class RequestTelemetry:
                 event_id=getattr(result, "event_id", None) or None,
                 hook_type=hook_type,
                 outcome=outcome.value if outcome else None,
+                reason=reason,
                 status=status,
                 denied=getattr(result, "denied", False),
                 stage=getattr(result, "stage", None),
                 error_kind=getattr(result, "error_kind", None),
                 duration_ms=round(elapsed * 1000, 2),
                 directory_ms=round(getattr(result, "directory_seconds", 0.0) * 1000, 2),
+            )
+        elif reason is not None or status >= 500:
+            # not a hook's route: its template (or "unmatched"), never the requested path
+            log.info(
+                "http_request",
+                method=observation.method,
+                route=observation.route,
+                status=status,
+                reason=reason,
+                duration_ms=round(elapsed * 1000, 2),
             )
         if span is not None:
             span.end()
