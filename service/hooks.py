@@ -48,6 +48,8 @@ class HookResult:
     #: The directory failure kind (``timeout``, ``connect``, ``ambiguous``...).
     error_kind: str | None = None
     directory_seconds: float = 0.0
+    #: The unexpected exception behind ``fallback_internal_error``: telemetry logs its type and frames.
+    exception: Exception | None = None
 
 
 class Hook:
@@ -83,13 +85,13 @@ class Hook:
         except DirectoryError as error:
             return self._fallback(event, Outcome.FALLBACK_LDAP_ERROR, started, error_kind=error.kind)
         except Exception as error:  # a bug must not become a 500: Okta would deny the registration
-            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
+            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error=error)
         if entry is None:
             return self._fallback(event, Outcome.NO_MATCH, started)
         try:
             body = self._enrich(self.settings, event, entry)
         except Exception as error:
-            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
+            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error=error)
         elapsed = time.monotonic() - started
         body = with_debug_context(body, _diagnostics(Outcome.ENRICHED, elapsed))
         return HookResult(Outcome.ENRICHED, body, event.event_id, directory_seconds=elapsed)
@@ -102,7 +104,10 @@ class Hook:
         *,
         stage: str | None = None,
         error_kind: str | None = None,
+        error: Exception | None = None,
     ) -> HookResult:
+        if error is not None:
+            error_kind = type(error).__name__
         action = self.settings.on_unknown_user if outcome is Outcome.NO_MATCH else self.settings.on_directory_error
         deny_message = self._deny_message if action is FailureAction.DENY else None
         deny = deny_message is not None
@@ -117,6 +122,7 @@ class Hook:
             stage=stage,
             error_kind=error_kind,
             directory_seconds=elapsed,
+            exception=error,
         )
 
 

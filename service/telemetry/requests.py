@@ -94,8 +94,12 @@ class RequestTelemetry:
             if result is not None and result.stage is not None:
                 self._metrics.deadline_exceeded.labels(hook_type, result.stage).inc()
         if hook_type is not None:
-            log.info(
+            exception = getattr(result, "exception", None)
+            # a bug answered with a fallback: the same line, at error level, with the traceback
+            # (type and frames only: see telemetry.logs.safe_traceback)
+            (log.error if exception is not None else log.info)(
                 "hook_request",
+                exc_info=exception,
                 event_id=getattr(result, "event_id", None) or None,
                 hook_type=hook_type,
                 outcome=outcome.value if outcome else None,
