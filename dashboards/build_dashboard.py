@@ -31,9 +31,9 @@ SEL = 'job=~"$job",namespace=~"$namespace"'
 HOOKS = f'{SEL},route=~"/hooks/.+"'
 REQ_BUCKET = "http_server_request_duration_seconds_bucket"
 REQ_COUNT = "http_server_request_duration_seconds_count"
-# The SLI leaves out calls the client abandoned (499), as dashboards/alerts.rules.yml does.
-GOOD = f'{REQ_BUCKET}{{{HOOKS},le="2.5",status_code!~"5..",status_code!="499"}}'
-ALL_CALLS = f'{REQ_COUNT}{{{HOOKS},status_code!="499"}}'
+# The SLI leaves out calls the client abandoned (499) or sent too slowly (408), as alerts.rules.yml does.
+GOOD = f'{REQ_BUCKET}{{{HOOKS},le="2.5",status_code!~"5..",status_code!~"408|499"}}'
+ALL_CALLS = f'{REQ_COUNT}{{{HOOKS},status_code!~"408|499"}}'
 RI = "$__rate_interval"
 
 Panel = dict[str, Any]

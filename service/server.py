@@ -59,6 +59,12 @@ REQUEST_RECEIVE_SECONDS = 3.0
 #: may send a request on a connection the service is closing (a 502 for that one call).
 KEEP_ALIVE_SECONDS = 10.0
 
+#: Connections the kernel may hold before the service accepts them. Sanic's default (100) is less than
+#: a burst of new connections from Okta or a proxy; beyond it the kernel drops the handshake's last step
+#: and the client's first request waits for a SYN-ACK retransmission (1 s, then 3 s...), a delay the
+#: service cannot see or shed. Linux caps it at net.core.somaxconn (4096 by default).
+LISTEN_BACKLOG = 1024
+
 _SANIC_CONFIG = {
     "REQUEST_MAX_SIZE": MAX_BODY_BYTES,
     # Sanic's REQUEST_TIMEOUT restarts at every byte received (HttpProtocol.data_received sets _time):
@@ -165,14 +171,21 @@ class _ErrorHandler(ErrorHandler):
             status = exception.status_code
             reason = next((name for kind, name in _REFUSAL_REASONS if isinstance(exception, kind)), None)
             request.ctx.refusal_reason = reason or _STATUS_REASONS.get(status, "refused")
-            return json({"message": HTTPStatus(status).phrase}, status=status, headers=exception.headers)
+            return json({"message": _phrase(status)}, status=status, headers=exception.headers or None)
         status = exception.status_code if isinstance(exception, SanicException) else 500
         log_exception("unexpected_error", exception, route=request.uri_template or "unmatched")
-        return json({"message": HTTPStatus(status).phrase}, status=status)
+        return json({"message": _phrase(status)}, status=status)
 
     @staticmethod
     def log(request: Request, exception: Exception) -> None:
         """Sanic's own log line holds the URL and the exception's message: :meth:`default` logs instead."""
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def _client_gone(request: Request) -> bool:
@@ -214,7 +227,8 @@ def create_apps(
         # a label holds a known method only; Sanic's "NONE" (cut before the request line) and any
         # invented method become OpenTelemetry's "_OTHER"
         method = request.method if request.method in _METHODS else "_OTHER"
-        observation = telemetry.requests.started(method, route, hook_paths.get(route), request.headers)
+        received_at = getattr(request, "received_at", None)
+        observation = telemetry.requests.started(method, route, hook_paths.get(route), request.headers, received_at)
         request.ctx.observation = observation
         return observation
 
@@ -323,6 +337,7 @@ def serve(settings: Settings, secrets: Secrets, telemetry: Telemetry) -> None:
         access_log=False,
         motd=False,
         protocol=_BoundedHttpProtocol,
+        backlog=LISTEN_BACKLOG,
     )
     ops_app.prepare(host=server.host, port=server.ops_port, access_log=False, motd=False, protocol=_BoundedHttpProtocol)
     Sanic.serve_single(primary=hook_app)

@@ -43,7 +43,7 @@ class Metrics:
         self.exposed: Collector = WithoutCreated(registry)
         self.request_duration = Histogram(
             "http_server_request_duration_seconds",
-            "Time to answer a request on the hook port, from routing to response.",
+            "Time to answer a request on the hook port, from the arrival of its first byte to the response.",
             ["method", "route", "status_code"],
             buckets=REQUEST_BUCKETS,
             registry=registry,

@@ -26,7 +26,8 @@ class RequestObservation:
     method: str
     route: str
     hook_type: str | None
-    started: float = field(default_factory=time.perf_counter)
+    #: :func:`time.monotonic` when the request's first byte arrived (or when observation began).
+    started: float = field(default_factory=time.monotonic)
     span: Span | None = None
     token: Token[Context] | None = None
 
@@ -36,10 +37,21 @@ class RequestTelemetry:
         self._metrics = metrics
         self._tracer = tracer
 
-    def started(self, method: str, route: str, hook_type: str | None, headers: Mapping[str, str]) -> RequestObservation:
-        """Open the SERVER span (child of an incoming ``traceparent``) and make it current."""
+    def started(
+        self,
+        method: str,
+        route: str,
+        hook_type: str | None,
+        headers: Mapping[str, str],
+        received_at: float | None = None,
+    ) -> RequestObservation:
+        """Open the SERVER span (child of an incoming ``traceparent``) and make it current. The request's
+        duration counts from ``received_at`` (:func:`time.monotonic` of its first byte) when given: time
+        queued before the handler is part of what Okta waits."""
         self._metrics.in_flight.inc()
         observation = RequestObservation(method, route, hook_type)
+        if received_at is not None:
+            observation.started = received_at
         parent = propagate.extract(headers)
         span = self._tracer.start_span(
             f"{method} {route}" if route != "unmatched" else method,
@@ -65,7 +77,7 @@ class RequestTelemetry:
         :class:`~service.hooks.HookResult` when the hook ran; ``reason`` says why a request was refused
         (a fixed vocabulary: ``not_found``, ``client_closed``...), for every refusal, hook route or not.
         Status 499 (the client closed the connection first) is recorded as such, apart from 5xx."""
-        elapsed = time.perf_counter() - observation.started
+        elapsed = time.monotonic() - observation.started
         self._metrics.in_flight.dec()
         span = observation.span
         exemplar = None
