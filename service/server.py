@@ -7,6 +7,8 @@ exposed to Okta through an Ingress while /livez, /readyz and /metrics stay on a 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -96,9 +98,30 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTION
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
 
 
+#: Offset of ``tcpi_last_data_recv`` (u32, milliseconds) in Linux's ``struct tcp_info``: eight u8
+#: fields, then ``tcpi_rto`` ... ``tcpi_last_ack_sent`` (11 u32) before it.
+_TCPI_LAST_DATA_RECV = 52
+
+
+def _kernel_wait(transport: Any) -> float:
+    """Seconds the bytes just read had waited in the kernel (Linux ``TCP_INFO.tcpi_last_data_recv``).
+
+    A request's bytes wait there while the process is not reading: the event loop is busy with other
+    requests, or the process is not scheduled at all (CPU-throttled at its Kubernetes limit, a saturated
+    node), or the connection is still in the accept queue. Okta's clock runs meanwhile. 0 where the
+    kernel does not say (another OS, a test transport)."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)  # type: ignore[union-attr]
+        (milliseconds,) = struct.unpack_from("I", info, _TCPI_LAST_DATA_RECV)
+    except (AttributeError, OSError, struct.error):
+        return 0.0
+    return float(milliseconds) / 1000
+
+
 class _TimedRequest(Request):
-    """A request that knows when its first byte arrived: the earliest instant Sanic exposes, and the
-    start of the hook's deadline (time spent queued behind other requests counts)."""
+    """A request that knows when its first byte arrived (see :class:`_BoundedHttpProtocol`): the start
+    of the hook's deadline, so time spent queued behind other requests counts."""
 
     __slots__ = ("received_at",)
 
@@ -124,8 +147,8 @@ class _BoundedHttpProtocol(HttpProtocol):
 
     Sanic measures its timeouts from the last byte received, so a client sending one header line every
     two seconds holds a connection for ever. This protocol also notes when the first byte of each
-    request arrived and closes the connection (408) when headers and body are not all in within
-    ``REQUEST_RECEIVE_TIMEOUT`` of it."""
+    request arrived (when the process read it, less the time it had waited in the kernel) and closes
+    the connection (408) when headers and body are not all in within ``REQUEST_RECEIVE_TIMEOUT`` of it."""
 
     __slots__ = ("receiving_since",)
 
@@ -141,7 +164,7 @@ class _BoundedHttpProtocol(HttpProtocol):
 
     def data_received(self, data: bytes) -> None:
         if not self._receiving():  # the first byte of a request
-            self.receiving_since = time.monotonic()
+            self.receiving_since = time.monotonic() - _kernel_wait(self.transport)
         super().data_received(data)
 
     def check_timeouts(self) -> None:

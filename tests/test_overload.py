@@ -8,6 +8,7 @@ loaded machine's randomness."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 from conftest import service_config
@@ -82,3 +83,32 @@ def test_min_lookup_must_fit_in_the_deadline() -> None:
     config["hooks"]["registration"]["min_lookup_seconds"] = 2.5
     with pytest.raises(ConfigError, match=r"hooks\.registration: min_lookup_seconds must be less than deadline"):
         parse_settings(config)
+
+
+def test_time_the_process_was_not_running_counts(slapd: Slapd, start_service) -> None:
+    """A request that arrives while the process is stopped (as a pod throttled at its CPU limit is) waits
+    in the kernel; its deadline started when it arrived, not when the process first read it."""
+    config = service_config(slapd.url)
+    config["hooks"]["registration"]["deadline_seconds"] = DEADLINE
+    config["hooks"]["registration"]["min_lookup_seconds"] = MIN_LOOKUP
+    service = start_service(config)
+    assert answer_after(service.hook_port, 0.0)[0]["debugContext"]["outcome"] == "enriched"
+
+    whole = request_bytes(HOOK, example("registration"))
+    with connect(service.hook_port) as sock:
+        service.process.send_signal(signal.SIGSTOP)
+        try:
+            sock.sendall(whole)
+            time.sleep(0.8)  # 0.7 s of the 1.5 s left when the process runs again: less than 1.0
+        finally:
+            service.process.send_signal(signal.SIGCONT)
+        received = b""
+        while b"}" not in received.partition(b"\r\n\r\n")[2] or len(received.partition(b"\r\n\r\n")[2]) < _length(
+            received
+        ):
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    answer = json.loads(received.partition(b"\r\n\r\n")[2])
+    assert answer["debugContext"]["outcome"] == "fallback_deadline", answer
+    assert answer["debugContext"]["deadlineStage"] == "queue"
