@@ -240,6 +240,7 @@ def create_apps(
     telemetry.declare((hook.type.value for hook in hooks), directory.servers)
     telemetry.watch_pool(directory.pool_state)
     hook_paths = {hook.type.path: hook.type.value for hook in hooks}
+    telemetry.declare_routes(hook_paths)
 
     for hook in hooks:
         hook_app.add_route(_hook_handler(hook, verifier), hook.type.path, methods=["POST"], name=hook.type.value)
