@@ -377,7 +377,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
             targets(
                 *[
                     (
-                        f"histogram_quantile({q}, sum by (route, le) (rate({REQ_BUCKET}{{{HOOKS}}}[{RI}])))",
+                        f"histogram_quantile({q}, sum by (route, le) "
+                        f'(rate({REQ_BUCKET}{{{HOOKS},status_code!~"408|499"}}[{RI}])))',
                         f"p{int(q * 100)} {{{{route}}}}",
                     )
                     for q in (0.99, 0.95, 0.5)
