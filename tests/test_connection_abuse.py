@@ -43,7 +43,8 @@ def test_a_client_leaving_before_the_answer_is_a_499_outside_the_5xx(slow_servic
     service = slow_service
     whole = request_bytes(HOOK, example("registration"))
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda _: send_and_drop(service.hook_port, whole, wait=0.3), range(4)))
+        # 0.6 s: each handler is then waiting for the hanging directory (deadline 1 s from arrival)
+        list(pool.map(lambda _: send_and_drop(service.hook_port, whole, wait=0.6), range(4)))
 
     def counted() -> float:
         return metric_value(
@@ -78,7 +79,7 @@ def test_half_sent_requests_are_not_server_errors(service: RunningService) -> No
         whole[: len(whole) - 15],  # body shorter than its Content-Length
     ]
     for cut in cuts:
-        send_and_drop(service.hook_port, cut, wait=0.2)
+        send_and_drop(service.hook_port, cut, wait=0.5)
 
     def refused() -> float:
         return metric_value(service.metrics(), "okta_hook_refusals_total", reason="client_closed")
