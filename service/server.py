@@ -269,6 +269,9 @@ def create_apps(
             stream.keep_alive = False
 
     async def observe_response(request: Request, response: BaseHTTPResponse) -> None:
+        if getattr(request.ctx, "observed", False):
+            return  # the client left while the answer was on its way: it was recorded once already
+        request.ctx.observed = True
         result = getattr(request.ctx, "result", None)
         outcome = result.outcome if result is not None else getattr(request.ctx, "outcome", None)
         reason: str | None = getattr(request.ctx, "refusal_reason", None)

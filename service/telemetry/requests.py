@@ -101,7 +101,7 @@ class RequestTelemetry:
         hook_type = observation.hook_type
         if hook_type is not None and outcome is not None:
             self._metrics.hook_requests.labels(hook_type, outcome.value).inc()
-            if result is not None and result.denied:
+            if result is not None and result.denied and outcome in DENIAL_REASONS:
                 self._metrics.denials.labels(hook_type, DENIAL_REASONS[outcome]).inc()
             if result is not None and result.stage is not None:
                 self._metrics.deadline_exceeded.labels(hook_type, result.stage).inc()
