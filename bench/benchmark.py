@@ -1,7 +1,7 @@
 """Hook throughput and latency against a slapd holding 10,000 users, beside baselines measured in the
 same run on the same machine.
 
-    .venv/bin/python bench/benchmark.py [--users 10000] [--duration 10] [--connections 75]
+    .venv/bin/python bench/benchmark.py [--users 10000] [--duration 10] [--connections 75] [--only overload]
 
 Variants:
   ldap3 loop, pooled        one bound SAFE_SYNC connection, the service's two searches per lookup, sequential
@@ -10,6 +10,10 @@ Variants:
   hook, bind per request    the service with connections never reused (connection_max_age ~0)
   hook, telemetry off       metrics and the per-request log line disabled (cost of instrumentation)
   hook, tracing 10 %        OTLP/HTTP tracing sampled at 10 %, to an in-process receiver
+  hook, overload            the pooled service with 200 connections: more than one process can serve
+                            in time, to see load shedding keep the slowest answer within the deadline
+
+``--only TEXT`` runs just the variants whose name contains TEXT (e.g. ``--only overload``).
 
 wrk and the service share the machine's cores, so absolute figures are pessimistic; compare rows of
 the same run. Results go to stdout (Markdown) and bench-results/<timestamp>.json.
@@ -107,8 +111,9 @@ end
 
 
 def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
+    # --timeout 10s: wrk's default (2 s) would drop the slowest answers from its latency figures
     output = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
@@ -116,6 +121,10 @@ def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    def max_ms() -> float:  # "Latency  avg  stdev  max  +/- stdev": the slowest answer any client saw
+        value, unit = re.search(r"^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\s", output, re.M).groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     requests = int(re.search(r"(\d+) requests in", output).group(1))
@@ -126,6 +135,7 @@ def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
         "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "p50_ms": ms("50%"),
         "p99_ms": ms("99%"),
+        "max_ms": max_ms(),
         "errors": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "",
     }
@@ -177,27 +187,52 @@ def run_service(
 
 
 def outcomes(metrics_url: str) -> dict[str, float]:
-    """Hook outcomes counted by the service itself: a fast fallback is not a fast enrichment."""
+    """Hook outcomes counted by the service itself: a fast fallback is not a fast enrichment. Deadline
+    fallbacks by stage are counted as ``stage:<stage>``."""
     counts = {}
     for line in httpx.get(metrics_url).text.splitlines():
         match = re.match(r'okta_hook_requests_total\{hook_type="registration",outcome="(\w+)"\} ([\d.e+]+)', line)
         if match:
             counts[match.group(1)] = float(match.group(2))
+        match = re.match(
+            r'okta_hook_deadline_exceeded_total\{hook_type="registration",stage="(\w+)"\} ([\d.e+]+)', line
+        )
+        if match:
+            counts[f"stage:{match.group(1)}"] = float(match.group(2))
+        # answered (200) within the 2.5 s deadline, timed by the service from the request's first byte
+        match = re.match(r"http_server_request_duration_seconds_(count|bucket)\{(.*)\} ([\d.e+]+)", line)
+        if match and 'status_code="200"' in match.group(2):
+            if match.group(1) == "count":
+                counts["timed:all"] = counts.get("timed:all", 0) + float(match.group(3))
+            elif 'le="2.5"' in match.group(2):
+                counts["timed:in_time"] = counts.get("timed:in_time", 0) + float(match.group(3))
     return counts
 
 
 def measure_service(
-    config: dict, workdir: Path, env: dict[str, str], wrapper: str | None, script: Path, args: argparse.Namespace
+    config: dict,
+    workdir: Path,
+    env: dict[str, str],
+    wrapper: str | None,
+    script: Path,
+    args: argparse.Namespace,
+    connections: int,
 ) -> dict:
     process, url, metrics_url = run_service(config, workdir, env, wrapper)
     try:
-        wrk(url, script, args.connections, 2)  # warm-up: pool and first-call paths
+        wrk(url, script, connections, 2)  # warm-up: pool and first-call paths
         before = outcomes(metrics_url)
-        row = wrk(url, script, args.connections, args.duration)
+        row = wrk(url, script, connections, args.duration)
         after = outcomes(metrics_url)
-        if sum(after.values()) > sum(before.values()):  # telemetry off: nothing counted
-            total = sum(after.values()) - sum(before.values())
-            row["enriched_pct"] = 100 * (after.get("enriched", 0) - before.get("enriched", 0)) / total
+        delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
+        # wrk closes its connections at the end with requests in flight: those are client_closed, not answers
+        total = sum(value for key, value in delta.items() if ":" not in key and key != "client_closed")
+        if total:  # telemetry off: nothing counted
+            row["enriched_pct"] = 100 * delta.get("enriched", 0) / total
+            row["fallback_deadline_pct"] = 100 * delta.get("fallback_deadline", 0) / total
+            row["shed_queue"] = int(delta.get("stage:queue", 0))
+            row["service_late"] = int(delta.get("timed:all", 0) - delta.get("timed:in_time", 0))
+        row["connections"] = connections
         return row
     finally:
         stop(process)
@@ -218,6 +253,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs per hook variant; the median is reported")
     parser.add_argument("--connections", type=int, default=75)
     parser.add_argument("--lookups", type=int, default=2000, help="lookups per ldap3 loop")
+    parser.add_argument("--overload-connections", type=int, default=200, help="connections of the overload variant")
+    parser.add_argument("--only", default="", help="run only the variants whose name contains this text")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install -y wrk (or make setup)", file=sys.stderr)
@@ -237,17 +274,20 @@ def main() -> int:
             config["directory"]["urls"] = [ldap.url]
             config["logging"] = {"level": "info", "format": "json"}
 
-            rows["ldap3 loop, pooled connection"] = ldap3_loop(ldap.url, args.users, args.lookups, False)
-            rows["ldap3 loop, connect+bind per lookup"] = ldap3_loop(ldap.url, args.users, args.lookups // 4, True)
+            if args.only in "ldap3 loop, pooled connection":
+                rows["ldap3 loop, pooled connection"] = ldap3_loop(ldap.url, args.users, args.lookups, False)
+            if args.only in "ldap3 loop, connect+bind per lookup":
+                rows["ldap3 loop, connect+bind per lookup"] = ldap3_loop(ldap.url, args.users, args.lookups // 4, True)
 
             sink = ThreadingHTTPServer(("127.0.0.1", free_port()), OtlpSink)
             threading.Thread(target=sink.serve_forever, daemon=True).start()
             otlp = f"http://127.0.0.1:{sink.server_address[1]}"
             no_reuse = {**config, "directory": {**config["directory"], "connection_max_age_seconds": 1e-9}}
+            c, overload = args.connections, args.overload_connections
             variants = [
-                ("hook, pooled (metrics + logs on)", config, {}, None),
-                ("hook, connect+bind per request", no_reuse, {}, None),
-                ("hook, telemetry off", config, {}, "no_telemetry.py"),
+                ("hook, pooled (metrics + logs on)", config, {}, None, c),
+                ("hook, connect+bind per request", no_reuse, {}, None, c),
+                ("hook, telemetry off", config, {}, "no_telemetry.py", c),
                 (
                     "hook, tracing 10 % sampled",
                     config,
@@ -257,35 +297,53 @@ def main() -> int:
                         "OTEL_TRACES_SAMPLER_ARG": "0.1",
                     },
                     None,
+                    c,
                 ),
+                (f"hook, overload ({overload} connections)", config, {}, None, overload),
             ]
+            variants = [variant for variant in variants if args.only in variant[0]]
             runs: dict[str, list[dict]] = {name: [] for name, *_ in variants}
             for round_ in range(args.rounds):  # interleaved, so a slow minute of the machine hits every variant
-                for name, variant_config, env, wrapper in variants:
+                for name, variant_config, env, wrapper, connections in variants:
                     print(f"round {round_ + 1}/{args.rounds}: {name}...", file=sys.stderr)
-                    runs[name].append(measure_service(variant_config, workdir, env, wrapper, script, args))
+                    runs[name].append(measure_service(variant_config, workdir, env, wrapper, script, args, connections))
             for name, results in runs.items():
                 # the run with the median throughput, whole, so its latencies belong to its rate
                 rows[name] = sorted(results, key=lambda row: row["rate"])[len(results) // 2]
                 rows[name]["rates"] = [round(row["rate"]) for row in results]
-            rows["hook, tracing 10 % sampled"]["otlp_exports"] = OtlpSink.received
+                rows[name]["max_ms_each"] = [round(row["max_ms"]) for row in results]
+            if "hook, tracing 10 % sampled" in rows:
+                rows["hook, tracing 10 % sampled"]["otlp_exports"] = OtlpSink.received
             sink.shutdown()
 
-    baseline = rows["hook, pooled (metrics + logs on)"]["rate"]
+    baseline = rows.get("hook, pooled (metrics + logs on)", {}).get("rate")
     print(
-        f"\n{args.users} users, {args.connections} connections, {args.rounds} interleaved runs of {args.duration} s "
-        f"per hook variant (median shown), {os.cpu_count()} cores\n"
+        f"\n{args.users} users, {args.connections} connections ({args.overload_connections} for the overload "
+        f"variant), {args.rounds} interleaved runs of {args.duration} s per hook variant (median shown), "
+        f"{os.cpu_count()} cores\n"
     )
-    print("| variant | requests | req/s | p50 ms | p99 ms | non-2xx | enriched | vs pooled hook | req/s of each run |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| variant | requests | req/s | p50 ms | p99 ms | max ms | non-2xx | enriched | vs pooled hook "
+        "| req/s of each run |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
-        ratio = f"{row['rate'] / baseline:.2f}x" if name.startswith("hook") else "-"
+        ratio = f"{row['rate'] / baseline:.2f}x" if name.startswith("hook") and baseline else "-"
         enriched = f"{row['enriched_pct']:.1f} %" if "enriched_pct" in row else "-"
         each = ", ".join(str(rate) for rate in row.get("rates", [])) or "-"
+        slowest = f"{row['max_ms']:.1f}" if "max_ms" in row else "-"
         print(
             f"| {name} | {row['requests']} | {row['rate']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
-            f"| {row['errors']} | {enriched} | {ratio} | {each} |"
+            f"| {slowest} | {row['errors']} | {enriched} | {ratio} | {each} |"
         )
+    for name, row in rows.items():
+        if "shed_queue" in row:
+            print(
+                f"\n{name}: fallback_deadline {row['fallback_deadline_pct']:.1f} % of answers, "
+                f"{row['shed_queue']} shed at stage queue, {row['service_late']} over 2.5 s as the service "
+                f"timed them (from the first byte); slowest answer of each run (ms), as wrk saw it: "
+                f"{', '.join(str(v) for v in row['max_ms_each'])}"
+            )
     results = REPO / "bench-results"
     results.mkdir(exist_ok=True)
     (results / time.strftime("%Y%m%dT%H%M%S.json")).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

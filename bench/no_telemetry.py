@@ -26,6 +26,9 @@ class _Quiet:
     def server_up(self, *args: object) -> None:
         pass
 
+    def background_failed(self, *args: object) -> None:
+        pass
+
 
 class NoTelemetry(telemetry.Telemetry):
     def __init__(self) -> None:

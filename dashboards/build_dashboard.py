@@ -34,8 +34,9 @@ SEL = 'job=~"$job",namespace=~"$namespace"'
 HOOKS = f'{SEL},route=~"/hooks/.+"'
 REQ_BUCKET = "http_server_request_duration_seconds_bucket"
 REQ_COUNT = "http_server_request_duration_seconds_count"
-GOOD = f'{REQ_BUCKET}{{{HOOKS},le="2.5",status_code!~"5.."}}'
-ALL_CALLS = f"{REQ_COUNT}{{{HOOKS}}}"
+# The SLI leaves out calls the client abandoned (499) or sent too slowly (408), as alerts.rules.yml does.
+GOOD = f'{REQ_BUCKET}{{{HOOKS},le="2.5",status_code!~"5..",status_code!~"408|499"}}'
+ALL_CALLS = f'{REQ_COUNT}{{{HOOKS},status_code!~"408|499"}}'
 RI = "$__rate_interval"
 
 Panel = dict[str, Any]
@@ -327,12 +328,18 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "not in the directory), refused_identifier (a login no real Okta user has: never looked up), "
             "fallback_deadline / fallback_ldap_error / fallback_internal_error "
             "(fallback answer), "
-            "unauthorized (401, wrong secret) and bad_request (400/413).",
+            "unauthorized (401, wrong secret), bad_request (400/405/408/413), client_closed (499: the "
+            "caller left before the answer), server_error (5xx, a bug). \"refused\" series: every refusal on the hook "
+            "port, by reason (not_found, too_large, request_timeout, client_closed...).",
             targets(
                 (
                     f"sum by (hook_type, outcome) (rate(okta_hook_requests_total{{{SEL}}}[{RI}]))",
                     "{{hook_type}} {{outcome}}",
-                )
+                ),
+                (
+                    f"sum by (reason) (rate(okta_hook_refusals_total{{{SEL}}}[{RI}]))",
+                    "refused: {{reason}}",
+                ),
             ),
             "reqps",
         ),
@@ -374,7 +381,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
             targets(
                 *[
                     (
-                        f"histogram_quantile({q}, sum by (route, le) (rate({REQ_BUCKET}{{{HOOKS}}}[{RI}])))",
+                        f"histogram_quantile({q}, sum by (route, le) "
+                        f'(rate({REQ_BUCKET}{{{HOOKS},status_code!~"408|499"}}[{RI}])))',
                         f"p{int(q * 100)} {{{{route}}}}",
                     )
                     for q in (0.99, 0.95, 0.5)

@@ -46,7 +46,8 @@ class HookResult:
     #: The event's ``eventId`` was not a short URL-safe string, so it is not logged.
     event_id_rejected: bool = False
     denied: bool = False
-    #: Where the directory work was when the deadline hit (``pool_wait``, ``search``...).
+    #: Where the work was when the deadline hit: ``queue`` (too little time left to start a lookup),
+    #: or the directory's ``pool_wait``, ``connect``, ``search``...
     stage: str | None = None
     #: The directory failure kind (``timeout``, ``connect``, ``ambiguous``...).
     error_kind: str | None = None
@@ -57,6 +58,8 @@ class HookResult:
     groups_cut: bool = False
     #: A group claim came from a nested walk stopped by ``max_depth``/``max_groups``.
     groups_incomplete: bool = False
+    #: The unexpected exception behind ``fallback_internal_error``: telemetry logs its type and frames.
+    exception: Exception | None = None
 
 
 class Hook:
@@ -72,7 +75,8 @@ class Hook:
         self._groups = mapping.memberships(settings.rules())
 
     async def answer(self, event: HookEvent, received_at: float) -> HookResult:
-        """Answer ``event``, received at ``received_at`` (:func:`time.monotonic`), within the deadline."""
+        """Answer ``event`` within the deadline, counted from ``received_at`` (:func:`time.monotonic`, the
+        arrival of the request's first byte): time spent queued before the handler counts."""
         identifier = event.subject.pick(self.settings.subject)
         started = time.monotonic()
         refusal = identifier_refusal(identifier)
@@ -80,12 +84,17 @@ class Hook:
             refusal = IdentifierRefusal.OUTSIDE_DOMAINS
         if refusal is not None:  # no lookup at all: the directory cannot be trusted to compare it
             return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, refusal=refusal)
+        deadline = received_at + self.settings.deadline_seconds
+        if deadline - started < self.settings.min_lookup_seconds:
+            # Queued too long behind other requests (overload): a lookup could not finish in time, and
+            # starting it would only delay the requests queued behind this one. Answer now.
+            return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage="queue")
         try:
             entry = await self._directory.find_user(
                 identifier,
                 attributes=self._attributes,
                 resolve=self._resolve,
-                deadline=received_at + self.settings.deadline_seconds,
+                deadline=deadline,
                 groups=self._groups,
             )
         except DeadlineExceeded as exceeded:
@@ -93,14 +102,14 @@ class Hook:
         except DirectoryError as error:
             return self._fallback(event, Outcome.FALLBACK_LDAP_ERROR, started, error_kind=error.kind)
         except Exception as error:  # a bug must not become a 500: Okta would deny the registration
-            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
+            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error=error)
         if entry is None:
             return self._fallback(event, Outcome.NO_MATCH, started)
         mapper = _Mapper(entry)
         try:
             body = self._enrich(self.settings, event, mapper)
         except Exception as error:
-            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
+            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error=error)
         elapsed = time.monotonic() - started
         context = _diagnostics(Outcome.ENRICHED, elapsed)
         if mapper.cut or mapper.incomplete:
@@ -125,7 +134,10 @@ class Hook:
         stage: str | None = None,
         error_kind: str | None = None,
         refusal: IdentifierRefusal | None = None,
+        error: Exception | None = None,
     ) -> HookResult:
+        if error is not None:
+            error_kind = type(error).__name__
         unknown = outcome in (Outcome.NO_MATCH, Outcome.REFUSED_IDENTIFIER)
         action = self.settings.on_unknown_user if unknown else self.settings.on_directory_error
         deny_message = self._deny_message if action is FailureAction.DENY else None
@@ -144,6 +156,7 @@ class Hook:
             error_kind=error_kind,
             refusal=refusal,
             directory_seconds=elapsed,
+            exception=error,
         )
 
 

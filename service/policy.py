@@ -20,7 +20,9 @@ class Outcome(StrEnum):
     FALLBACK_LDAP_ERROR = "fallback_ldap_error"  # the directory failed, or several entries matched
     FALLBACK_INTERNAL_ERROR = "fallback_internal_error"  # a bug in the service: still an answer, not a 500
     UNAUTHORIZED = "unauthorized"  # missing or wrong hook secret
-    BAD_REQUEST = "bad_request"  # not an Okta event of this hook's type, or too large
+    BAD_REQUEST = "bad_request"  # not an Okta event of this hook's type, too large, too slow to arrive
+    CLIENT_CLOSED = "client_closed"  # the caller went away before the answer (status 499): nothing was received
+    SERVER_ERROR = "server_error"  # a 5xx: a bug the handler did not catch (never expected)
 
 
 class FailureAction(StrEnum):

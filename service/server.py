@@ -7,16 +7,32 @@ exposed to Okta through an Ingress while /livez, /readyz and /metrics stay on a 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 from sanic import HTTPResponse, Request, Sanic, empty, json
 from sanic.config import Config
+from sanic.exceptions import (
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestCancelled,
+    RequestTimeout,
+    SanicException,
+)
+from sanic.handlers import ErrorHandler
+from sanic.http.constants import Stage
+from sanic.models.protocol_types import TransportProtocol
 from sanic.response import BaseHTTPResponse, text
+from sanic.server.protocols.http_protocol import HttpProtocol
 
 from service.auth import HookAuthenticator, SecretVerifier
 from service.directory import Directory
@@ -26,6 +42,7 @@ from service.okta import EventError, parse_event
 from service.policy import Outcome
 from service.settings import Secrets, Settings
 from service.telemetry import Telemetry
+from service.telemetry.logs import log_exception
 from service.telemetry.requests import RequestObservation
 
 App = Sanic[Config, SimpleNamespace]
@@ -33,16 +50,171 @@ App = Sanic[Config, SimpleNamespace]
 #: Okta's events are a few KB; its responses are capped at 256 KB, its requests are no bigger.
 MAX_BODY_BYTES = 256 * 1024
 
+#: A whole request (headers and body) must arrive within this many seconds of its first byte. Okta
+#: writes a request at once and gives up after 3 s, so a request still arriving after 3 s can no longer
+#: be answered in time: it is a slow sender holding a connection. Checked every 1.5 s (Sanic's timer,
+#: half the shortest timeout), so such a connection is closed 3 to 4.5 s after its first byte.
+REQUEST_RECEIVE_SECONDS = 3.0
+
+#: An idle keep-alive connection is closed after this. Okta opens connections as it needs them; a
+#: fronting proxy that pools upstream connections must drop idle ones sooner than this (ingress-nginx
+#: ``upstream-keepalive-timeout``, Envoy ``common_http_protocol_options.idle_timeout``: e.g. 5 s), or it
+#: may send a request on a connection the service is closing (a 502 for that one call).
+KEEP_ALIVE_SECONDS = 10.0
+
+#: Connections the kernel may hold before the service accepts them. Sanic's default (100) is less than
+#: a burst of new connections from Okta or a proxy; beyond it the kernel drops the handshake's last step
+#: and the client's first request waits for a SYN-ACK retransmission (1 s, then 3 s...), a delay the
+#: service cannot see or shed. Linux caps it at net.core.somaxconn (4096 by default).
+LISTEN_BACKLOG = 1024
+
 _SANIC_CONFIG = {
     "REQUEST_MAX_SIZE": MAX_BODY_BYTES,
-    "REQUEST_TIMEOUT": 5,  # slow senders
+    # Sanic's REQUEST_TIMEOUT restarts at every byte received (HttpProtocol.data_received sets _time):
+    # it bounds the gap between bytes only. _BoundedHttpProtocol bounds the whole request.
+    "REQUEST_TIMEOUT": REQUEST_RECEIVE_SECONDS,
+    "REQUEST_RECEIVE_TIMEOUT": REQUEST_RECEIVE_SECONDS,
     "RESPONSE_TIMEOUT": 3,  # a backstop only: every hook answers within its own deadline first
-    "KEEP_ALIVE_TIMEOUT": 75,  # longer than a fronting proxy's idle timeout
+    "KEEP_ALIVE_TIMEOUT": KEEP_ALIVE_SECONDS,
     "GRACEFUL_SHUTDOWN_TIMEOUT": 10,  # drain in-flight hooks on SIGTERM
     "ACCESS_LOG": False,  # one summary log line per hook request instead
     "FALLBACK_ERROR_FORMAT": "json",
     "MOTD": False,
 }
+
+
+#: Reason of each refusal Sanic makes before or around the handler: a fixed vocabulary for the log line
+#: and the ``okta_hook_refusals_total{reason}`` label. The handler's own refusals (401, 400 for an
+#: event that is not Okta's) set ``request.ctx.refusal_reason`` themselves.
+_REFUSAL_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (NotFound, "not_found"),
+    (MethodNotAllowed, "method_not_allowed"),
+    (PayloadTooLarge, "too_large"),
+    (RequestTimeout, "request_timeout"),
+    (BadRequest, "malformed_http"),
+)
+#: What a status gets when nothing more precise was said.
+_STATUS_REASONS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
+
+
+#: Offset of ``tcpi_last_data_recv`` (u32, milliseconds) in Linux's ``struct tcp_info``: eight u8
+#: fields, then ``tcpi_rto`` ... ``tcpi_last_ack_sent`` (11 u32) before it.
+_TCPI_LAST_DATA_RECV = 52
+
+
+def _kernel_wait(transport: Any) -> float:
+    """Seconds the bytes just read had waited in the kernel (Linux ``TCP_INFO.tcpi_last_data_recv``).
+
+    A request's bytes wait there while the process is not reading: the event loop is busy with other
+    requests, or the process is not scheduled at all (CPU-throttled at its Kubernetes limit, a saturated
+    node), or the connection is still in the accept queue. Okta's clock runs meanwhile. 0 where the
+    kernel does not say (another OS, a test transport)."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)  # type: ignore[union-attr]
+        (milliseconds,) = struct.unpack_from("I", info, _TCPI_LAST_DATA_RECV)
+    except (AttributeError, OSError, struct.error):
+        return 0.0
+    return float(milliseconds) / 1000
+
+
+class _TimedRequest(Request):
+    """A request that knows when its first byte arrived (see :class:`_BoundedHttpProtocol`): the start
+    of the hook's deadline, so time spent queued behind other requests counts."""
+
+    __slots__ = ("received_at",)
+
+    def __init__(
+        self,
+        url_bytes: bytes,
+        headers: Any,
+        version: str,
+        method: str,
+        transport: TransportProtocol,
+        app: Any,
+        head: bytes = b"",
+        stream_id: int = 0,
+    ) -> None:
+        protocol = transport.get_protocol() if hasattr(transport, "get_protocol") else None
+        began = getattr(protocol, "receiving_since", None)
+        self.received_at: float = began if began is not None else time.monotonic()
+        super().__init__(url_bytes, headers, version, method, transport, app, head, stream_id)
+
+
+class _BoundedHttpProtocol(HttpProtocol):
+    """Sanic's HTTP/1.1 protocol with a bound on the time to receive a whole request.
+
+    Sanic measures its timeouts from the last byte received, so a client sending one header line every
+    two seconds holds a connection for ever. This protocol also notes when the first byte of each
+    request arrived (when the process read it, less the time it had waited in the kernel) and closes
+    the connection (408) when headers and body are not all in within ``REQUEST_RECEIVE_TIMEOUT`` of it."""
+
+    __slots__ = ("receiving_since",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.receiving_since: float | None = None
+
+    def _receiving(self) -> bool:
+        http = self.http
+        if http is None:
+            return False
+        return http.stage is Stage.REQUEST or (http.stage is Stage.HANDLER and bool(http.request_body))
+
+    def data_received(self, data: bytes) -> None:
+        if not self._receiving():  # the first byte of a request
+            self.receiving_since = time.monotonic() - _kernel_wait(self.transport)
+        super().data_received(data)
+
+    def check_timeouts(self) -> None:
+        began = self.receiving_since
+        if (
+            self._task is not None
+            and began is not None
+            and self._receiving()
+            and time.monotonic() - began > self.app.config.REQUEST_RECEIVE_TIMEOUT
+        ):
+            self._http.exception = RequestTimeout("Request Timeout")  # answered 408, then closed
+            self._http.request_body = None  # or Sanic would read the rest of the body before closing
+            self._task.cancel()
+            return
+        super().check_timeouts()  # type: ignore[no-untyped-call]
+
+
+class _ErrorHandler(ErrorHandler):
+    """Refusals and unexpected errors: a fixed body (never the URL or an exception's message), a reason
+    for telemetry, and for a real error a log line with the traceback but no user data."""
+
+    def default(self, request: Request, exception: BaseException) -> HTTPResponse:
+        if isinstance(exception, RequestCancelled) or _client_gone(request):
+            request.ctx.refusal_reason = "client_closed"
+            return empty(status=CLIENT_CLOSED)
+        if isinstance(exception, SanicException) and exception.status_code < 500:
+            status = exception.status_code
+            reason = next((name for kind, name in _REFUSAL_REASONS if isinstance(exception, kind)), None)
+            request.ctx.refusal_reason = reason or _STATUS_REASONS.get(status, "refused")
+            return json({"message": _phrase(status)}, status=status, headers=exception.headers or None)
+        status = exception.status_code if isinstance(exception, SanicException) else 500
+        log_exception("unexpected_error", exception, route=request.uri_template or "unmatched")
+        return json({"message": _phrase(status)}, status=status)
+
+    @staticmethod
+    def log(request: Request, exception: Exception) -> None:
+        """Sanic's own log line holds the URL and the exception's message: :meth:`default` logs instead."""
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _client_gone(request: Request) -> bool:
+    conn_info = request.conn_info
+    return conn_info is not None and conn_info.lost
 
 
 @dataclass
@@ -57,8 +229,8 @@ def create_apps(
     settings: Settings, secrets: Secrets, telemetry: Telemetry, name: str = "okta_ldap_hook"
 ) -> tuple[App, App]:
     """Build the hook app and the ops app; nothing is started or connected until the server starts."""
-    hook_app: App = Sanic(name, configure_logging=False)
-    ops_app: App = Sanic(f"{name}_ops", configure_logging=False)
+    hook_app: App = Sanic(name, configure_logging=False, request_class=_TimedRequest, error_handler=_ErrorHandler())
+    ops_app: App = Sanic(f"{name}_ops", configure_logging=False, error_handler=_ErrorHandler())
     for app in (hook_app, ops_app):
         app.config.update(_SANIC_CONFIG)
 
@@ -69,6 +241,7 @@ def create_apps(
     telemetry.declare((hook.type.value for hook in hooks), directory.servers)
     telemetry.watch_pool(directory.pool_state)
     hook_paths = {hook.type.path: hook.type.value for hook in hooks}
+    telemetry.declare_routes(hook_paths)
 
     for hook in hooks:
         hook_app.add_route(_hook_handler(hook, verifier), hook.type.path, methods=["POST"], name=hook.type.value)
@@ -76,7 +249,11 @@ def create_apps(
     def start_observation(request: Request) -> RequestObservation:
         # A body refused as too large never reaches routing: its path, if it is a hook's, is the route.
         route = request.uri_template or (request.path if request.path in hook_paths else "unmatched")
-        observation = telemetry.requests.started(request.method, route, hook_paths.get(route), request.headers)
+        # a label holds a known method only; Sanic's "NONE" (cut before the request line) and any
+        # invented method become OpenTelemetry's "_OTHER"
+        method = request.method if request.method in _METHODS else "_OTHER"
+        received_at = getattr(request, "received_at", None)
+        observation = telemetry.requests.started(method, route, hook_paths.get(route), request.headers, received_at)
         request.ctx.observation = observation
         return observation
 
@@ -93,12 +270,23 @@ def create_apps(
             stream.keep_alive = False
 
     async def observe_response(request: Request, response: BaseHTTPResponse) -> None:
+        if getattr(request.ctx, "observed", False):
+            return  # the client left while the answer was on its way: it was recorded once already
+        request.ctx.observed = True
         result = getattr(request.ctx, "result", None)
         outcome = result.outcome if result is not None else getattr(request.ctx, "outcome", None)
-        if outcome is None and response.status in (400, 413):
-            outcome = Outcome.BAD_REQUEST
+        reason: str | None = getattr(request.ctx, "refusal_reason", None)
+        status = response.status
+        if status == CLIENT_CLOSED:
+            # what Okta (or whoever it was) received: nothing
+            outcome, reason = Outcome.CLIENT_CLOSED, "client_closed"
+        elif status >= 500:
+            outcome, reason = Outcome.SERVER_ERROR, None
+        elif status >= 400:
+            outcome = Outcome.UNAUTHORIZED if status == 401 else outcome or Outcome.BAD_REQUEST
+            reason = reason or _STATUS_REASONS.get(status, "refused")
         observation = getattr(request.ctx, "observation", None) or start_observation(request)
-        telemetry.requests.finished(observation, response.status, outcome, result)
+        telemetry.requests.finished(observation, status, outcome, result, reason)
 
     # response middleware runs in reverse registration order: observe last, after the connection decision
     hook_app.register_middleware(observe_response, "response")
@@ -149,7 +337,7 @@ def create_apps(
     @ops_app.get("/metrics")
     async def metrics(request: Request) -> HTTPResponse:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return HTTPResponse(encoder(telemetry.metrics.registry), content_type=content_type)
+        return HTTPResponse(encoder(telemetry.metrics.exposed), content_type=content_type)
 
     return hook_app, ops_app
 
@@ -170,7 +358,7 @@ def _authenticator(
 
 def _hook_handler(hook: Hook, verifier: HookAuthenticator) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
     async def handle(request: Request) -> HTTPResponse:
-        received_at = time.monotonic()
+        received_at: float = getattr(request, "received_at", None) or time.monotonic()
         # every value of the header: a repeated one is refused, not resolved by picking one
         auth_refusal = await verifier.refusal(request.headers)
         if auth_refusal is not None:
@@ -202,6 +390,14 @@ def serve(settings: Settings, secrets: Secrets, telemetry: Telemetry) -> None:
     process per pod keeps metrics whole and exemplars possible)."""
     hook_app, ops_app = create_apps(settings, secrets, telemetry)
     server = settings.server
-    hook_app.prepare(host=server.host, port=server.hook_port, single_process=True, access_log=False, motd=False)
-    ops_app.prepare(host=server.host, port=server.ops_port, access_log=False, motd=False)
+    hook_app.prepare(
+        host=server.host,
+        port=server.hook_port,
+        single_process=True,
+        access_log=False,
+        motd=False,
+        protocol=_BoundedHttpProtocol,
+        backlog=LISTEN_BACKLOG,
+    )
+    ops_app.prepare(host=server.host, port=server.ops_port, access_log=False, motd=False, protocol=_BoundedHttpProtocol)
     Sanic.serve_single(primary=hook_app)

@@ -80,10 +80,19 @@ class HookSettings(_Section):
     subject: Literal["login", "email"] = "login"
     #: Everything, directory included, is answered within this many seconds.
     deadline_seconds: float = Field(2.5, gt=0, lt=OKTA_TIMEOUT_SECONDS)
+    #: When less than this is left of the deadline as the handler starts (the request queued behind
+    #: others), the fallback is answered at once instead of starting a lookup that cannot finish.
+    min_lookup_seconds: float = Field(0.1, ge=0)
     #: What to answer when the directory is slow, down, failing, or matches several entries.
     on_directory_error: FailureAction = FailureAction.CONTINUE
     #: What to answer when the directory has no such user.
     on_unknown_user: FailureAction = FailureAction.CONTINUE
+
+    @model_validator(mode="after")
+    def _lookup_fits_the_deadline(self) -> HookSettings:
+        if self.min_lookup_seconds >= self.deadline_seconds:
+            raise ValueError("min_lookup_seconds must be less than deadline_seconds")
+        return self
 
     @model_validator(mode="after")
     def _deny_only_for_registration(self) -> HookSettings:

@@ -97,13 +97,15 @@ LABEL_VALUES = {
         "fallback_internal_error",
         "unauthorized",
         "bad_request",
+        "client_closed",
+        "server_error",
     },
     "reason": {"no_match", "deadline", "ldap_error", "internal_error"},
-    "stage": {"pool_wait", "connect", "bind", "search", "resolve", "groups"},
+    "stage": {"queue", "pool_wait", "connect", "bind", "search", "resolve", "groups"},
     "operation": {"connect", "bind", "search", "resolve", "groups"},
     "limit": {"claim_max", "walk_bound"},
     "error_type": {"timeout", "connect", "tls", "bind_failed", "session_lost", "ambiguous", "server_error", "other"},
-    "status_code": {"200", "204", "400", "401", "404", "413", "500", "503"},
+    "status_code": {"200", "204", "400", "401", "404", "405", "408", "413", "499", "500", "503"},
     "le": {f"{b}" for b in HTTP_BUCKETS + LDAP_BUCKETS} | {"+Inf"},
 }
 

@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +103,9 @@ class Directory:
         except TimeoutError:
             progress.abandoned = True
             raise DeadlineExceeded(progress.stage) from None
+        except asyncio.CancelledError:  # the client went away: the thread stops at its next step
+            progress.abandoned = True
+            raise
         finally:
             self._started(progress)
 
@@ -130,8 +133,16 @@ class Directory:
     async def start_background(self) -> asyncio.Task[None]:
         """Prewarm the pool and start checking every server periodically."""
         loop = asyncio.get_running_loop()
-        loop.run_in_executor(self._checker, self._pool.prewarm)
+        loop.run_in_executor(self._checker, self._guarded, "prewarm", self._pool.prewarm)
         return asyncio.create_task(self._check_forever(), name="ldap-health-check")
+
+    def _guarded(self, task: str, work: Callable[[], object]) -> None:
+        """Run background ``work``; a bug in it is reported (with its traceback) rather than lost in a
+        future nobody reads."""
+        try:
+            work()
+        except Exception as error:
+            self._observer.background_failed(task, error)
 
     async def check_servers(self) -> dict[str, bool]:
         loop = asyncio.get_running_loop()
@@ -154,8 +165,13 @@ class Directory:
         self._pool.close()
 
     async def _check_forever(self) -> None:
+        """Check every server, for ever: a bug in one round is reported and the next round still runs
+        (a dead loop would freeze ``okta_hook_ldap_up`` and keep failed servers in cooldown)."""
         while True:
-            await self.check_servers()
+            try:
+                await self.check_servers()
+            except Exception as error:
+                self._observer.background_failed("health_check", error)
             await asyncio.sleep(self._config.health_check_interval_seconds)
 
     def _started(self, progress: _Progress) -> None:

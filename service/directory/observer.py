@@ -16,10 +16,18 @@ class DirectoryObserver(Protocol):
         """Result of the background check of one server."""
         ...
 
+    def background_failed(self, task: str, error: Exception) -> None:
+        """An unexpected exception in background work (``health_check``, ``prewarm``): a bug. The work
+        goes on; the observer makes it visible."""
+        ...
+
 
 class NullObserver:
     def operation(self, name: str, server: str) -> AbstractContextManager[object]:
         return nullcontext()
 
     def server_up(self, server: str, up: bool) -> None:
+        pass
+
+    def background_failed(self, task: str, error: Exception) -> None:
         pass

@@ -20,8 +20,11 @@ from service.telemetry.oauth import OAuthTelemetry
 from service.telemetry.requests import RequestTelemetry
 from service.telemetry.tracing import provider_from_environment, shutdown
 
-STAGES = ("pool_wait", "connect", "bind", "search", "resolve", "groups")
+#: Where a deadline can hit: ``queue`` before the lookup starts (load shedding), then the directory's stages.
+STAGES = ("queue", "pool_wait", "connect", "bind", "search", "resolve", "groups")
 GROUP_LIMITS = ("claim_max", "walk_bound")
+#: Refusals declared at zero on every hook route (the handler and Sanic may use finer reasons too).
+ROUTE_REFUSALS = ("unauthorized", "bad_request", "method_not_allowed", "too_large", "request_timeout", "client_closed")
 
 
 class Telemetry:
@@ -51,6 +54,12 @@ class Telemetry:
                     m.denials.labels(hook_type, reason)
         for server in servers:
             m.ldap_up.labels(server)
+
+    def declare_routes(self, routes: Iterable[str]) -> None:
+        """Create the refusal series of each hook route at zero, for the reasons any caller can cause."""
+        for route in routes:
+            for reason in ROUTE_REFUSALS:
+                self.metrics.refusals.labels(route, reason)
 
     def watch_pool(self, state: Callable[[], tuple[int, int, int]]) -> None:
         """Read the connection pool's (size, in use, waiting) when Prometheus scrapes, rather than

@@ -10,6 +10,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from service.directory import DirectoryError
+from service.telemetry.logs import log_exception
 from service.telemetry.metrics import Metrics
 
 
@@ -64,6 +65,9 @@ class DirectoryTelemetry:
 
     def server_up(self, server: str, up: bool) -> None:
         self._metrics.ldap_up.labels(server).set(1 if up else 0)
+
+    def background_failed(self, task: str, error: Exception) -> None:
+        log_exception("background_task_failed", error, task=task)
 
 
 def current_tracer(provider: trace.TracerProvider) -> Tracer:

@@ -3,12 +3,16 @@
 Sanic's own stdlib loggers go through the same processors. Events carry only what the service puts in
 them on purpose (event ids, hook types, outcomes, durations): request bodies, logins, DNs and secrets are
 never passed to a logger, and keys that sound secret are redacted as a second line of defence.
+Exceptions are logged as type and frames only (:func:`safe_traceback`): their messages and frame locals
+can hold user data.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -33,6 +37,55 @@ def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+#: Frames kept per exception, innermost last: enough to find the line, bounded so one log line stays small.
+MAX_FRAMES = 30
+
+
+def safe_traceback(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Render ``exc_info`` as the exception's type and its frames (file, line, function), without the
+    exception's message or any local variable: a ``KeyError`` or an LDAP error can carry a login or a
+    DN in its message, and frame locals hold the request. Causes are kept the same way."""
+    exc_info = event.pop("exc_info", None)
+    if exc_info is None or exc_info is False:
+        return event
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    error = exc_info[1] if isinstance(exc_info, tuple) else None
+    if isinstance(error, BaseException):
+        event["exception"] = describe_exception(error)
+    return event
+
+
+def describe_exception(error: BaseException) -> list[dict[str, Any]]:
+    """The chain of ``error`` (outermost first): type and frames of each, never a message or a value."""
+    chain: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen and len(chain) < 5:
+        seen.add(id(current))
+        chain.append({"type": _qualified_name(type(current)), "frames": _frames(current.__traceback__)})
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return chain
+
+
+def log_exception(event: str, error: BaseException, **fields: Any) -> None:
+    """One error line for an exception nobody expected: its type and frames, no message (see
+    :func:`safe_traceback`). ``fields`` must hold fixed-vocabulary values only."""
+    structlog.get_logger("okta_ldap_hook").error(event, exc_info=error, error_type=type(error).__name__, **fields)
+
+
+def _qualified_name(kind: type[BaseException]) -> str:
+    module = kind.__module__
+    return kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
+
+
+def _frames(tb: TracebackType | None) -> list[dict[str, Any]]:
+    summary = traceback.extract_tb(tb)[-MAX_FRAMES:]
+    return [{"file": frame.filename, "line": frame.lineno, "function": frame.name} for frame in summary]
+
+
 def configure_logging(level: str = "info", output: str = "auto") -> None:
     """Configure structlog and route the stdlib loggers (Sanic, asyncio) through it. ldap3's own
     logging stays off: at its detailed levels it logs requests, i.e. filters and credentials."""
@@ -47,10 +100,11 @@ def configure_logging(level: str = "info", output: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_trace_ids,
         redact,
+        safe_traceback,
     ]
     numeric_level = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=[*shared, structlog.processors.dict_tracebacks, renderer],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,

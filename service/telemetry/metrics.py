@@ -7,6 +7,8 @@ small fixed sets: hook types, outcomes, stages, error kinds, route templates, co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -16,6 +18,8 @@ from prometheus_client import (
     Gauge,
     Histogram,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from service import __version__
 
@@ -35,9 +39,11 @@ class Metrics:
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
                 registry.register(collector)
         self.registry = registry
+        #: What /metrics exposes: the registry without ``*_created`` series.
+        self.exposed: Collector = WithoutCreated(registry)
         self.request_duration = Histogram(
             "http_server_request_duration_seconds",
-            "Time to answer a request on the hook port, from routing to response.",
+            "Time to answer a request on the hook port, from the arrival of its first byte to the response.",
             ["method", "route", "status_code"],
             buckets=REQUEST_BUCKETS,
             registry=registry,
@@ -55,6 +61,13 @@ class Metrics:
             "okta_hook_denials",
             "Registrations denied by the failure policy, by the reason that triggered it.",
             ["hook_type", "reason"],
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "okta_hook_refusals",
+            "Requests on the hook port answered without a hook answer (4xx, client gone), by route template "
+            "and reason (a fixed vocabulary).",
+            ["route", "reason"],
             registry=registry,
         )
         self.deadline_exceeded = Counter(
@@ -126,3 +139,23 @@ class Metrics:
             "okta_hook_build_info", "Always 1; labels carry the version.", ["version", "revision"], registry=registry
         )
         self.build_info.labels(__version__, revision).set(1)
+
+
+class WithoutCreated(Collector):
+    """A view of ``registry`` without the ``*_created`` samples of counters and histograms.
+
+    They double the series count and no dashboard or alert reads them. prometheus_client's own switch
+    (``disable_created_metrics()``) is process-wide and would change every registry in the process
+    (tests build several); this view filters one registry, at scrape time only."""
+
+    _WITH_CREATED = ("counter", "histogram", "summary", "gaugehistogram")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._registry.collect():
+            if metric.type in self._WITH_CREATED:
+                created = metric.name + "_created"
+                metric.samples = [sample for sample in metric.samples if sample.name != created]
+            yield metric

@@ -39,7 +39,8 @@ class RequestObservation:
     method: str
     route: str
     hook_type: str | None
-    started: float = field(default_factory=time.perf_counter)
+    #: :func:`time.monotonic` when the request's first byte arrived (or when observation began).
+    started: float = field(default_factory=time.monotonic)
     span: Span | None = None
     token: Token[Context] | None = None
     #: Why the request was refused (401/400), from a fixed vocabulary.
@@ -51,10 +52,21 @@ class RequestTelemetry:
         self._metrics = metrics
         self._tracer = tracer
 
-    def started(self, method: str, route: str, hook_type: str | None, headers: Mapping[str, str]) -> RequestObservation:
-        """Open the SERVER span (child of an incoming ``traceparent``) and make it current."""
+    def started(
+        self,
+        method: str,
+        route: str,
+        hook_type: str | None,
+        headers: Mapping[str, str],
+        received_at: float | None = None,
+    ) -> RequestObservation:
+        """Open the SERVER span (child of an incoming ``traceparent``) and make it current. The request's
+        duration counts from ``received_at`` (:func:`time.monotonic` of its first byte) when given: time
+        queued before the handler is part of what Okta waits."""
         self._metrics.in_flight.inc()
         observation = RequestObservation(method, route, hook_type)
+        if received_at is not None:
+            observation.started = received_at
         parent = propagate.extract(trace_context(headers))
         span = self._tracer.start_span(
             f"{method} {route}" if route != "unmatched" else method,
@@ -74,10 +86,14 @@ class RequestTelemetry:
         status: int,
         outcome: Outcome | None,
         result: Any | None,
+        reason: str | None = None,
     ) -> None:
         """Record everything about one finished request. ``result`` is the hook's
-        :class:`~service.hooks.HookResult` when the hook ran."""
-        elapsed = time.perf_counter() - observation.started
+        :class:`~service.hooks.HookResult` when the hook ran; ``reason`` says why a request was refused
+        (a fixed vocabulary: ``not_found``, ``client_closed``...), for every refusal, hook route or not.
+        Status 499 (the client closed the connection first) is recorded as such, apart from 5xx."""
+        elapsed = time.monotonic() - observation.started
+        reason = reason or observation.reason
         self._metrics.in_flight.dec()
         span = observation.span
         exemplar = None
@@ -96,10 +112,12 @@ class RequestTelemetry:
         self._metrics.request_duration.labels(observation.method, observation.route, str(status)).observe(
             elapsed, exemplar=exemplar
         )
+        if reason is not None:
+            self._metrics.refusals.labels(observation.route, reason).inc()
         hook_type = observation.hook_type
         if hook_type is not None and outcome is not None:
             self._metrics.hook_requests.labels(hook_type, outcome.value).inc()
-            if result is not None and result.denied:
+            if result is not None and result.denied and outcome in DENIAL_REASONS:
                 self._metrics.denials.labels(hook_type, DENIAL_REASONS[outcome]).inc()
             if result is not None and result.stage is not None:
                 self._metrics.deadline_exceeded.labels(hook_type, result.stage).inc()
@@ -111,20 +129,34 @@ class RequestTelemetry:
             if refusal is not None:
                 self._metrics.refused_identifiers.labels(hook_type, refusal.value).inc()
         if hook_type is not None:
-            log.info(
+            exception = getattr(result, "exception", None)
+            # a bug answered with a fallback: the same line, at error level, with the traceback
+            # (type and frames only: see telemetry.logs.safe_traceback)
+            (log.error if exception is not None else log.info)(
                 "hook_request",
+                exc_info=exception,
                 event_id=getattr(result, "event_id", None) or None,
                 event_id_rejected=getattr(result, "event_id_rejected", False) or None,
                 hook_type=hook_type,
                 outcome=outcome.value if outcome else None,
+                reason=reason or getattr(getattr(result, "refusal", None), "value", None),
                 status=status,
                 denied=getattr(result, "denied", False),
                 stage=getattr(result, "stage", None),
                 error_kind=getattr(result, "error_kind", None),
                 groups_truncated=getattr(result, "groups_cut", False) or getattr(result, "groups_incomplete", False),
-                reason=observation.reason or getattr(getattr(result, "refusal", None), "value", None),
                 duration_ms=round(elapsed * 1000, 2),
                 directory_ms=round(getattr(result, "directory_seconds", 0.0) * 1000, 2),
+            )
+        elif reason is not None or status >= 500:
+            # not a hook's route: its template (or "unmatched"), never the requested path
+            log.info(
+                "http_request",
+                method=observation.method,
+                route=observation.route,
+                status=status,
+                reason=reason,
+                duration_ms=round(elapsed * 1000, 2),
             )
         if span is not None:
             span.end()
