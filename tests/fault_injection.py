@@ -20,10 +20,10 @@ def install() -> None:
     from service.directory.connections import ConnectionPool
     from service.okta import HookType
 
-    def apply(*args: Any, **kwargs: Any) -> Any:  # every enrichment: a bug in the mapping
+    def map_entry(*args: Any, **kwargs: Any) -> Any:  # every enrichment: a bug in the mapping
         raise KeyError(PERSONAL)
 
-    mapping.apply = apply
+    mapping.map_entry = map_entry
 
     answer = hooks.Hook.answer
 
