@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from service import mapping
-from service.directory import DeadlineExceeded, Directory, DirectoryEntry, DirectoryError
+from service.cache import RecentAnswers
+from service.directory import (
+    CacheResult,
+    DeadlineExceeded,
+    DirectoryEntry,
+    DirectoryError,
+    UserDirectory,
+    UserQuery,
+)
 from service.okta import (
     HookEvent,
     HookType,
@@ -47,29 +55,49 @@ class HookResult:
     #: The directory failure kind (``timeout``, ``connect``, ``ambiguous``...).
     error_kind: str | None = None
     directory_seconds: float = 0.0
+    #: How the cache answered (``hit``, ``miss``, ``stale``, ``negative_hit``), ``replay`` for an event
+    #: answered before (Okta's retry), None with no cache or when no lookup was made.
+    cache: CacheResult | Literal["replay"] | None = None
 
 
 class Hook:
-    def __init__(self, hook_type: HookType, settings: HookSettings, directory: Directory) -> None:
+    def __init__(self, hook_type: HookType, settings: HookSettings, directory: UserDirectory) -> None:
         self.type = hook_type
         self.settings = settings
         self._directory = directory
         self._enrich = _ENRICHERS[hook_type]
         # Only registration has a deny answer; settings validation refuses `deny` for the other types.
         self._deny_message = settings.deny_message if isinstance(settings, RegistrationSettings) else None
-        self._attributes = mapping.required_attributes(settings.rules())
-        self._resolve = mapping.resolutions(settings.rules())
+        self._query = UserQuery.of(
+            "", mapping.required_attributes(settings.rules()), mapping.resolutions(settings.rules())
+        )
+        self._answered: RecentAnswers[tuple[str, str], HookResult] = RecentAnswers(settings.cache.replay_seconds)
+
+    def forget_answers(self) -> None:
+        """Drop the answers kept for Okta's retries (with the cache, on an operator's flush)."""
+        self._answered.clear()
 
     async def answer(self, event: HookEvent, received_at: float) -> HookResult:
-        """Answer ``event``, received at ``received_at`` (:func:`time.monotonic`), within the deadline."""
+        """Answer ``event``, received at ``received_at`` (:func:`time.monotonic`), within the deadline.
+
+        An event answered from the directory's data shortly before (Okta's retry: same eventId, same
+        user) gets that same answer again. A fallback is not repeated: the retry is a second chance."""
+        key = (event.event_id, event.subject.pick(self.settings.subject))
+        if event.event_id:
+            previous = self._answered.get(key)
+            if previous is not None:
+                return replace(previous, cache="replay", directory_seconds=0.0)
+        result = await self._answer(event, received_at)
+        if event.event_id and result.outcome in _REPLAYED:
+            self._answered.put(key, result)
+        return result
+
+    async def _answer(self, event: HookEvent, received_at: float) -> HookResult:
         identifier = event.subject.pick(self.settings.subject)
         started = time.monotonic()
         try:
-            entry = await self._directory.find_user(
-                identifier,
-                attributes=self._attributes,
-                resolve=self._resolve,
-                deadline=received_at + self.settings.deadline_seconds,
+            lookup = await self._directory.find_user(
+                self._query.with_identifier(identifier), received_at + self.settings.deadline_seconds
             )
         except DeadlineExceeded as exceeded:
             return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage=exceeded.stage)
@@ -77,15 +105,22 @@ class Hook:
             return self._fallback(event, Outcome.FALLBACK_LDAP_ERROR, started, error_kind=error.kind)
         except Exception as error:  # a bug must not become a 500: Okta would deny the registration
             return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
+        entry, cache = lookup.entry, lookup.cache
         if entry is None:
-            return self._fallback(event, Outcome.NO_MATCH, started)
+            return self._fallback(event, Outcome.NO_MATCH, started, cache=cache)
         try:
             body = self._enrich(self.settings, event, entry)
         except Exception as error:
-            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__)
+            return self._fallback(
+                event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__, cache=cache
+            )
         elapsed = time.monotonic() - started
-        body = with_debug_context(body, _diagnostics(Outcome.ENRICHED, elapsed))
-        return HookResult(Outcome.ENRICHED, body, event.event_id, directory_seconds=elapsed)
+        # Stale: the directory failed (lookup.error_kind says how) and an older answer was served.
+        outcome = Outcome.ENRICHED_STALE if cache == "stale" else Outcome.ENRICHED
+        body = with_debug_context(body, _diagnostics(outcome, elapsed, error_kind=lookup.error_kind, cache=cache))
+        return HookResult(
+            outcome, body, event.event_id, error_kind=lookup.error_kind, directory_seconds=elapsed, cache=cache
+        )
 
     def _fallback(
         self,
@@ -95,13 +130,14 @@ class Hook:
         *,
         stage: str | None = None,
         error_kind: str | None = None,
+        cache: CacheResult | None = None,
     ) -> HookResult:
         action = self.settings.on_unknown_user if outcome is Outcome.NO_MATCH else self.settings.on_directory_error
         deny_message = self._deny_message if action is FailureAction.DENY else None
         deny = deny_message is not None
         body = denial(deny_message) if deny_message is not None else no_change()
         elapsed = time.monotonic() - started
-        body = with_debug_context(body, _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind))
+        body = with_debug_context(body, _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind, cache=cache))
         return HookResult(
             outcome,
             body,
@@ -110,11 +146,21 @@ class Hook:
             stage=stage,
             error_kind=error_kind,
             directory_seconds=elapsed,
+            cache=cache,
         )
 
 
+#: Answers made from the directory's data: what Okta's retry of the same event gets again.
+_REPLAYED = frozenset({Outcome.ENRICHED, Outcome.ENRICHED_STALE, Outcome.NO_MATCH})
+
+
 def _diagnostics(
-    outcome: Outcome, elapsed: float, *, stage: str | None = None, error_kind: str | None = None
+    outcome: Outcome,
+    elapsed: float,
+    *,
+    stage: str | None = None,
+    error_kind: str | None = None,
+    cache: str | None = None,
 ) -> dict[str, str | int]:
     """What Okta's System Log shows about this answer: fixed vocabularies and a duration, nothing from
     the event or the directory entry."""
@@ -123,6 +169,8 @@ def _diagnostics(
         context["deadlineStage"] = stage
     if error_kind:
         context["error"] = error_kind
+    if cache:
+        context["cache"] = cache
     return context
 
 

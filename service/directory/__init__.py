@@ -10,14 +10,19 @@ from service.directory.config import DirectoryConfig, UserSearch
 from service.directory.entry import DirectoryEntry
 from service.directory.errors import DeadlineExceeded, DirectoryError
 from service.directory.observer import DirectoryObserver, NullObserver
+from service.directory.protocol import CacheResult, LookupResult, UserDirectory, UserQuery
 
 __all__ = [
+    "CacheResult",
     "DeadlineExceeded",
     "Directory",
     "DirectoryConfig",
     "DirectoryEntry",
     "DirectoryError",
     "DirectoryObserver",
+    "LookupResult",
     "NullObserver",
+    "UserDirectory",
+    "UserQuery",
     "UserSearch",
 ]

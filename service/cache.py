@@ -1,0 +1,267 @@
+"""Answering from memory: a per-user cache of the directory's answers in front of the directory.
+
+Why: every hook call used to be an LDAP round trip, so a slow or hanging directory meant tokens and
+assertions without the claims applications authorize on, and 50 concurrent calls for one user made 50
+searches. :class:`CachedDirectory` implements the same :class:`~service.directory.UserDirectory`
+protocol as the directory it wraps:
+
+- a fresh answer (found, or "no such user" for a shorter time) is served without asking;
+- concurrent identical queries share one lookup (single-flight), each caller still bounded by its
+  own deadline;
+- a hot entry requested shortly before it goes stale is re-read in the background (refresh-ahead);
+- when the directory fails (timeout, deadline, connection, server down: anything but ``ambiguous``)
+  and an older answer exists, that answer is served as ``stale``;
+- at most ``max_entries`` entries, least recently used dropped first. Memory only, never on disk.
+
+Pure asyncio: no ldap3, no prometheus. What happens is reported to a :class:`CacheObserver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from service.directory.entry import DirectoryEntry
+from service.directory.errors import DeadlineExceeded, DirectoryError
+from service.directory.protocol import CacheResult, LookupResult, UserDirectory, UserQuery
+
+#: Background refreshes running at once, at most: they must never take the whole LDAP pool from the
+#: requests that are waiting on it.
+MAX_CONCURRENT_REFRESHES = 4
+
+
+class CacheObserver(Protocol):
+    """The seam through which telemetry watches one cache."""
+
+    def looked_up(self, result: CacheResult) -> None: ...
+
+    def evicted(self) -> None: ...
+
+    def refreshed(self, error_kind: str | None) -> None:
+        """A background refresh finished; ``error_kind`` is None when it succeeded."""
+        ...
+
+
+class NullCacheObserver:
+    def looked_up(self, result: CacheResult) -> None:
+        pass
+
+    def evicted(self) -> None:
+        pass
+
+    def refreshed(self, error_kind: str | None) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """Seconds; 0 turns each off. ``stale_seconds`` counts from when the entry was read."""
+
+    fresh_seconds: float = 300
+    stale_seconds: float = 3600
+    negative_seconds: float = 60
+    refresh_ahead_seconds: float = 30
+    max_entries: int = 100_000
+    #: The time a background refresh may take (the hook's deadline budget).
+    refresh_budget_seconds: float = 2.5
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries > 0 and (self.fresh_seconds > 0 or self.stale_seconds > 0 or self.negative_seconds > 0)
+
+
+class CachedDirectory:
+    """A :class:`UserDirectory` answering from memory when it can, from ``directory`` when it must."""
+
+    def __init__(
+        self,
+        directory: UserDirectory,
+        policy: CachePolicy,
+        observer: CacheObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._directory = directory
+        self._policy = policy
+        self._observer = observer or NullCacheObserver()
+        self._clock = clock
+        # query -> (entry or None, monotonic time it was read). Tuples: the smallest record there is.
+        self._entries: OrderedDict[UserQuery, tuple[DirectoryEntry | None, float]] = OrderedDict()
+        self._in_flight: dict[UserQuery, asyncio.Future[DirectoryEntry | None]] = {}
+        self._refreshing = 0
+        # refresh when younger than this, i.e. within refresh_ahead of going stale (capped at half the fresh time)
+        ahead = min(policy.refresh_ahead_seconds, policy.fresh_seconds / 2)
+        self._refresh_after = policy.fresh_seconds - ahead if ahead > 0 else float("inf")
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> int:
+        """Forget every entry (an operator's flush); lookups in flight are left to finish."""
+        count = len(self._entries)
+        self._entries.clear()
+        return count
+
+    async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
+        now = self._clock()
+        record = self._entries.get(query)
+        if record is not None:
+            entry, read_at = record
+            age = now - read_at
+            if entry is None:
+                if age < self._policy.negative_seconds:
+                    self._observer.looked_up("negative_hit")
+                    return _NEGATIVE_HIT
+            elif age < self._policy.fresh_seconds:
+                self._entries.move_to_end(query)
+                self._observer.looked_up("hit")
+                if age >= self._refresh_after:
+                    self._refresh_ahead(query)
+                return LookupResult(entry, "hit")
+        try:
+            entry = await self._shared_lookup(query, deadline)
+        except (DeadlineExceeded, DirectoryError) as error:
+            kind = _kind(error)
+            stale = self._stale(query, now) if kind != "ambiguous" else None
+            if stale is None:
+                self._observer.looked_up("miss")
+                raise
+            self._observer.looked_up("stale")
+            return LookupResult(stale, "stale", kind)
+        self._observer.looked_up("miss")
+        return LookupResult(entry, "miss")
+
+    def _stale(self, query: UserQuery, now: float) -> DirectoryEntry | None:
+        record = self._entries.get(query)
+        if record is None or record[0] is None:
+            return None
+        entry, read_at = record
+        if now - read_at >= self._policy.stale_seconds:
+            return None
+        return entry
+
+    # -- single-flight ----------------------------------------------------------------------------
+
+    async def _shared_lookup(self, query: UserQuery, deadline: float) -> DirectoryEntry | None:
+        """Join the lookup in flight for ``query`` or start it; wait for it until ``deadline`` at most."""
+        future = self._in_flight.get(query)
+        if future is None:
+            future = self._start(query, deadline)
+        timeout = deadline - self._clock()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, timeout))
+        except TimeoutError:
+            # The shared lookup carries on for the others; this caller's own deadline has passed.
+            raise DeadlineExceeded("search") from None
+
+    def _start(self, query: UserQuery, deadline: float) -> asyncio.Future[DirectoryEntry | None]:
+        task = asyncio.ensure_future(self._read(query, deadline))
+        self._in_flight[query] = task
+        task.add_done_callback(lambda done: self._finished(query, done))
+        return task
+
+    def _finished(self, query: UserQuery, task: asyncio.Future[DirectoryEntry | None]) -> None:
+        if self._in_flight.get(query) is task:
+            del self._in_flight[query]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have given up on it already
+
+    async def _read(self, query: UserQuery, deadline: float) -> DirectoryEntry | None:
+        entry = (await self._directory.find_user(query, deadline)).entry
+        self._store(query, entry)
+        return entry
+
+    def _store(self, query: UserQuery, entry: DirectoryEntry | None) -> None:
+        policy = self._policy
+        keep = policy.negative_seconds if entry is None else max(policy.fresh_seconds, policy.stale_seconds)
+        if keep <= 0 or policy.max_entries <= 0:
+            self._entries.pop(query, None)  # a deleted user's stale entry must not outlive the news
+            return
+        self._entries[query] = (self._compact(entry) if entry is not None else None, self._clock())
+        self._entries.move_to_end(query)
+        while len(self._entries) > policy.max_entries:
+            self._entries.popitem(last=False)
+            self._observer.evicted()
+
+    @staticmethod
+    def _compact(entry: DirectoryEntry) -> DirectoryEntry:
+        """The same entry with its repeated strings (attribute names, group and manager DNs, titles)
+        shared between entries (interned strings are freed once no entry uses them)."""
+        return DirectoryEntry(
+            entry.dn,
+            _interned(entry.attributes),
+            {sys.intern(dn): _interned(attributes) for dn, attributes in entry.linked.items()},
+        )
+
+    # -- refresh-ahead ----------------------------------------------------------------------------
+
+    def _refresh_ahead(self, query: UserQuery) -> None:
+        if query in self._in_flight or self._refreshing >= MAX_CONCURRENT_REFRESHES:
+            return
+        self._refreshing += 1
+        task = self._start(query, self._clock() + self._policy.refresh_budget_seconds)
+        task.add_done_callback(self._refresh_done)
+
+    def _refresh_done(self, task: asyncio.Future[DirectoryEntry | None]) -> None:
+        self._refreshing -= 1
+        if task.cancelled():
+            self._observer.refreshed("cancelled")
+            return
+        error = task.exception()
+        self._observer.refreshed(None if error is None else _kind(error))
+
+
+def _interned(attributes: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    return {sys.intern(name): tuple(map(sys.intern, values)) for name, values in attributes.items()}
+
+
+def _kind(error: BaseException) -> str:
+    if isinstance(error, DeadlineExceeded):
+        return "deadline"
+    if isinstance(error, DirectoryError):
+        return error.kind
+    return type(error).__name__
+
+
+_NEGATIVE_HIT = LookupResult(None, "negative_hit")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class RecentAnswers(Generic[K, V]):
+    """Answers given in the last ``window_seconds``, at most ``max_entries``: Okta re-sends an event it
+    got no answer for in time (same eventId), and the retry must get the answer the first call got."""
+
+    def __init__(self, window_seconds: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic):
+        self._window = window_seconds
+        self._max = max_entries
+        self._clock = clock
+        self._answers: OrderedDict[K, tuple[V, float]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        record = self._answers.get(key)
+        if record is None:
+            return None
+        if self._clock() - record[1] >= self._window:
+            del self._answers[key]
+            return None
+        return record[0]
+
+    def put(self, key: K, value: V) -> None:
+        if self._window <= 0 or self._max <= 0:
+            return
+        self._answers[key] = (value, self._clock())
+        self._answers.move_to_end(key)
+        while len(self._answers) > self._max:
+            self._answers.popitem(last=False)
+
+    def clear(self) -> None:
+        self._answers.clear()
+
+
+__all__ = ["CacheObserver", "CachePolicy", "CachedDirectory", "NullCacheObserver", "RecentAnswers"]
