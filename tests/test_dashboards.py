@@ -90,6 +90,7 @@ LABEL_VALUES = {
     "hook_type": {"registration", "token", "saml", "user_import"},
     "outcome": {
         "enriched",
+        "enriched_stale",
         "no_match",
         "fallback_deadline",
         "fallback_ldap_error",
@@ -99,6 +100,7 @@ LABEL_VALUES = {
     },
     "reason": {"no_match", "deadline", "ldap_error", "internal_error"},
     "stage": {"pool_wait", "connect", "bind", "search", "resolve"},
+    "result": {"hit", "miss", "stale", "negative_hit", "ok", "deadline", "cancelled"},
     "operation": {"connect", "bind", "search", "resolve"},
     "error_type": {"timeout", "connect", "tls", "bind_failed", "session_lost", "ambiguous", "server_error", "other"},
     "status_code": {"200", "204", "400", "401", "404", "413", "500", "503"},
@@ -357,6 +359,7 @@ def test_rows_read_from_risk_to_cause() -> None:
         "Are Okta logins at risk?",
         "Answers to Okta",
         "Deadline and timeouts",
+        "Cache",
         "Directory (LDAP)",
         "Saturation and versions",
     ]
