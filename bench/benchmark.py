@@ -1,7 +1,7 @@
 """Hook throughput and latency against a slapd holding 10,000 users, beside baselines measured in the
 same run on the same machine.
 
-    .venv/bin/python bench/benchmark.py [--users 10000] [--duration 10] [--connections 75]
+    .venv/bin/python bench/benchmark.py [--users 10000] [--duration 10] [--connections 75] [--only cache]
 
 Variants:
   ldap3 loop, pooled        one bound SAFE_SYNC connection, the service's two searches per lookup, sequential
@@ -10,6 +10,16 @@ Variants:
   hook, bind per request    the service with connections never reused (connection_max_age ~0)
   hook, telemetry off       metrics and the per-request log line disabled (cost of instrumentation)
   hook, tracing 10 %        OTLP/HTTP tracing sampled at 10 %, to an in-process receiver
+  (these four run with the cache off, so that every request is a directory lookup, as before the cache)
+
+Cache variants (``--only cache`` runs only these and the baselines they are compared with):
+  bare Sanic                the HTTP ceiling: a Sanic app answering a fixed JSON body (bench/bare_sanic.py)
+  hook, cache, hot set      200 users, random, cache on (warmed by wrk's warm-up run)
+  hook, cache off, new users / hook, cache, new users
+                            every request a user not asked before (a stream of new users), cache off/on
+  open loop 300 req/s       hot set, requests sent at a fixed rate whatever the answers' latency
+                            (no coordinated omission), latency from the planned send time
+  RSS, 100,000 cached       bench/cache_memory.py: the whole process with 100,000 entries in the cache
 
 wrk and the service share the machine's cores, so absolute figures are pessimistic; compare rows of
 the same run. Results go to stdout (Markdown) and bench-results/<timestamp>.json.
@@ -18,6 +28,8 @@ the same run. Results go to stdout (Markdown) and bench-results/<timestamp>.json
 from __future__ import annotations
 
 import argparse
+import asyncio
+import copy
 import json
 import os
 import random
@@ -31,6 +43,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import ldap3
@@ -101,6 +114,27 @@ wrk.headers["Authorization"] = "{secret}"
 math.randomseed(7)
 request = function()
   local mail = string.format("user%05d@example.com", math.random(0, users - 1))
+  return wrk.format(nil, nil, nil, (template:gsub("MAIL", mail)))
+end
+"""
+
+# Every request a user not asked before: thread t of 2 takes users offset + t, offset + t + 2, ...
+WRK_STREAM_SCRIPT = """
+local template = [[{template}]]
+local users = {users}
+local offset = {offset}
+local threads = 0
+local counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "{secret}"
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+request = function()
+  local mail = string.format("user%05d@example.com", (offset + counter * 2 + id) % users)
+  counter = counter + 1
   return wrk.format(nil, nil, nil, (template:gsub("MAIL", mail)))
 end
 """
@@ -203,6 +237,118 @@ def measure_service(
         stop(process)
 
 
+def measure_bare_sanic(script: Path, args: argparse.Namespace) -> dict:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "bare_sanic.py"), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=0.5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/hooks/registration"
+        wrk(url, script, args.connections, 2)
+        return wrk(url, script, args.connections, args.duration)
+    finally:
+        stop(process)
+
+
+def measure_stream(config: dict, workdir: Path, template: dict, args: argparse.Namespace, offset: int) -> dict:
+    """wrk with every request for a user not asked before (users offset, offset + 1, ...)."""
+    warm, measured = workdir / f"stream-warm-{offset}.lua", workdir / f"stream-{offset}.lua"
+    for path, start in ((warm, offset + args.users // 2), (measured, offset)):
+        path.write_text(
+            WRK_STREAM_SCRIPT.format(users=args.users, offset=start, template=json.dumps(template), secret=SECRET)
+        )
+    process, url, metrics_url = run_service(config, workdir, {}, None)
+    try:
+        wrk(url, warm, args.connections, 2)
+        before = outcomes(metrics_url)
+        row = wrk(url, measured, args.connections, args.duration)
+        after = outcomes(metrics_url)
+        total = sum(after.values()) - sum(before.values())
+        row["enriched_pct"] = 100 * (after.get("enriched", 0) - before.get("enriched", 0)) / max(total, 1)
+        return row
+    finally:
+        stop(process)
+
+
+async def open_loop_run(url: str, body_for: Any, rate: float, seconds: float, connections: int = 64) -> dict:
+    """Send ``rate`` requests per second for ``seconds``, each planned at a fixed time whatever happened
+    to the previous ones; latency counts from the planned time, so a stall shows in full (no coordinated
+    omission, as wrk2 measures). A minimal HTTP/1.1 keep-alive client on asyncio streams: a general
+    client (httpx) costs more CPU per request than the service under test on a 2-core machine."""
+    host, port, path = re.match(r"http://([^:/]+):(\d+)(/.*)", url).groups()
+    queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    errors = 0
+
+    async def connection() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        while (item := await queue.get()) is not None:
+            index, planned = item
+            body = body_for(index)
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {SECRET}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            answer = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - planned)
+            if not head.startswith(b"HTTP/1.1 200") or b'"enriched"' not in answer:
+                errors += 1
+        writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    count = int(rate * seconds)
+    start = time.perf_counter() + 0.2
+    for index in range(count):
+        planned = start + index / rate
+        delay = planned - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((index, planned))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    elapsed = time.perf_counter() - start
+    return {
+        "requests": count,
+        "rate": count / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "errors": errors,
+    }
+
+
+def measure_open_loop(config: dict, workdir: Path, template: dict, args: argparse.Namespace) -> dict:
+    rng = random.Random(7)
+    bodies = [json.dumps(template).replace("MAIL", f"user{i:05d}@example.com").encode() for i in range(200)]
+    process, url, _ = run_service(config, workdir, {}, None)
+    try:
+        asyncio.run(open_loop_run(url, lambda i: bodies[i % 200], 100, 3))  # warm the hot set
+        return asyncio.run(open_loop_run(url, lambda i: bodies[rng.randrange(200)], args.open_rate, args.duration))
+    finally:
+        stop(process)
+
+
+def measure_cache_memory() -> dict:
+    output = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "cache_memory.py")], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def stop(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -218,6 +364,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs per hook variant; the median is reported")
     parser.add_argument("--connections", type=int, default=75)
     parser.add_argument("--lookups", type=int, default=2000, help="lookups per ldap3 loop")
+    parser.add_argument("--open-rate", type=float, default=300, help="requests/s of the open-loop run")
+    parser.add_argument(
+        "--only", choices=("all", "cache", "service"), default="all", help="cache: the cache variants and baselines"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install -y wrk (or make setup)", file=sys.stderr)
@@ -230,53 +380,100 @@ def main() -> int:
         workdir = Path(tmp)
         script = workdir / "post.lua"
         script.write_text(WRK_SCRIPT.format(users=args.users, template=json.dumps(template), secret=SECRET))
+        hot = workdir / "hot.lua"
+        hot.write_text(WRK_SCRIPT.format(users=200, template=json.dumps(template), secret=SECRET))
         print(f"loading {args.users} users into slapd...", file=sys.stderr)
         with Slapd(workdir / "ldap", generate_users(args.users)) as ldap:
             config = yaml.safe_load((REPO / "service/demo/data/demo-config.yaml").read_text())
             config["hooks"] = {"registration": config["hooks"]["registration"]}
             config["directory"]["urls"] = [ldap.url]
             config["logging"] = {"level": "info", "format": "json"}
+            cached = copy.deepcopy(config)
+            cache_off = {"fresh_seconds": 0, "stale_seconds": 0, "negative_seconds": 0, "replay_seconds": 0}
+            config["hooks"]["registration"]["cache"] = cache_off
 
             rows["ldap3 loop, pooled connection"] = ldap3_loop(ldap.url, args.users, args.lookups, False)
-            rows["ldap3 loop, connect+bind per lookup"] = ldap3_loop(ldap.url, args.users, args.lookups // 4, True)
+            if args.only == "all":
+                rows["ldap3 loop, connect+bind per lookup"] = ldap3_loop(ldap.url, args.users, args.lookups // 4, True)
 
             sink = ThreadingHTTPServer(("127.0.0.1", free_port()), OtlpSink)
             threading.Thread(target=sink.serve_forever, daemon=True).start()
             otlp = f"http://127.0.0.1:{sink.server_address[1]}"
             no_reuse = {**config, "directory": {**config["directory"], "connection_max_age_seconds": 1e-9}}
-            variants = [
-                ("hook, pooled (metrics + logs on)", config, {}, None),
-                ("hook, connect+bind per request", no_reuse, {}, None),
-                ("hook, telemetry off", config, {}, "no_telemetry.py"),
-                (
-                    "hook, tracing 10 % sampled",
-                    config,
-                    {
-                        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
-                        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                        "OTEL_TRACES_SAMPLER_ARG": "0.1",
-                    },
-                    None,
-                ),
-            ]
-            runs: dict[str, list[dict]] = {name: [] for name, *_ in variants}
+            variants: list[tuple[str, Any]] = []
+            if args.only in ("all", "service"):
+                variants += [
+                    (
+                        "hook, pooled (metrics + logs on)",
+                        lambda: measure_service(config, workdir, {}, None, script, args),
+                    ),
+                    (
+                        "hook, connect+bind per request",
+                        lambda: measure_service(no_reuse, workdir, {}, None, script, args),
+                    ),
+                    (
+                        "hook, telemetry off",
+                        lambda: measure_service(config, workdir, {}, "no_telemetry.py", script, args),
+                    ),
+                    (
+                        "hook, tracing 10 % sampled",
+                        lambda: measure_service(
+                            config,
+                            workdir,
+                            {
+                                "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
+                                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+                            },
+                            None,
+                            script,
+                            args,
+                        ),
+                    ),
+                ]
+            if args.only in ("all", "cache"):
+                offsets = iter(range(0, 10 * args.rounds * 2))
+                variants += [
+                    ("bare Sanic (HTTP ceiling)", lambda: measure_bare_sanic(hot, args)),
+                    ("hook, cache, hot set of 200", lambda: measure_service(cached, workdir, {}, None, hot, args)),
+                    (
+                        "hook, cache off, new users",
+                        lambda: measure_stream(config, workdir, template, args, next(offsets) * args.users // 20),
+                    ),
+                    (
+                        "hook, cache, new users",
+                        lambda: measure_stream(cached, workdir, template, args, next(offsets) * args.users // 20),
+                    ),
+                ]
+            runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
             for round_ in range(args.rounds):  # interleaved, so a slow minute of the machine hits every variant
-                for name, variant_config, env, wrapper in variants:
+                for name, measure in variants:
                     print(f"round {round_ + 1}/{args.rounds}: {name}...", file=sys.stderr)
-                    runs[name].append(measure_service(variant_config, workdir, env, wrapper, script, args))
+                    runs[name].append(measure())
             for name, results in runs.items():
                 # the run with the median throughput, whole, so its latencies belong to its rate
                 rows[name] = sorted(results, key=lambda row: row["rate"])[len(results) // 2]
                 rows[name]["rates"] = [round(row["rate"]) for row in results]
-            rows["hook, tracing 10 % sampled"]["otlp_exports"] = OtlpSink.received
+            if "hook, tracing 10 % sampled" in rows:
+                rows["hook, tracing 10 % sampled"]["otlp_exports"] = OtlpSink.received
             sink.shutdown()
+            if args.only in ("all", "cache"):
+                print(f"open loop at {args.open_rate:.0f} req/s on the hot set...", file=sys.stderr)
+                rows[f"hook, cache, hot set, open loop {args.open_rate:.0f} req/s"] = measure_open_loop(
+                    cached, workdir, template, args
+                )
+                print("RSS with 100,000 users cached...", file=sys.stderr)
+                memory = measure_cache_memory()
 
-    baseline = rows["hook, pooled (metrics + logs on)"]["rate"]
+    baseline_name = next(
+        (n for n in ("hook, pooled (metrics + logs on)", "hook, cache off, new users") if n in rows), None
+    )
+    baseline = rows[baseline_name]["rate"] if baseline_name else 1.0
     print(
         f"\n{args.users} users, {args.connections} connections, {args.rounds} interleaved runs of {args.duration} s "
-        f"per hook variant (median shown), {os.cpu_count()} cores\n"
+        f"per variant (median shown), {os.cpu_count()} cores; ratios against '{baseline_name}'\n"
     )
-    print("| variant | requests | req/s | p50 ms | p99 ms | non-2xx | enriched | vs pooled hook | req/s of each run |")
+    print("| variant | requests | req/s | p50 ms | p99 ms | non-2xx | enriched | vs baseline | req/s of each run |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
         ratio = f"{row['rate'] / baseline:.2f}x" if name.startswith("hook") else "-"
@@ -286,6 +483,20 @@ def main() -> int:
             f"| {name} | {row['requests']} | {row['rate']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
             f"| {row['errors']} | {enriched} | {ratio} | {each} |"
         )
+    if args.only in ("all", "cache"):
+        bare = rows["bare Sanic (HTTP ceiling)"]["rate"]
+        raw = rows["ldap3 loop, pooled connection"]["rate"]
+        open_row = rows[f"hook, cache, hot set, open loop {args.open_rate:.0f} req/s"]
+        print(
+            f"\nhot set vs bare Sanic: {rows['hook, cache, hot set of 200']['rate'] / bare:.2f}x; "
+            f"new users, cache on vs the raw ldap3 loop: {rows['hook, cache, new users']['rate'] / raw:.2f}x "
+            f"(cache off: {rows['hook, cache off, new users']['rate'] / raw:.2f}x); "
+            f"open loop {args.open_rate:.0f} req/s: p50 {open_row['p50_ms']:.1f} ms, p99 {open_row['p99_ms']:.1f} ms, "
+            f"max {open_row['max_ms']:.1f} ms, {open_row['errors']} not enriched; "
+            f"RSS with {memory['entries']} users cached: {memory['rss_after_mib']} MiB "
+            f"({memory['rss_before_mib']} MiB before, {memory['bytes_per_entry']} bytes per entry)"
+        )
+        rows["cache memory"] = memory
     results = REPO / "bench-results"
     results.mkdir(exist_ok=True)
     (results / time.strftime("%Y%m%dT%H%M%S.json")).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
