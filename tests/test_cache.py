@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import os
 import signal
 import time
@@ -315,6 +316,12 @@ def test_sighup_empties_the_cache_of_a_running_service(slapd: Slapd, start_servi
     assert cache_of(ROSARIO) == "miss" and service.post("token", token).json()["debugContext"]["cache"] == "miss"
     assert service.process.poll() is None  # still serving: SIGHUP does not stop it
     assert '"event": "cache_flushed"' in service.log() and '"entries": 2' in service.log()
+    hook_lines = [json.loads(line) for line in service.log().splitlines() if '"hook_request"' in line]
+    assert [line["cache"] for line in hook_lines if line["hook_type"] == "registration"] == [
+        "miss",
+        "replay",
+        "miss",
+    ]
 
 
 def _ms(answers: list[dict[str, Any]]) -> list[int]:
