@@ -94,7 +94,8 @@ class CachedDirectory:
         # user"); see _pack. 100,000 entries must fit in a pod's memory with the rest of the service.
         self._entries: OrderedDict[UserQuery, bytes] = OrderedDict()
         self._packer = _Packer()
-        self._in_flight: dict[UserQuery, asyncio.Future[DirectoryEntry | None]] = {}
+        # query -> the lookup in flight for it and that lookup's deadline
+        self._in_flight: dict[UserQuery, tuple[asyncio.Future[DirectoryEntry | None], float]] = {}
         self._refreshing = 0
         # refresh when younger than this, i.e. within refresh_ahead of going stale (capped at half the fresh time)
         ahead = min(policy.refresh_ahead_seconds, policy.fresh_seconds / 2)
@@ -147,24 +148,27 @@ class CachedDirectory:
 
     async def _shared_lookup(self, query: UserQuery, deadline: float) -> DirectoryEntry | None:
         """Join the lookup in flight for ``query`` or start it; wait for it until ``deadline`` at most."""
-        future = self._in_flight.get(query)
-        if future is None:
-            future = self._start(query, deadline)
-        timeout = deadline - self._clock()
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), max(0.0, timeout))
+        shared = self._in_flight.get(query)
+        future, lookup_deadline = shared if shared is not None else (self._start(query, deadline), deadline)
+        if lookup_deadline <= deadline:
+            # The lookup ends by its own deadline, no later than this caller's, with the directory's own
+            # DeadlineExceeded (which knows the stage). Shielded: a cancelled caller must not cancel it.
+            return await asyncio.shield(future)
+        try:  # a lookup allowed to run longer than this caller may wait (a refresh started earlier)
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - self._clock()))
         except TimeoutError:
             # The shared lookup carries on for the others; this caller's own deadline has passed.
             raise DeadlineExceeded("search") from None
 
     def _start(self, query: UserQuery, deadline: float) -> asyncio.Future[DirectoryEntry | None]:
         task = asyncio.ensure_future(self._read(query, deadline))
-        self._in_flight[query] = task
+        self._in_flight[query] = (task, deadline)
         task.add_done_callback(lambda done: self._finished(query, done))
         return task
 
     def _finished(self, query: UserQuery, task: asyncio.Future[DirectoryEntry | None]) -> None:
-        if self._in_flight.get(query) is task:
+        shared = self._in_flight.get(query)
+        if shared is not None and shared[0] is task:
             del self._in_flight[query]
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter may have given up on it already
