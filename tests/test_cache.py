@@ -27,7 +27,7 @@ from sanic import Sanic
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
 from service.server import create_apps
-from service.settings import Secrets, parse_settings
+from service.settings import ConfigError, Secrets, parse_settings
 from service.telemetry import Metrics, Telemetry
 
 T = TypeVar("T")
@@ -326,3 +326,37 @@ def test_sighup_empties_the_cache_of_a_running_service(slapd: Slapd, start_servi
 
 def _ms(answers: list[dict[str, Any]]) -> list[int]:
     return [answer["debugContext"]["directoryMs"] for answer in answers]
+
+
+@pytest.mark.parametrize(
+    "cache, message",
+    [
+        ({"fresh_seconds": 600, "stale_seconds": 60}, "hooks.registration.cache: stale_seconds must be 0 (off)"),
+        ({"max_entries": -1}, "hooks.registration.cache.max_entries"),
+        ({"fresh_secs": 5}, "hooks.registration.cache.fresh_secs: unknown key"),
+    ],
+)
+def test_bad_cache_settings_name_the_key(cache: dict[str, Any], message: str) -> None:
+    config = service_config("ldap://127.0.0.1:389")
+    config["hooks"]["registration"]["cache"] = cache
+    with pytest.raises(ConfigError) as error:
+        parse_settings(config)
+    assert message in str(error.value)
+
+
+def test_stale_up_to_zero_fresh_still_serves_stale_on_errors(own_slapd: Slapd) -> None:
+    """fresh_seconds: 0 asks the directory every time, and still has the last answer for an outage."""
+    service = App(own_slapd.url, {"fresh_seconds": 0, "stale_seconds": 60}, deadline=0.8)
+    assert own_slapd.pid is not None
+
+    async def scenario() -> list[str]:
+        seen = [(await service.register(ROSARIO))[0]["debugContext"]["cache"] for _ in range(2)]
+        os.kill(own_slapd.pid, signal.SIGSTOP)
+        try:
+            seen.append((await service.register(ROSARIO))[0]["debugContext"]["cache"])
+        finally:
+            os.kill(own_slapd.pid, signal.SIGCONT)
+        return seen
+
+    assert run(service, scenario) == ["miss", "miss", "stale"]
+    assert service.searches() >= 2
