@@ -129,7 +129,9 @@ class CachedDirectory:
             entry = await self._shared_lookup(query, deadline)
         except (DeadlineExceeded, DirectoryError) as error:
             kind = _kind(error)
-            stale = self._stale(query, now) if kind != "ambiguous" else None
+            if kind == "ambiguous":  # the directory now matches several entries: the old one is no answer
+                self._entries.pop(query, None)
+            stale = self._stale(query, now)
             if stale is None:
                 self._observer.looked_up("miss")
                 raise

@@ -360,3 +360,34 @@ def test_stale_up_to_zero_fresh_still_serves_stale_on_errors(own_slapd: Slapd) -
 
     assert run(service, scenario) == ["miss", "miss", "stale"]
     assert service.searches() >= 2
+
+
+def test_several_matching_entries_are_never_answered_from_memory(own_slapd: Slapd) -> None:
+    """Once a second entry carries the user's mail, the old answer could be someone else's: it is
+    dropped, not served stale, even when the directory fails afterwards."""
+    service = App(own_slapd.url, {"fresh_seconds": 0.2, "stale_seconds": 3600}, deadline=0.8)
+    admin = ldap3.Connection(own_slapd.url, own_slapd.admin_dn, own_slapd.admin_password, auto_bind=True)
+    assert own_slapd.pid is not None
+
+    async def scenario() -> list[str]:
+        seen = [outcome((await service.register(ROSARIO))[0])]
+        admin.add(
+            "uid=rosario.twin,ou=people,dc=example,dc=com",
+            ["inetOrgPerson"],
+            {"cn": "Twin", "sn": "Twin", "uid": "rosario.twin", "mail": ROSARIO},
+        )
+        await asyncio.sleep(0.3)
+        seen.append(outcome((await service.register(ROSARIO))[0]))
+        os.kill(own_slapd.pid, signal.SIGSTOP)
+        try:
+            seen.append(outcome((await service.register(ROSARIO))[0]))
+        finally:
+            os.kill(own_slapd.pid, signal.SIGCONT)
+        return seen
+
+    try:
+        seen = run(service, scenario)
+    finally:
+        admin.unbind()
+    assert seen == ["enriched", "fallback_ldap_error", "fallback_deadline"]
+    assert service.lookups("stale") == 0
