@@ -6,9 +6,10 @@ directory in ``service.directory``, and what to do on failure in ``service.polic
 
 from __future__ import annotations
 
+import marshal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from service import mapping
@@ -71,7 +72,7 @@ class Hook:
         self._query = UserQuery.of(
             "", mapping.required_attributes(settings.rules()), mapping.resolutions(settings.rules())
         )
-        self._answered: RecentAnswers[tuple[str, str], HookResult] = RecentAnswers(settings.cache.replay_seconds)
+        self._answered: RecentAnswers[tuple[str, str], _Answered] = RecentAnswers(settings.cache.replay_seconds)
 
     def forget_answers(self) -> None:
         """Drop the answers kept for Okta's retries (with the cache, on an operator's flush)."""
@@ -86,10 +87,14 @@ class Hook:
         if event.event_id:
             previous = self._answered.get(key)
             if previous is not None:
-                return replace(previous, cache="replay", directory_seconds=0.0)
+                outcome, denied, error_kind, body = previous
+                return HookResult(
+                    outcome, marshal.loads(body), event.event_id, denied, error_kind=error_kind, cache="replay"
+                )
         result = await self._answer(event, received_at)
         if event.event_id and result.outcome in _REPLAYED:
-            self._answered.put(key, result)
+            # marshal: a tenth of the memory of the body as dicts, for up to 10,000 remembered answers
+            self._answered.put(key, (result.outcome, result.denied, result.error_kind, marshal.dumps(result.body)))
         return result
 
     async def _answer(self, event: HookEvent, received_at: float) -> HookResult:
@@ -149,6 +154,9 @@ class Hook:
             cache=cache,
         )
 
+
+#: What is remembered of an answer for Okta's retry: outcome, denied, error kind, body (marshal).
+_Answered = tuple[Outcome, bool, str | None, bytes]
 
 #: Answers made from the directory's data: what Okta's retry of the same event gets again.
 _REPLAYED = frozenset({Outcome.ENRICHED, Outcome.ENRICHED_STALE, Outcome.NO_MATCH})

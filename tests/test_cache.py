@@ -25,7 +25,9 @@ from conftest import SECRET, service_config, unchanged
 from okta_spec import example, registration_for
 from sanic import Sanic
 
+from service.cache import _MAX_SHAPES, _Packer
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
+from service.directory import DirectoryEntry
 from service.server import create_apps
 from service.settings import ConfigError, Secrets, parse_settings
 from service.telemetry import Metrics, Telemetry
@@ -391,3 +393,20 @@ def test_several_matching_entries_are_never_answered_from_memory(own_slapd: Slap
         admin.unbind()
     assert seen == ["enriched", "fallback_ldap_error", "fallback_deadline"]
     assert service.lookups("stale") == 0
+
+
+def test_entries_come_back_whole_whatever_their_layout() -> None:
+    """Entries are stored packed (attribute names by layout number, up to a bound of layouts); an entry
+    read back must equal the one stored, for the common layouts and the rare ones past the bound."""
+    packer = _Packer()
+    entries = [
+        DirectoryEntry(
+            f"uid=user{i},ou=people,dc=example,dc=com",
+            {f"attribute{i}": (f"value {i}", "é ünïcode"), "title": ()},
+            {f"cn=group{i},ou=groups,dc=example,dc=com": {"cn": (f"group{i}",)}} if i % 2 else {},
+        )
+        for i in range(_MAX_SHAPES + 50)  # a layout each: the last 50 carry their names themselves
+    ]
+    records = [packer.pack(entry, float(i)) for i, entry in enumerate(entries)]
+    assert [packer.unpack(record) for record in records] == entries
+    assert len(packer.pack(None, 1.0)) == 8  # "no such user": the read time only
