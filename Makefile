@@ -1,5 +1,6 @@
 # The two commands of the README:
 #   make run    the service on a throwaway demo directory (slapd seeded with demo users)
+#   make try    (in another terminal) Okta's example event of every hook type sent to it, answers printed
 #   make test   the whole test suite (CI runs exactly this, through .ci/run)
 # Everything installs from the lock files; `make setup` is idempotent.
 
@@ -8,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CHECKOV_VENV ?= .venv-checkov
 
-.PHONY: setup system-deps run test bench lint clean
+.PHONY: setup system-deps run try test bench lint clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -29,6 +30,10 @@ $(CHECKOV_VENV)/.installed: .ci/checkov-requirements.txt
 
 run: setup
 	$(BIN)/okta-ldap-hook demo
+
+TRY_URL ?= http://127.0.0.1:8080
+try: $(VENV)/.installed
+	$(BIN)/okta-ldap-hook try --url $(TRY_URL)
 
 test: setup $(CHECKOV_VENV)/.installed
 	$(BIN)/python -m pytest

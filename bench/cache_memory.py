@@ -48,6 +48,9 @@ def rss_bytes() -> int:
 class GeneratedDirectory:
     """What ``Directory.find_user`` returns for user<i>, built without the round trip."""
 
+    def search_value(self, identifier: str) -> str | None:
+        return identifier  # no strip_domains
+
     async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
         i = int(query.identifier[4:9])
         attributes = {
@@ -82,7 +85,9 @@ def main() -> int:
     registration = settings.hooks.registration
     assert registration is not None
     rules = registration.rules()
-    template = UserQuery.of("", mapping.required_attributes(rules), mapping.resolutions(rules))
+    template = UserQuery.of(
+        "", mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
+    )
     cache = CachedDirectory(GeneratedDirectory(), cache_policy(registration))
 
     gc.collect()

@@ -7,6 +7,9 @@ panel here, regenerate and commit both:
     python dashboards/build_dashboard.py --check    # exit 1 if the committed JSON is out of date
 
 Plain dictionaries in Grafana's classic dashboard model (schemaVersion 39), standard library only.
+grafana-foundation-sdk (1769699998!10.1.0) was tried for the panel helpers: 95 lines instead of 104, the
+panel definitions unchanged, but it emits schemaVersion 36, extra defaults and no panel ids, so the
+committed JSON would change wholesale for a 10 % shorter source; not adopted.
 Rows read top-down from "are Okta logins at risk?" to "why": Okta risk, answers to Okta, deadline and
 timeouts, directory, saturation and versions. tests/test_dashboards.py checks the structure and every query.
 """
@@ -320,8 +323,10 @@ def rows() -> list[tuple[str, list[Panel]]]:
     answers = [
         timeseries(
             "Hook calls by type and outcome",
-            "What Okta received, per hook type: enriched (directory attributes returned), no_match (user "
-            "not in the directory), fallback_deadline / fallback_ldap_error / fallback_internal_error "
+            "What Okta received, per hook type: enriched (directory attributes returned), enriched_stale "
+            "(attributes from the cache while the directory fails), no_match (user "
+            "not in the directory), refused_identifier (a login no real Okta user has: never looked up), "
+            "fallback_deadline / fallback_ldap_error / fallback_internal_error "
             "(fallback answer), "
             "unauthorized (401, wrong secret) and bad_request (400/413).",
             targets(
@@ -387,13 +392,27 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "fallback; anything above 3 s reached Okta too late.",
             f"sum by (le) (increase({REQ_BUCKET}{{{HOOKS}}}[{RI}]))",
         ),
+        timeseries(
+            "Identifiers refused before the directory",
+            "Hook calls per minute whose login or email no real Okta user has, by reason: control or "
+            "invisible characters, too long, spaces, not NFKC-normalized, outside strip_domains. They are "
+            "never looked up and get the unknown-user answer. A steady stream from one hook type is "
+            "someone probing it (they passed the hook secret: check where it leaked).",
+            targets(
+                (
+                    f"60 * sum by (hook_type, reason) (rate(okta_hook_refused_identifiers_total{{{SEL}}}[{RI}]))",
+                    "{{hook_type}} {{reason}}",
+                )
+            ),
+            "opm",
+        ),
     ]
     deadline = [
         timeseries(
             "Deadline exceeded by hook and stage",
             "Calls per minute that hit the 2.5 s deadline, by what the directory work was doing: "
             "pool_wait (no free connection: pool too small or connections stuck), connect, bind, "
-            "search, resolve (manager/group lookups).",
+            "search, resolve (manager lookups), groups (group searches).",
             targets(
                 (
                     f"60 * sum by (hook_type, stage) (rate(okta_hook_deadline_exceeded_total{{{SEL}}}[{RI}]))",
@@ -440,7 +459,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
     directory = [
         timeseries(
             "Directory operation latency p95 / p99",
-            "LDAP latency by operation (connect, bind, search, resolve). One hook call may need several "
+            "LDAP latency by operation (connect, bind, search, resolve, groups). One hook call may need several "
             "operations; together they must fit in the 2.5 s deadline.",
             targets(
                 *[
@@ -500,6 +519,64 @@ def rows() -> list[tuple[str, list[Panel]]]:
             ),
             "ops",
         ),
+        timeseries(
+            "Group claims truncated",
+            "Answers per minute whose group claims lack some of the person's groups: claim_max (a rule's "
+            "max cut the sorted list; raise max or narrow name_pattern) or walk_bound (the nested walk "
+            "stopped at directory.groups max_depth/max_groups). Okta's System Log shows groupsTruncated.",
+            targets(
+                (
+                    f"60 * sum by (hook_type, limit) (rate(okta_hook_groups_truncated_total{{{SEL}}}[{RI}]))",
+                    "{{hook_type}} {{limit}}",
+                )
+            ),
+            "opm",
+        ),
+    ]
+    oauth = [
+        timeseries(
+            "Bearer tokens refused by reason",
+            "Hook calls on Okta's OAUTH channel answered 401, per minute, by why the access token was "
+            "refused: expired, not_yet_valid (clock skew), wrong_issuer, wrong_audience, missing_scope, "
+            "wrong_client, unknown_key (key not published, or the issuer unreachable), bad_signature, "
+            "bad_algorithm, malformed, not_bearer. Empty when auth.oauth is not configured.",
+            targets(
+                (
+                    f"60 * sum by (reason) (rate(okta_hook_oauth_token_rejections_total{{{SEL}}}[{RI}]))",
+                    "{{reason}}",
+                )
+            ),
+            "opm",
+            w=8,
+        ),
+        timeseries(
+            "Issuer key fetch errors",
+            "Failed fetches of the authorization server's metadata or key set per minute, by reason. "
+            "Cached keys keep working; new keys (rotation) cannot be learnt (OktaHookOAuthKeysFetchFailing).",
+            targets(
+                (
+                    f"60 * sum by (reason) (rate(okta_hook_oauth_jwks_fetch_errors_total{{{SEL}}}[{RI}]))",
+                    "{{reason}}",
+                )
+            ),
+            "opm",
+            w=8,
+        ),
+        timeseries(
+            "Issuer keys held, and age of the last fetch",
+            "Signing keys in memory per pod (0: every bearer token is refused, OktaHookOAuthNoKeys) and "
+            "seconds since the last successful fetch of the key set (refreshed hourly by default).",
+            targets(
+                (f"min by (instance) (okta_hook_oauth_jwks_keys{{{SEL}}})", "keys {{instance}}"),
+                (
+                    f"time() - max by (instance) "
+                    f"(okta_hook_oauth_jwks_last_success_timestamp_seconds{{{SEL}}} > 0)",
+                    "age (s) {{instance}}",
+                ),
+            ),
+            "short",
+            w=8,
+        ),
     ]
     saturation = [
         timeseries(
@@ -548,6 +625,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
         ("Deadline and timeouts", deadline),
         ("Cache", cache_row()),
         ("Directory (LDAP)", directory),
+        ("Hook authentication (OAuth)", oauth),
         ("Saturation and versions", saturation),
     ]
 

@@ -24,10 +24,10 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
-from service.directory.entry import DirectoryEntry
+from service.directory.entry import DirectoryEntry, Groups
 from service.directory.errors import DeadlineExceeded, DirectoryError
 from service.directory.protocol import CacheResult, LookupResult, UserDirectory, UserQuery
 
@@ -90,11 +90,12 @@ class CachedDirectory:
         self._policy = policy
         self._observer = observer or NullCacheObserver()
         self._clock = clock
-        # query -> one bytes object: the monotonic time it was read, then the entry (none: "no such
-        # user"); see _pack. 100,000 entries must fit in a pod's memory with the rest of the service.
+        # key (the query, with the value the directory compares) -> one bytes object: the monotonic time
+        # it was read, then the entry (none: "no such user"); see _Packer. 100,000 entries must fit in a
+        # pod's memory with the rest of the service.
         self._entries: OrderedDict[UserQuery, bytes] = OrderedDict()
         self._packer = _Packer()
-        # query -> the lookup in flight for it and that lookup's deadline
+        # key -> the lookup in flight for it and that lookup's deadline
         self._in_flight: dict[UserQuery, tuple[asyncio.Future[DirectoryEntry | None], float]] = {}
         self._refreshing = 0
         # refresh when younger than this, i.e. within refresh_ahead of going stale (capped at half the fresh time)
@@ -110,9 +111,19 @@ class CachedDirectory:
         self._entries.clear()
         return count
 
+    def search_value(self, identifier: str) -> str | None:
+        return self._directory.search_value(identifier)
+
     async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
+        value = self._directory.search_value(query.identifier)
+        if value is None:  # matches nobody (the hooks refuse it before asking): nothing to remember
+            return await self._directory.find_user(query, deadline)
+        # Keyed by what the directory compares: with strip_domains, alice@corp.example.com and
+        # alice@example.com are one search, so one entry. The rest of the query (attributes, DN
+        # resolutions, group memberships) is part of the key too.
+        key = query if value == query.identifier else replace(query, identifier=value)
         now = self._clock()
-        record = self._entries.get(query)
+        record = self._entries.get(key)
         if record is not None:
             age = now - _read_at(record)
             if len(record) == _STAMP.size:  # "no such user"
@@ -120,18 +131,18 @@ class CachedDirectory:
                     self._observer.looked_up("negative_hit")
                     return _NEGATIVE_HIT
             elif age < self._policy.fresh_seconds:
-                self._entries.move_to_end(query)
+                self._entries.move_to_end(key)
                 self._observer.looked_up("hit")
                 if age >= self._refresh_after:
-                    self._refresh_ahead(query)
+                    self._refresh_ahead(key, query)
                 return LookupResult(self._packer.unpack(record), "hit")
         try:
-            entry = await self._shared_lookup(query, deadline)
+            entry = await self._shared_lookup(key, query, deadline)
         except (DeadlineExceeded, DirectoryError) as error:
             kind = _kind(error)
             if kind == "ambiguous":  # the directory now matches several entries: the old one is no answer
-                self._entries.pop(query, None)
-            stale = self._stale(query, now)
+                self._entries.pop(key, None)
+            stale = self._stale(key, now)
             if stale is None:
                 self._observer.looked_up("miss")
                 raise
@@ -140,18 +151,18 @@ class CachedDirectory:
         self._observer.looked_up("miss")
         return LookupResult(entry, "miss")
 
-    def _stale(self, query: UserQuery, now: float) -> DirectoryEntry | None:
-        record = self._entries.get(query)
+    def _stale(self, key: UserQuery, now: float) -> DirectoryEntry | None:
+        record = self._entries.get(key)
         if record is None or len(record) == _STAMP.size or now - _read_at(record) >= self._policy.stale_seconds:
             return None
         return self._packer.unpack(record)
 
     # -- single-flight ----------------------------------------------------------------------------
 
-    async def _shared_lookup(self, query: UserQuery, deadline: float) -> DirectoryEntry | None:
-        """Join the lookup in flight for ``query`` or start it; wait for it until ``deadline`` at most."""
-        shared = self._in_flight.get(query)
-        future, lookup_deadline = shared if shared is not None else (self._start(query, deadline), deadline)
+    async def _shared_lookup(self, key: UserQuery, query: UserQuery, deadline: float) -> DirectoryEntry | None:
+        """Join the lookup in flight for ``key`` or start it; wait for it until ``deadline`` at most."""
+        shared = self._in_flight.get(key)
+        future, lookup_deadline = shared if shared is not None else (self._start(key, query, deadline), deadline)
         if lookup_deadline <= deadline:
             # The lookup ends by its own deadline, no later than this caller's, with the directory's own
             # DeadlineExceeded (which knows the stage). Shielded: a cancelled caller must not cancel it.
@@ -162,43 +173,43 @@ class CachedDirectory:
             # The shared lookup carries on for the others; this caller's own deadline has passed.
             raise DeadlineExceeded("search") from None
 
-    def _start(self, query: UserQuery, deadline: float) -> asyncio.Future[DirectoryEntry | None]:
-        task = asyncio.ensure_future(self._read(query, deadline))
-        self._in_flight[query] = (task, deadline)
-        task.add_done_callback(lambda done: self._finished(query, done))
+    def _start(self, key: UserQuery, query: UserQuery, deadline: float) -> asyncio.Future[DirectoryEntry | None]:
+        task = asyncio.ensure_future(self._read(key, query, deadline))
+        self._in_flight[key] = (task, deadline)
+        task.add_done_callback(lambda done: self._finished(key, done))
         return task
 
-    def _finished(self, query: UserQuery, task: asyncio.Future[DirectoryEntry | None]) -> None:
-        shared = self._in_flight.get(query)
+    def _finished(self, key: UserQuery, task: asyncio.Future[DirectoryEntry | None]) -> None:
+        shared = self._in_flight.get(key)
         if shared is not None and shared[0] is task:
-            del self._in_flight[query]
+            del self._in_flight[key]
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter may have given up on it already
 
-    async def _read(self, query: UserQuery, deadline: float) -> DirectoryEntry | None:
+    async def _read(self, key: UserQuery, query: UserQuery, deadline: float) -> DirectoryEntry | None:
         entry = (await self._directory.find_user(query, deadline)).entry
-        self._store(query, entry)
+        self._store(key, entry)
         return entry
 
-    def _store(self, query: UserQuery, entry: DirectoryEntry | None) -> None:
+    def _store(self, key: UserQuery, entry: DirectoryEntry | None) -> None:
         policy = self._policy
         keep = policy.negative_seconds if entry is None else max(policy.fresh_seconds, policy.stale_seconds)
         if keep <= 0 or policy.max_entries <= 0:
-            self._entries.pop(query, None)  # a deleted user's stale entry must not outlive the news
+            self._entries.pop(key, None)  # a deleted user's stale entry must not outlive the news
             return
-        self._entries[query] = self._packer.pack(entry, self._clock())
-        self._entries.move_to_end(query)
+        self._entries[key] = self._packer.pack(entry, self._clock())
+        self._entries.move_to_end(key)
         while len(self._entries) > policy.max_entries:
             self._entries.popitem(last=False)
             self._observer.evicted()
 
     # -- refresh-ahead ----------------------------------------------------------------------------
 
-    def _refresh_ahead(self, query: UserQuery) -> None:
-        if query in self._in_flight or self._refreshing >= MAX_CONCURRENT_REFRESHES:
+    def _refresh_ahead(self, key: UserQuery, query: UserQuery) -> None:
+        if key in self._in_flight or self._refreshing >= MAX_CONCURRENT_REFRESHES:
             return
         self._refreshing += 1
-        task = self._start(query, self._clock() + self._policy.refresh_budget_seconds)
+        task = self._start(key, query, self._clock() + self._policy.refresh_budget_seconds)
         task.add_done_callback(self._refresh_done)
 
     def _refresh_done(self, task: asyncio.Future[DirectoryEntry | None]) -> None:
@@ -220,7 +231,10 @@ Shape = tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]
 class _Packer:
     """One bytes object per entry: the read time, then the entry in marshal's compact form, with the
     attribute names (the same for almost every entry) replaced by the number of their layout. A third
-    of the size of the same entry as dicts and tuples. Memory only: never written anywhere."""
+    of the size of the same entry as dicts and tuples. Memory only: never written anywhere.
+
+    The entry's groups travel with it (each membership read: its names and whether the walk was
+    complete), so an answer from memory carries the same group claims and truncation flag."""
 
     def __init__(self) -> None:
         self._shapes: dict[Shape, int] = {}
@@ -240,13 +254,14 @@ class _Packer:
             tuple(entry.attributes.values()),
             tuple(linked),
             tuple(tuple(attributes.values()) for attributes in linked.values()),
+            tuple((membership, groups.names, groups.complete) for membership, groups in entry.groups.items()),
         )
         return stamp + marshal.dumps(
             (entry.dn, -1 if number is None else number, shape if number is None else (), values)
         )
 
     def unpack(self, record: bytes) -> DirectoryEntry:
-        dn, number, shape, (values, targets, linked_values) = marshal.loads(memoryview(record)[_STAMP.size :])
+        dn, number, shape, (values, targets, linked_values, groups) = marshal.loads(memoryview(record)[_STAMP.size :])
         names, linked_names = self._by_number[number] if number >= 0 else shape
         return DirectoryEntry(
             dn,
@@ -255,6 +270,7 @@ class _Packer:
                 target: dict(zip(target_names, target_values, strict=True))
                 for target, target_names, target_values in zip(targets, linked_names, linked_values, strict=True)
             },
+            {membership: Groups(names, complete) for membership, names, complete in groups},
         )
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``okta-ldap-hook serve | check-config | demo``."""
+"""Command line: ``okta-ldap-hook serve | check-config | demo | try``."""
 
 from __future__ import annotations
 
@@ -13,15 +13,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from service import __version__
+from service.oauth import NullOAuthObserver, OAuthConfig
+from service.ports import busy_message
 from service.settings import ConfigError, Settings, load_secrets, load_settings
 
 CONFIG_ENV = "OKTA_LDAP_HOOK_CONFIG"
 DEFAULT_CONFIG = "/etc/okta-ldap-hook/config.yaml"
+DEFAULT_TRY_URL = "http://127.0.0.1:8080"
+DESCRIPTION = "Answers Okta inline hooks with data from an LDAP directory."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="okta-ldap-hook", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser = argparse.ArgumentParser(prog="okta-ldap-hook", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="answer Okta inline hooks")
@@ -37,13 +41,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", help="configuration file")
     check.add_argument(
-        "--probe", action="store_true", help="also read the secrets, bind to the directory and look up --sample"
+        "--probe",
+        action="store_true",
+        help="also read the secrets, fetch the OAuth issuer's keys, bind to the directory and look up --sample",
     )
     check.add_argument("--sample", help="login or email to look up with --probe")
 
     demo = commands.add_parser("demo", help="run the service on a throwaway demo directory")
-    demo.add_argument("--hook-port", type=int, default=8080)
-    demo.add_argument("--ops-port", type=int, default=9090)
+    demo.add_argument("--hook-port", type=int, default=8080, help="port of the hook endpoints (default: 8080)")
+    demo.add_argument("--ops-port", type=int, default=9090, help="port of /livez, /readyz, /metrics (default: 9090)")
+
+    send = commands.add_parser("try", help="send Okta's example event of every hook type to a running service")
+    send.add_argument("--url", default=DEFAULT_TRY_URL, help=f"the hook port's base URL (default: {DEFAULT_TRY_URL})")
+    send.add_argument(
+        "--header",
+        default="Authorization",
+        help="the header carrying the secret, read from $OKTA_HOOK_SECRET or the demo's (default: Authorization)",
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -51,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reload(args.config) if args.reload else _serve(args.config)
         if args.command == "check-config":
             return _check_config(args.config, args.probe, args.sample)
+        if args.command == "try":
+            from service.demo.examples import try_all
+
+            return try_all(args.url, args.header)
         from service.demo.run import run_demo
 
         return run_demo(args.hook_port, args.ops_port)
@@ -64,6 +82,11 @@ def _serve(config_path: str) -> int:
     from service.telemetry import Telemetry, configure_logging
 
     settings = load_settings(config_path)
+    server = settings.server
+    busy = busy_message(server.host, {"server.hook_port": server.hook_port, "server.ops_port": server.ops_port})
+    if busy:
+        print(f"okta-ldap-hook: {busy}", file=sys.stderr)
+        return 1
     secrets = load_secrets(settings)
     configure_logging(settings.logging.level, settings.logging.format)
     serve(settings, secrets, Telemetry())
@@ -85,23 +108,51 @@ def _probe(settings: Settings, sample: str | None) -> int:
     from service.directory import Directory, DirectoryError
 
     secrets = load_secrets(settings)
+    issuer_ok = settings.auth.oauth is None or _probe_issuer(settings.auth.oauth)
     directory = Directory(settings.directory, secrets.bind_password)
     try:
         for server, up in asyncio.run(directory.check_servers()).items():
             print(f"{server}: {'bind ok' if up else 'unreachable or bind refused'}")
         if sample:
             rules = [rule for section in settings.hooks.enabled().values() for rule in section.rules()]
-            entry = directory.lookup(sample, mapping.required_attributes(rules), mapping.resolutions(rules))
+            entry = directory.lookup(
+                sample, mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
+            )
             if entry is None:
                 print("sample: no entry matches")
                 return 1
             print(f"sample: found one entry with {len(entry.attributes)} of the mapped attributes")
+            for membership, groups in sorted(entry.groups.items()):
+                bounded = "" if groups.complete else " (a bound of directory.groups stopped the search)"
+                print(f"sample: {len(groups.names)} {membership} groups{bounded}")
     except DirectoryError as error:
         print(f"directory error ({error.kind}): {error}")
         return 1
     finally:
         directory.close()
-    return 0
+    return 0 if issuer_ok else 1
+
+
+def _probe_issuer(config: OAuthConfig) -> bool:
+    """Fetch the OAuth issuer's metadata and key set once, as the service does at startup."""
+    from service.oauth import IssuerKeys
+
+    failures: list[str] = []
+
+    class Report(NullOAuthObserver):
+        def fetch_failed(self, reason: str) -> None:
+            failures.append(reason)
+
+    keys = IssuerKeys(config, Report())
+
+    async def fetch() -> bool:
+        return await keys.refresh()
+
+    if asyncio.run(fetch()):
+        print(f"oauth issuer: {keys.count} usable signing key(s)")
+        return True
+    print(f"oauth issuer: cannot fetch its keys ({', '.join(failures)})")
+    return False
 
 
 def _reload(config_path: str) -> int:

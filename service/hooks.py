@@ -25,7 +25,9 @@ from service.directory import (
 from service.okta import (
     HookEvent,
     HookType,
+    IdentifierRefusal,
     denial,
+    identifier_refusal,
     import_update,
     no_change,
     registration_update,
@@ -50,15 +52,23 @@ class HookResult:
     outcome: Outcome
     body: dict[str, Any]
     event_id: str = ""
+    #: The event's ``eventId`` was not a short URL-safe string, so it is not logged.
+    event_id_rejected: bool = False
     denied: bool = False
     #: Where the directory work was when the deadline hit (``pool_wait``, ``search``...).
     stage: str | None = None
     #: The directory failure kind (``timeout``, ``connect``, ``ambiguous``...).
     error_kind: str | None = None
+    #: Why the identifier was not looked up (outcome ``refused_identifier``).
+    refusal: IdentifierRefusal | None = None
     directory_seconds: float = 0.0
     #: How the cache answered (``hit``, ``miss``, ``stale``, ``negative_hit``), ``replay`` for an event
     #: answered before (Okta's retry), None with no cache or when no lookup was made.
     cache: CacheResult | Literal["replay"] | None = None
+    #: A group claim was cut to its rule's ``max``.
+    groups_cut: bool = False
+    #: A group claim came from a nested walk stopped by ``max_depth``/``max_groups``.
+    groups_incomplete: bool = False
 
 
 class Hook:
@@ -69,8 +79,11 @@ class Hook:
         self._enrich = _ENRICHERS[hook_type]
         # Only registration has a deny answer; settings validation refuses `deny` for the other types.
         self._deny_message = settings.deny_message if isinstance(settings, RegistrationSettings) else None
+        rules = settings.rules()
+        # The cache key: the groups are in it, so an entry read without the nested walk never answers
+        # a mapping that needs nested groups.
         self._query = UserQuery.of(
-            "", mapping.required_attributes(settings.rules()), mapping.resolutions(settings.rules())
+            "", mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
         )
         self._answered: RecentAnswers[tuple[str, str], _Answered] = RecentAnswers(settings.cache.replay_seconds)
 
@@ -87,19 +100,41 @@ class Hook:
         if event.event_id:
             previous = self._answered.get(key)
             if previous is not None:
-                outcome, denied, error_kind, body = previous
+                outcome, denied, error_kind, groups_cut, groups_incomplete, body = previous
                 return HookResult(
-                    outcome, marshal.loads(body), event.event_id, denied, error_kind=error_kind, cache="replay"
+                    outcome,
+                    marshal.loads(body),
+                    event.event_id,
+                    denied=denied,
+                    error_kind=error_kind,
+                    cache="replay",
+                    groups_cut=groups_cut,
+                    groups_incomplete=groups_incomplete,
                 )
         result = await self._answer(event, received_at)
         if event.event_id and result.outcome in _REPLAYED:
             # marshal: a tenth of the memory of the body as dicts, for up to 10,000 remembered answers
-            self._answered.put(key, (result.outcome, result.denied, result.error_kind, marshal.dumps(result.body)))
+            self._answered.put(
+                key,
+                (
+                    result.outcome,
+                    result.denied,
+                    result.error_kind,
+                    result.groups_cut,
+                    result.groups_incomplete,
+                    marshal.dumps(result.body),
+                ),
+            )
         return result
 
     async def _answer(self, event: HookEvent, received_at: float) -> HookResult:
         identifier = event.subject.pick(self.settings.subject)
         started = time.monotonic()
+        refusal = identifier_refusal(identifier)
+        if refusal is None and self._directory.search_value(identifier) is None:
+            refusal = IdentifierRefusal.OUTSIDE_DOMAINS
+        if refusal is not None:  # no lookup at all: the directory cannot be trusted to compare it
+            return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, refusal=refusal)
         try:
             lookup = await self._directory.find_user(
                 self._query.with_identifier(identifier), received_at + self.settings.deadline_seconds
@@ -113,8 +148,9 @@ class Hook:
         entry, cache = lookup.entry, lookup.cache
         if entry is None:
             return self._fallback(event, Outcome.NO_MATCH, started, cache=cache)
+        mapper = _Mapper(entry)
         try:
-            body = self._enrich(self.settings, event, entry)
+            body = self._enrich(self.settings, event, mapper)
         except Exception as error:
             return self._fallback(
                 event, Outcome.FALLBACK_INTERNAL_ERROR, started, error_kind=type(error).__name__, cache=cache
@@ -122,9 +158,20 @@ class Hook:
         elapsed = time.monotonic() - started
         # Stale: the directory failed (lookup.error_kind says how) and an older answer was served.
         outcome = Outcome.ENRICHED_STALE if cache == "stale" else Outcome.ENRICHED
-        body = with_debug_context(body, _diagnostics(outcome, elapsed, error_kind=lookup.error_kind, cache=cache))
+        context = _diagnostics(outcome, elapsed, error_kind=lookup.error_kind, cache=cache)
+        if mapper.cut or mapper.incomplete:
+            context["groupsTruncated"] = True
+        body = with_debug_context(body, context)
         return HookResult(
-            outcome, body, event.event_id, error_kind=lookup.error_kind, directory_seconds=elapsed, cache=cache
+            outcome,
+            body,
+            event.event_id,
+            event.event_id_rejected,
+            error_kind=lookup.error_kind,
+            directory_seconds=elapsed,
+            cache=cache,
+            groups_cut=mapper.cut,
+            groups_incomplete=mapper.incomplete,
         )
 
     def _fallback(
@@ -135,31 +182,52 @@ class Hook:
         *,
         stage: str | None = None,
         error_kind: str | None = None,
+        refusal: IdentifierRefusal | None = None,
         cache: CacheResult | None = None,
     ) -> HookResult:
-        action = self.settings.on_unknown_user if outcome is Outcome.NO_MATCH else self.settings.on_directory_error
+        unknown = outcome in (Outcome.NO_MATCH, Outcome.REFUSED_IDENTIFIER)
+        action = self.settings.on_unknown_user if unknown else self.settings.on_directory_error
         deny_message = self._deny_message if action is FailureAction.DENY else None
         deny = deny_message is not None
         body = denial(deny_message) if deny_message is not None else no_change()
         elapsed = time.monotonic() - started
-        body = with_debug_context(body, _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind, cache=cache))
+        diagnostics = _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind, refusal=refusal, cache=cache)
+        body = with_debug_context(body, diagnostics)
         return HookResult(
             outcome,
             body,
             event.event_id,
+            event.event_id_rejected,
             denied=deny,
             stage=stage,
             error_kind=error_kind,
+            refusal=refusal,
             directory_seconds=elapsed,
             cache=cache,
         )
 
 
-#: What is remembered of an answer for Okta's retry: outcome, denied, error kind, body (marshal).
-_Answered = tuple[Outcome, bool, str | None, bytes]
+#: What is remembered of an answer for Okta's retry: outcome, denied, error kind, group claim cut,
+#: group walk incomplete, body (marshal).
+_Answered = tuple[Outcome, bool, str | None, bool, bool, bytes]
 
 #: Answers made from the directory's data: what Okta's retry of the same event gets again.
 _REPLAYED = frozenset({Outcome.ENRICHED, Outcome.ENRICHED_STALE, Outcome.NO_MATCH})
+
+
+class _Mapper:
+    """Applies rule sets to one entry and remembers whether any group claim lost names on the way."""
+
+    def __init__(self, entry: DirectoryEntry) -> None:
+        self._entry = entry
+        self.cut = False
+        self.incomplete = False
+
+    def __call__(self, rules: mapping.Rules) -> dict[str, mapping.Value]:
+        mapped = mapping.map_entry(rules, self._entry)
+        self.cut = self.cut or bool(mapped.cut)
+        self.incomplete = self.incomplete or bool(mapped.incomplete)
+        return mapped.values
 
 
 def _diagnostics(
@@ -168,6 +236,7 @@ def _diagnostics(
     *,
     stage: str | None = None,
     error_kind: str | None = None,
+    refusal: IdentifierRefusal | None = None,
     cache: str | None = None,
 ) -> dict[str, str | int]:
     """What Okta's System Log shows about this answer: fixed vocabularies and a duration, nothing from
@@ -177,33 +246,35 @@ def _diagnostics(
         context["deadlineStage"] = stage
     if error_kind:
         context["error"] = error_kind
+    if refusal:
+        context["reason"] = refusal.value
     if cache:
         context["cache"] = cache
     return context
 
 
-def _registration(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+def _registration(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
     s: RegistrationSettings = settings
     assert event.registration_kind is not None
-    return registration_update(event.registration_kind, mapping.apply(s.profile, entry))
+    return registration_update(event.registration_kind, apply(s.profile))
 
 
-def _token(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+def _token(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
     s: TokenSettings = settings
-    return token_patch(event, mapping.apply(s.id_token, entry), mapping.apply(s.access_token, entry))
+    return token_patch(event, apply(s.id_token), apply(s.access_token))
 
 
-def _saml(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+def _saml(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
     s: SamlSettings = settings
-    return saml_patch(event, mapping.apply(s.attributes, entry))
+    return saml_patch(event, apply(s.attributes))
 
 
-def _user_import(settings: Any, event: HookEvent, entry: DirectoryEntry) -> dict[str, Any]:
+def _user_import(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
     s: UserImportSettings = settings
-    return import_update(mapping.apply(s.profile, entry), mapping.apply(s.app_user_profile, entry))
+    return import_update(apply(s.profile), apply(s.app_user_profile))
 
 
-_ENRICHERS: dict[HookType, Callable[[Any, HookEvent, DirectoryEntry], dict[str, Any]]] = {
+_ENRICHERS: dict[HookType, Callable[[Any, HookEvent, _Mapper], dict[str, Any]]] = {
     HookType.REGISTRATION: _registration,
     HookType.TOKEN: _token,
     HookType.SAML: _saml,

@@ -14,6 +14,9 @@ class Outcome(StrEnum):
     ENRICHED = "enriched"  # the directory (or a fresh cache entry) answered; mapped attributes returned
     ENRICHED_STALE = "enriched_stale"  # the directory failed; attributes from an older answer in the cache
     NO_MATCH = "no_match"  # the user is not in the directory
+    #: The event's identifier cannot be a real login (control characters, too long, a foreign domain...):
+    #: never looked up, answered like an unknown user (``on_unknown_user``).
+    REFUSED_IDENTIFIER = "refused_identifier"
     FALLBACK_DEADLINE = "fallback_deadline"  # the directory did not answer within the deadline
     FALLBACK_LDAP_ERROR = "fallback_ldap_error"  # the directory failed, or several entries matched
     FALLBACK_INTERNAL_ERROR = "fallback_internal_error"  # a bug in the service: still an answer, not a 500
@@ -32,6 +35,7 @@ class FailureAction(StrEnum):
 #: Reason label of a denial, by the outcome that caused it.
 DENIAL_REASONS = {
     Outcome.NO_MATCH: "no_match",
+    Outcome.REFUSED_IDENTIFIER: "refused_identifier",
     Outcome.FALLBACK_DEADLINE: "deadline",
     Outcome.FALLBACK_LDAP_ERROR: "ldap_error",
     Outcome.FALLBACK_INTERNAL_ERROR: "internal_error",

@@ -20,10 +20,11 @@ from sanic import HTTPResponse, Request, Sanic, empty, json
 from sanic.config import Config
 from sanic.response import BaseHTTPResponse, text
 
-from service.auth import SecretVerifier
+from service.auth import HookAuthenticator, SecretVerifier
 from service.cache import CachedDirectory, CachePolicy
 from service.directory import Directory, UserDirectory
 from service.hooks import Hook
+from service.oauth import FETCH_ERRORS, BearerVerifier, IssuerKeys, Rejection
 from service.okta import EventError, parse_event
 from service.policy import Outcome
 from service.settings import HookSettings, Secrets, Settings
@@ -65,7 +66,7 @@ def create_apps(
         app.config.update(_SANIC_CONFIG)
 
     state = ServiceState()
-    verifier = SecretVerifier(settings.auth.header, secrets.hook_secrets)
+    verifier, issuer_keys = _authenticator(settings, secrets, telemetry)
     directory = Directory(settings.directory, secrets.bind_password, telemetry.directory)
     caches: list[CachedDirectory] = []
     hooks = []
@@ -130,6 +131,13 @@ def create_apps(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, flush_caches)
 
+    if issuer_keys is not None:
+
+        @hook_app.before_server_start
+        async def start_key_refresh(app: App) -> None:
+            # In the background: neither startup nor the probes wait for the issuer.
+            state.background.append(issuer_keys.start())
+
     @hook_app.after_server_start
     async def mark_ready(app: App) -> None:
         state.ready = True
@@ -181,22 +189,47 @@ def cache_policy(settings: HookSettings) -> CachePolicy:
     )
 
 
-def _hook_handler(hook: Hook, verifier: SecretVerifier) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
+def _authenticator(
+    settings: Settings, secrets: Secrets, telemetry: Telemetry
+) -> tuple[HookAuthenticator, IssuerKeys | None]:
+    """The header secret, OAuth bearer tokens, or both, as configured (``auth``)."""
+    secret = SecretVerifier(settings.auth.header, secrets.hook_secrets) if secrets.hook_secrets else None
+    oauth = settings.auth.oauth
+    if oauth is None:
+        return HookAuthenticator(secret, None), None
+    telemetry.oauth.declare(FETCH_ERRORS, tuple(reason.value for reason in Rejection))
+    keys = IssuerKeys(oauth, telemetry.oauth)
+    bearer = BearerVerifier(oauth, keys, telemetry.oauth, report_not_bearer=secret is None)
+    return HookAuthenticator(secret, bearer), keys
+
+
+def _hook_handler(hook: Hook, verifier: HookAuthenticator) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
     async def handle(request: Request) -> HTTPResponse:
         received_at = time.monotonic()
-        if not verifier.verify(request.headers):
-            request.ctx.outcome = Outcome.UNAUTHORIZED
+        # every value of the header: a repeated one is refused, not resolved by picking one
+        auth_refusal = await verifier.refusal(request.headers)
+        if auth_refusal is not None:
+            _refused(request, Outcome.UNAUTHORIZED, auth_refusal)
             return empty(status=401)
         try:
             event = parse_event(request.body, hook.type)
         except EventError as error:
-            request.ctx.outcome = Outcome.BAD_REQUEST
+            _refused(request, Outcome.BAD_REQUEST, error.reason)
             return json({"message": str(error)}, status=400)
         request.ctx.result = result = await hook.answer(event, received_at)
         return json(result.body)
 
     handle.__name__ = f"{hook.type.value}_hook"
     return handle
+
+
+def _refused(request: Request, outcome: Outcome, reason: str) -> None:
+    """Record why a request is refused (a fixed vocabulary) for the request's log line."""
+    request.ctx.outcome = outcome
+    request.ctx.refusal_reason = reason
+    observation = getattr(request.ctx, "observation", None)
+    if observation is not None:
+        observation.reason = reason
 
 
 def serve(settings: Settings, secrets: Secrets, telemetry: Telemetry) -> None:

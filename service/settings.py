@@ -7,6 +7,7 @@ the key and the reason, e.g. ``hooks.token.id_token.groups: 'groups' is a claim 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service.directory import DirectoryConfig
 from service.mapping import MappingRule
+from service.oauth import OAuthConfig
 from service.okta import RESERVED_CLAIMS, HookType
 from service.okta.commands import ACCESS_TOKEN_MODIFIABLE
 from service.policy import FailureAction
@@ -33,7 +35,12 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict types: ``ops_port: "9090"`` or ``start_tls: "no"`` is a mistake in the YAML that must stop
+    the service naming the key, not be guessed into a number or a boolean. The document is validated
+    as JSON (see :func:`parse_settings`), where strict mode still reads enums from their string values
+    and lists as tuples."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ServerSettings(_Section):
@@ -56,11 +63,14 @@ class AuthSettings(_Section):
     secret_env: tuple[str, ...] = ()
     #: Files, each holding one accepted secret (a mounted Kubernetes Secret); trailing newlines ignored.
     secret_files: tuple[str, ...] = ()
+    #: Okta's OAUTH channel: bearer tokens from this authorization server. With secrets configured too,
+    #: either is accepted, so a hook can move from one to the other without downtime.
+    oauth: OAuthConfig | None = None
 
     @model_validator(mode="after")
     def _has_a_source(self) -> AuthSettings:
-        if not (self.secret_env or self.secret_files):
-            raise ValueError("name at least one secret source in secret_env or secret_files")
+        if not (self.secret_env or self.secret_files or self.oauth):
+            raise ValueError("name at least one secret source in secret_env or secret_files, or configure oauth")
         return self
 
 
@@ -211,6 +221,24 @@ class Settings(_Section):
     hooks: HooksSettings
     logging: LoggingSettings = LoggingSettings()
 
+    @model_validator(mode="after")
+    def _groups_configured(self) -> Settings:
+        if self.directory.groups is not None:
+            return self
+        for hook_type, section in self.hooks.enabled().items():
+            for key, rules in zip(_rule_set_keys(section), section.rule_sets(), strict=True):
+                for name, rule in rules.items():
+                    if rule.source == "groups":
+                        raise ValueError(
+                            f"hooks.{hook_type.value}.{key}.{name}: source: groups needs a directory.groups section"
+                        )
+        return self
+
+
+def _rule_set_keys(section: HookSettings) -> list[str]:
+    """The configuration keys of ``section.rule_sets()``, in the same order."""
+    return [name for name, info in type(section).model_fields.items() if info.annotation == AttributeMap]
+
 
 @dataclass(frozen=True)
 class Secrets:
@@ -235,10 +263,23 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
 
 
 def parse_settings(document: Mapping[str, Any], origin: str = "configuration") -> Settings:
+    """Validate ``document`` (YAML as loaded) in pydantic's JSON mode: strict about scalar types, while
+    YAML's lists and strings still become tuples and enums. A value JSON cannot hold (a YAML date or
+    timestamp, ``.nan``) is refused: no setting takes one."""
     try:
-        return Settings.model_validate(document)
+        text = json.dumps(document, allow_nan=False, default=_not_json)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{origin}: a value is not a string, number, boolean, list or mapping (a date or .nan? quote it)"
+        ) from None
+    try:
+        return Settings.model_validate_json(text)
     except ValidationError as error:
         raise ConfigError(f"{origin}: " + "; ".join(_describe(item) for item in error.errors())) from None
+
+
+def _not_json(value: object) -> object:
+    raise TypeError("not a JSON value")
 
 
 def load_secrets(settings: Settings, environ: Mapping[str, str] = os.environ) -> Secrets:
@@ -273,11 +314,19 @@ def _from_file(path: str, key: str) -> str:
     return value
 
 
+#: Keys of earlier versions, and what to write instead.
+_REPLACED_KEYS = {
+    "strip_domain": "replaced by strip_domains, the list of the company's own login domains "
+    "(a login in any other domain matches nobody)",
+}
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     """``hooks.token.id_token.groups: <reason>`` from one pydantic error, without echoing input values
     (a misplaced secret must not end up in the log)."""
     location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        message = "unknown key (check its spelling and section)"
+        key = str(error["loc"][-1]) if error["loc"] else ""
+        message = _REPLACED_KEYS.get(key, "unknown key (check its spelling and section)")
     return f"{location or '(top level)'}: {message}"

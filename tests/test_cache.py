@@ -27,7 +27,7 @@ from sanic import Sanic
 
 from service.cache import _MAX_SHAPES, _Packer
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
-from service.directory import DirectoryEntry
+from service.directory import DirectoryEntry, Groups, Membership
 from service.server import create_apps
 from service.settings import ConfigError, Secrets, parse_settings
 from service.telemetry import Metrics, Telemetry
@@ -404,9 +404,33 @@ def test_entries_come_back_whole_whatever_their_layout() -> None:
             f"uid=user{i},ou=people,dc=example,dc=com",
             {f"attribute{i}": (f"value {i}", "é ünïcode"), "title": ()},
             {f"cn=group{i},ou=groups,dc=example,dc=com": {"cn": (f"group{i}",)}} if i % 2 else {},
+            _groups(i),
         )
         for i in range(_MAX_SHAPES + 50)  # a layout each: the last 50 carry their names themselves
     ]
     records = [packer.pack(entry, float(i)) for i, entry in enumerate(entries)]
-    assert [packer.unpack(record) for record in records] == entries
+    unpacked = [packer.unpack(record) for record in records]
+    assert unpacked == entries
+    # the groups too: names (order, case, commas), the complete flag, which memberships were read
+    assert unpacked[3].groups == {"nested": Groups(("R&D, Europe", "app-All Staff", "group3"), complete=False)}
+    assert unpacked[5].groups == {
+        "direct": Groups(("R&D, Europe", "group5")),
+        "nested": Groups(("R&D, Europe", "app-All Staff", "group5")),
+    }
+    assert unpacked[6].groups == {"direct": Groups()}  # read, and in no group: not the same as not read
     assert len(packer.pack(None, 1.0)) == 8  # "no such user": the read time only
+
+
+def _groups(i: int) -> dict[Membership, Groups]:
+    """Every combination of memberships read, with and without names, complete or cut by a walk bound."""
+    kind = i % 4
+    if kind == 0:
+        return {}
+    if kind == 1:
+        return {
+            "direct": Groups(("R&D, Europe", f"group{i}")),
+            "nested": Groups(("R&D, Europe", "app-All Staff", f"group{i}")),
+        }
+    if kind == 2:
+        return {"direct": Groups()}
+    return {"nested": Groups(("R&D, Europe", "app-All Staff", f"group{i}"), complete=False)}

@@ -1,8 +1,8 @@
 """The container images and their scanners: hadolint and checkov, plus the conventions of the
 Dockerfile that no linter knows (same Python as CI, locked install, numeric user, exec entrypoint).
 
-No docker engine runs here, so the image is not built; the dev OpenLDAP's entrypoint script is run
-as a plain process against the system's slapd instead.
+The production image is built and run in tests/test_image.py (buildah, no docker engine); here the dev
+OpenLDAP's entrypoint script is run as a plain process against the system's slapd.
 
 checkov lives in its own virtualenv (its pinned dependencies clash with the app's): set $CHECKOV_BIN
 or install it at .venv-checkov (see .ci/checkov-requirements.txt).

@@ -97,17 +97,15 @@ def test_match_is_case_insensitive_as_the_directory_defines_it(directory: Direct
     assert find(directory, "mixed.case@example.com").values("title") == ("Sales Engineer",)
 
 
-def test_strip_domain_matches_the_local_part(slapd: Slapd) -> None:
-    config = DirectoryConfig(
-        urls=(slapd.url,),
-        user_search=UserSearch(base_dn="ou=people,dc=example,dc=com", match_attribute="uid", strip_domain=True),
-        bind_dn=SERVICE_BIND_DN,
-        bind_password_env="UNUSED",
-    )
+def test_strip_domains_matches_the_local_part_in_the_company_domains_only(slapd: Slapd) -> None:
+    search = UserSearch("ou=people,dc=example,dc=com", match_attribute="uid", strip_domains=("corp.example.org",))
+    config = DirectoryConfig(urls=(slapd.url,), user_search=search, bind_dn=SERVICE_BIND_DN, bind_password_env="UNUSED")
     directory = Directory(config, SERVICE_BIND_PASSWORD)
     try:
         assert find(directory, "alice.wong@corp.example.org").values("title") == ("Software Engineer",)
-        assert find(directory, "alice.wong").values("title") == ("Software Engineer",)
+        assert find(directory, "alice.wong@CORP.Example.ORG").values("title") == ("Software Engineer",)
+        assert find(directory, "alice.wong@evil.example") is None  # another domain is nobody here
+        assert find(directory, "alice.wong") is None  # so is a login with no domain
     finally:
         directory.close()
 

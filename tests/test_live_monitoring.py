@@ -23,6 +23,7 @@ from types import ModuleType
 
 import pytest
 from conftest import REPO, RunningService, directory_config, service_config
+from oauth_support import IssuerServer, SigningKey, oauth_section
 from okta_spec import example, registration_for
 from prometheus_server import PrometheusServer
 
@@ -117,6 +118,8 @@ def monitored(tmp_path: Path, start_service):
         # a long socket timeout: the hang shows as deadline fallbacks for the whole test
         config = service_config(proxy.url, directory=directory_config(proxy.url, operation_timeout_seconds=60.0))
         config["hooks"] = {"registration": config["hooks"]["registration"], "token": config["hooks"]["token"]}
+        issuer = IssuerServer([SigningKey.rsa("live-1")])  # OAuth beside the header secret: its panels fill
+        config["auth"]["oauth"] = oauth_section(issuer)
         service = start_service(config)
         prometheus = PrometheusServer(
             tmp_path / "prometheus", [f"127.0.0.1:{service.ops_port}"], rule_files=[DASHBOARDS / "alerts.rules.yml"]
@@ -127,6 +130,7 @@ def monitored(tmp_path: Path, start_service):
         finally:
             prometheus.stop()
             proxy.close()
+            issuer.stop()
 
 
 def alert_expression(name: str) -> str:

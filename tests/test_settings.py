@@ -96,7 +96,7 @@ def test_the_documented_example_is_valid() -> None:
         (
             "hooks.registration.profile",
             {"title": {"attribute": "title", "transform": ["upper"]}},
-            "hooks.registration.profile.title.transform.0: Input should be 'rdn' or 'lower'",
+            "hooks.registration.profile.title.transform.0: Input should be 'rdn', 'lower', 'guid' or 'sid'",
         ),
         (
             "hooks.registration.profile",

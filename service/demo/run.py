@@ -9,10 +9,13 @@ from __future__ import annotations
 import importlib.resources
 import os
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 
 import yaml
+
+from service.ports import busy_message
 
 DEMO_SECRET = "demo-hook-secret"
 
@@ -25,6 +28,11 @@ def run_demo(hook_port: int, ops_port: int) -> int:
 
     data = importlib.resources.files("service.demo") / "data"
     document = yaml.safe_load((data / "demo-config.yaml").read_text(encoding="utf-8"))
+    # Before the directory starts and the banner prints: a taken port ends here, in one line.
+    busy = busy_message(document["server"]["host"], {"--hook-port": hook_port, "--ops-port": ops_port})
+    if busy:
+        print(f"okta-ldap-hook demo: {busy}", file=sys.stderr)
+        return 1
     with (
         tempfile.TemporaryDirectory(prefix="okta-ldap-hook-demo-") as workdir,
         Slapd(Path(workdir) / "ldap", demo_ldif()) as slapd,
@@ -48,6 +56,7 @@ def _banner(ldap_url: str, hook_port: int, ops_port: int, event: Path) -> str:
         f"-H 'Authorization: {DEMO_SECRET}' -H 'Content-Type: application/json' "
         f"--data @{shlex.quote(str(event))}"
     )
+    try_command = "make try" if hook_port == 8080 else f"make try TRY_URL=http://127.0.0.1:{hook_port}"
     return f"""
 okta-ldap-hook demo
   demo directory : {ldap_url}  (users under ou=people,dc=example,dc=com)
@@ -57,6 +66,10 @@ okta-ldap-hook demo
 Send Okta's sample registration event (rosario.jones@example.com) and see the enriched answer:
 
   {curl}
+
+Or send Okta's example of every hook type (registration, token, SAML, user import) and see each answer:
+
+  {try_command}      (installed: okta-ldap-hook try --url http://127.0.0.1:{hook_port})
 
 Ctrl-C stops the service and the directory.
 """

@@ -22,8 +22,9 @@ from ldap3.utils.conv import escape_filter_chars
 
 from service.directory.config import DirectoryConfig
 from service.directory.connections import Connection, ConnectionPool
-from service.directory.entry import DirectoryEntry
+from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError, Stage
+from service.directory.groups import DISABLED_ACCOUNT, GroupReader
 from service.directory.observer import DirectoryObserver, NullObserver
 from service.directory.protocol import LookupResult, UserQuery
 
@@ -57,7 +58,15 @@ class Directory:
         self._checker = ThreadPoolExecutor(1, thread_name_prefix="ldap-health")
         self._progress_lock = threading.Lock()
         filter_template = config.user_search.filter
+        if config.dialect == "active_directory" and not config.user_search.include_disabled:
+            filter_template += f"(!{DISABLED_ACCOUNT})"
         self._filter_prefix = f"(&{filter_template}({config.user_search.match_attribute}="
+        self._groups = GroupReader(config.groups, config.dialect, self._pool) if config.groups else None
+
+    def search_value(self, identifier: str) -> str | None:
+        """What the user search compares for ``identifier``; None when it can match nobody (a login
+        outside ``user_search.strip_domains``), so the caller need not ask the directory."""
+        return self._config.user_search.search_value(identifier)
 
     def pool_state(self) -> tuple[int, int, int]:
         """Connections open, connections lent out, lookups waiting for a worker thread."""
@@ -68,19 +77,21 @@ class Directory:
         return [server.name for server in self._pool.servers]
 
     async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
-        """The one entry whose match attribute equals ``query.identifier`` (entry None when there is none).
+        """The one entry whose match attribute equals ``query.identifier`` (its local part with
+        ``strip_domains``); entry None when there is none. ``query.groups`` says which memberships to
+        read with it (``direct``, ``nested``); it needs ``directory.groups``.
 
         ``deadline`` is a :func:`time.monotonic` instant. Raises :class:`DeadlineExceeded` when it passes
         and :class:`DirectoryError` when the directory fails or several entries match (``ambiguous``: a
         guess could hand one person's attributes to another).
         """
         progress = _Progress()
-        identifier, attributes, resolve = query.identifier, query.attributes, dict(query.resolve)
+        identifier, attributes, resolve, groups = query.identifier, query.attributes, dict(query.resolve), query.groups
         self._pool.adjust_waiting(+1)
         context = contextvars.copy_context()  # keeps the trace and log context in the thread
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            self._executor, context.run, self._lookup, identifier, attributes, resolve, deadline, progress
+            self._executor, context.run, self._lookup, identifier, attributes, resolve, groups, deadline, progress
         )
         try:
             return LookupResult(await asyncio.wait_for(future, timeout=max(0.0, deadline - time.monotonic())))
@@ -91,10 +102,25 @@ class Directory:
             self._started(progress)
 
     def lookup(
-        self, identifier: str, attributes: frozenset[str], resolve: Mapping[str, frozenset[str]]
+        self,
+        identifier: str,
+        attributes: frozenset[str],
+        resolve: Mapping[str, frozenset[str]],
+        groups: frozenset[Membership] = frozenset(),
     ) -> DirectoryEntry | None:
         """Blocking lookup with no deadline, for ``check-config --probe``."""
-        return self._lookup(identifier, attributes, resolve, float("inf"), _Progress(started=True))
+        return self._lookup(identifier, attributes, resolve, groups, float("inf"), _Progress(started=True))
+
+    def user_filter(self, identifier: str) -> str | None:
+        """The filter that finds the user Okta names: the configured conditions (on Active Directory,
+        also "not disabled"), and the match attribute equal to ``identifier`` (its local part with
+        ``strip_domains``). None when the identifier is in none of the company's domains."""
+        value = self._config.user_search.search_value(identifier)
+        if value is None:
+            return None
+        # RFC 4515 escaping, applied exactly once, here and nowhere else.
+        escaped: str = escape_filter_chars(value)
+        return self._filter_prefix + escaped + "))"
 
     async def start_background(self) -> asyncio.Task[None]:
         """Prewarm the pool and start checking every server periodically."""
@@ -136,6 +162,7 @@ class Directory:
         identifier: str,
         attributes: frozenset[str],
         resolve: Mapping[str, frozenset[str]],
+        groups: frozenset[Membership],
         deadline: float,
         progress: _Progress,
     ) -> DirectoryEntry | None:
@@ -149,7 +176,7 @@ class Directory:
             progress.stage = stage
 
         try:
-            return self._attempt(identifier, attributes, resolve, on_stage, retry=True)
+            return self._attempt(identifier, attributes, resolve, groups, on_stage, retry=True)
         except _Abandoned:
             return None
 
@@ -158,19 +185,20 @@ class Directory:
         identifier: str,
         attributes: frozenset[str],
         resolve: Mapping[str, frozenset[str]],
+        groups: frozenset[Membership],
         on_stage: Any,
         retry: bool,
     ) -> DirectoryEntry | None:
         connection = self._pool.acquire(on_stage)
         try:
-            entry = self._lookup_on(connection, identifier, attributes, resolve, on_stage)
+            entry = self._lookup_on(connection, identifier, attributes, resolve, groups, on_stage)
         except DirectoryError as error:
             self._pool.release(connection, reusable=False)
             if retry and error.kind == "session_lost" and connection.reused:
                 # The pooled connection died while idle (server restart, idle timeout): its siblings
                 # are suspect too. One more try, on a fresh connection.
                 self._pool.discard_idle(connection.server)
-                return self._attempt(identifier, attributes, resolve, on_stage, retry=False)
+                return self._attempt(identifier, attributes, resolve, groups, on_stage, retry=False)
             raise
         except _Abandoned:
             self._pool.release(connection, reusable=True)  # stopped between two operations: still sound
@@ -187,13 +215,13 @@ class Directory:
         identifier: str,
         attributes: frozenset[str],
         resolve: Mapping[str, frozenset[str]],
+        groups: frozenset[Membership],
         on_stage: Any,
     ) -> DirectoryEntry | None:
         search = self._config.user_search
-        if search.strip_domain:
-            identifier = identifier.rpartition("@")[0] or identifier
-        # RFC 4515 escaping, applied exactly once, here and nowhere else.
-        search_filter = self._filter_prefix + escape_filter_chars(identifier) + "))"
+        search_filter = self.user_filter(identifier)
+        if search_filter is None:
+            return None  # outside the company's domains: nobody (the hooks refuse it before calling)
         on_stage("search")
         with self._pool.operation("search", connection.server):
             _, result, response, _ = connection.ldap3_connection.search(
@@ -219,7 +247,15 @@ class Directory:
                 if dn not in linked:
                     on_stage("resolve")
                     linked[dn] = self._read(connection, dn, targets)
-        return DirectoryEntry(found["dn"], values, linked)
+        memberships: dict[Membership, Groups] = {}
+        if groups:
+            if self._groups is None:
+                raise DirectoryError("other", "group membership asked for without directory.groups")
+            for membership in sorted(groups):
+                memberships[membership] = self._groups.read(
+                    connection, found["dn"], nested=membership == "nested", on_stage=on_stage
+                )
+        return DirectoryEntry(found["dn"], values, linked, memberships)
 
     def _read(self, connection: Connection, dn: str, attributes: frozenset[str]) -> dict[str, tuple[str, ...]]:
         """Attributes of the entry at ``dn``; empty when it does not exist (a dangling manager DN)."""
@@ -238,15 +274,26 @@ class Directory:
         return {}
 
 
+#: Attributes whose values are bytes, never text: always hex, even when the bytes happen to be valid UTF-8
+#: (one objectGUID in a few thousand is), so that the ``guid`` and ``sid`` transforms always get hex.
+BINARY_ATTRIBUTES = frozenset(
+    {"objectguid", "objectsid", "msexchmailboxguid", "ms-ds-consistencyguid", "sidhistory", "tokengroups"}
+)
+
+
 def _decode(raw: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     """Text values from the wire: UTF-8 (LDAP's string encoding), hex for binary values (objectGUID)."""
     decoded = {}
     for name, values in raw.items():
+        key = name.lower()
         texts = []
         for value in values:
+            if key in BINARY_ATTRIBUTES or key.endswith(";binary"):
+                texts.append(value.hex())
+                continue
             try:
                 texts.append(value.decode("utf-8"))
             except UnicodeDecodeError:
                 texts.append(value.hex())
-        decoded[name.lower()] = tuple(texts)
+        decoded[key] = tuple(texts)
     return decoded

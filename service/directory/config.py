@@ -1,7 +1,8 @@
 """How to reach the directory and find users in it (the ``directory:`` section of the config file).
 
 Plain dataclasses, so this package needs no validation library; the settings module validates them from
-YAML (``__pydantic_config__`` forbids unknown keys, ``__post_init__`` checks the values).
+YAML (``__pydantic_config__`` forbids unknown keys and asks for strict types, ``__post_init__`` checks
+the values).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 _ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"^(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}$")
 
 
 @dataclass(frozen=True)
 class UserSearch:
     """Where users live and which attribute holds the identifier Okta sends."""
 
-    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012 (read by pydantic, not by us)
+    __pydantic_config__ = {"extra": "forbid", "strict": True}  # noqa: RUF012 (read by pydantic, not by us)
 
     base_dn: str
     #: ``subtree`` searches below ``base_dn`` at any depth, ``one`` only its direct children.
@@ -29,17 +32,83 @@ class UserSearch:
     #: The attribute compared with the login or email: ``mail``, ``uid``, ``userPrincipalName``,
     #: ``sAMAccountName``...
     match_attribute: str = "mail"
-    #: Compare only the part of the login before ``@``: for ``sAMAccountName`` (``jdoe``) when Okta's
-    #: login is ``jdoe@corp.example.com``.
-    strip_domain: bool = False
+    #: The company's own login domains. When set, only the part of the identifier before ``@`` is
+    #: compared (for ``sAMAccountName``: ``jdoe`` when Okta's login is ``jdoe@corp.example.com``), and only
+    #: for logins in one of these domains (compared case-insensitively): ``asilva@evil.example`` must not
+    #: become the company's ``asilva``. A login in another domain, or with no ``@``, matches nobody.
+    strip_domains: tuple[str, ...] = ()
+
+    #: With ``dialect: active_directory``, keep accounts whose ``userAccountControl`` has the
+    #: ACCOUNTDISABLE bit (2) findable. By default they are excluded, as if they did not exist.
+    include_disabled: bool = False
 
     def __post_init__(self) -> None:
         if not self.base_dn.strip():
             raise ValueError("base_dn must not be empty")
-        if not (self.filter.startswith("(") and self.filter.endswith(")")):
-            raise ValueError("filter must be one parenthesised LDAP filter, e.g. (objectClass=person)")
+        _check_filter(self.filter, "(objectClass=person)")
         if not _ATTRIBUTE.match(self.match_attribute):
             raise ValueError("match_attribute must be an attribute name such as mail or uid")
+        for domain in self.strip_domains:
+            if not _DOMAIN.match(domain):
+                raise ValueError("strip_domains must list domain names such as corp.example.com, without @")
+        object.__setattr__(self, "strip_domains", tuple(domain.lower() for domain in self.strip_domains))
+
+    def search_value(self, identifier: str) -> str | None:
+        """What is compared with ``match_attribute`` for ``identifier``: the identifier itself, or with
+        ``strip_domains`` its local part; None when the identifier is in none of the company's domains."""
+        if not self.strip_domains:
+            return identifier
+        local, at, domain = identifier.rpartition("@")
+        if not (at and local) or domain.lower() not in self.strip_domains:
+            return None
+        return local
+
+
+@dataclass(frozen=True)
+class GroupSearch:
+    """Where groups live and how membership is recorded (the ``directory.groups`` section), for
+    mapping rules with ``source: groups``.
+
+    Groups are found by searching for the entries whose ``member_attribute`` holds the user's DN (and,
+    for nested membership, a group's DN), never by reading ``memberOf`` and then each group: one search
+    returns every group with its true name, whatever the size of the group.
+    """
+
+    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012
+
+    base_dn: str
+    scope: Literal["subtree", "one"] = "subtree"
+    #: Which entries are groups, and which groups count at all, e.g. ``(objectClass=groupOfNames)``
+    #: or, on Active Directory, ``(&(objectClass=group)(groupType:1.2.840.113556.1.4.803:=2147483648))``
+    #: for security groups only.
+    filter: str = "(objectClass=groupOfNames)"
+    #: The group's name as people know it: ``cn``, or ``sAMAccountName`` on Active Directory.
+    name_attribute: str = "cn"
+    #: The group attribute holding its members' DNs: ``member`` (``uniqueMember`` for groupOfUniqueNames).
+    member_attribute: str = "member"
+    #: Nested membership on directories without AD's in-chain rule: how many levels are walked (1 is
+    #: the direct groups only) ...
+    max_depth: int = 5
+    #: ... and how many groups may be collected in all. Past either bound the walk stops and the answer
+    #: says the list may be incomplete (``groupsTruncated`` in Okta's debugContext, and a metric).
+    max_groups: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.base_dn.strip():
+            raise ValueError("base_dn must not be empty")
+        _check_filter(self.filter, "(objectClass=groupOfNames)")
+        for name in ("name_attribute", "member_attribute"):
+            if not _ATTRIBUTE.match(getattr(self, name)):
+                raise ValueError(f"{name} must be an attribute name such as cn or member")
+        if not 1 <= self.max_depth <= 20:
+            raise ValueError("max_depth must be between 1 and 20")
+        if not 1 <= self.max_groups <= 10000:
+            raise ValueError("max_groups must be between 1 and 10000")
+
+
+def _check_filter(text: str, example: str) -> None:
+    if not (text.startswith("(") and text.endswith(")")):
+        raise ValueError(f"filter must be one parenthesised LDAP filter, e.g. {example}")
 
 
 @dataclass(frozen=True)
@@ -47,7 +116,7 @@ class DirectoryConfig:
     """Connection settings. The bind password is not here: it comes from ``bind_password_env`` or
     ``bind_password_file`` and is handed to :class:`~service.directory.Directory` separately."""
 
-    __pydantic_config__ = {"extra": "forbid"}  # noqa: RUF012
+    __pydantic_config__ = {"extra": "forbid", "strict": True}  # noqa: RUF012
 
     #: Tried in order; a server that fails is skipped for ``server_cooldown_seconds``.
     urls: tuple[str, ...]
@@ -71,6 +140,12 @@ class DirectoryConfig:
     connection_max_age_seconds: float = 300.0
     #: How often a background bind checks each server (reachability metric, recovery after cooldown).
     health_check_interval_seconds: float = 15.0
+    #: ``active_directory`` excludes disabled accounts from the user search (see
+    #: ``user_search.include_disabled``) and finds nested groups with AD's in-chain matching rule in one
+    #: search; ``openldap`` (any other directory) walks nested groups level by level.
+    dialect: Literal["openldap", "active_directory"] = "openldap"
+    #: Groups for ``source: groups`` mapping rules; absent, such rules are refused at startup.
+    groups: GroupSearch | None = None
     servers: tuple[ServerAddress, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

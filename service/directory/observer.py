@@ -8,7 +8,7 @@ from typing import Protocol
 
 class DirectoryObserver(Protocol):
     def operation(self, name: str, server: str) -> AbstractContextManager[object]:
-        """Wraps one LDAP operation (``connect``, ``bind``, ``search``, ``resolve``). A
+        """Wraps one LDAP operation (``connect``, ``bind``, ``search``, ``resolve``, ``groups``). A
         :class:`~service.directory.DirectoryError` raised inside it is the operation's failure."""
         ...
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from service.directory.entry import DirectoryEntry
+from service.directory.entry import DirectoryEntry, Membership
 
 #: Where an answer came from when a cache stands in front of the directory: ``hit`` (fresh entry),
 #: ``negative_hit`` (fresh "no such user"), ``miss`` (asked the directory), ``stale`` (the directory
@@ -35,14 +35,23 @@ class UserQuery:
     attributes: frozenset[str]
     #: DN-valued attribute -> attributes read from the entries it points at, sorted (hashable).
     resolve: tuple[tuple[str, frozenset[str]], ...] = ()
+    #: The group memberships read with the entry (``direct``, ``nested``): part of the key, so an entry
+    #: read without the nested walk never answers a query that needs nested groups.
+    groups: frozenset[Membership] = frozenset()
 
     @classmethod
-    def of(cls, identifier: str, attributes: frozenset[str], resolve: Mapping[str, frozenset[str]]) -> UserQuery:
-        return cls(normalise(identifier), attributes, tuple(sorted(resolve.items())))
+    def of(
+        cls,
+        identifier: str,
+        attributes: frozenset[str],
+        resolve: Mapping[str, frozenset[str]],
+        groups: frozenset[Membership] = frozenset(),
+    ) -> UserQuery:
+        return cls(normalise(identifier), attributes, tuple(sorted(resolve.items())), groups)
 
     def with_identifier(self, identifier: str) -> UserQuery:
-        """The same attributes for another user: hooks build their template once."""
-        return UserQuery(normalise(identifier), self.attributes, self.resolve)
+        """The same attributes and groups for another user: hooks build their template once."""
+        return UserQuery(normalise(identifier), self.attributes, self.resolve, self.groups)
 
 
 def normalise(identifier: str) -> str:
@@ -62,6 +71,11 @@ class LookupResult:
 
 
 class UserDirectory(Protocol):
+    def search_value(self, identifier: str) -> str | None:
+        """What the directory compares with its match attribute for ``identifier`` (its local part with
+        ``user_search.strip_domains``); None when it can match nobody, so callers need not ask."""
+        ...
+
     async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
         """The one entry matching ``query``, within ``deadline`` (a :func:`time.monotonic` instant).
 

@@ -14,16 +14,28 @@ from service.okta.commands import (
     token_patch,
     with_debug_context,
 )
-from service.okta.events import EventError, HookEvent, HookType, RegistrationKind, Subject, parse_event
+from service.okta.events import (
+    EventError,
+    EventReason,
+    HookEvent,
+    HookType,
+    RegistrationKind,
+    Subject,
+    parse_event,
+)
+from service.okta.identifiers import IdentifierRefusal, identifier_refusal
 
 __all__ = [
     "RESERVED_CLAIMS",
     "EventError",
+    "EventReason",
     "HookEvent",
     "HookType",
+    "IdentifierRefusal",
     "RegistrationKind",
     "Subject",
     "denial",
+    "identifier_refusal",
     "import_update",
     "no_change",
     "parse_event",

@@ -8,14 +8,54 @@ the user the event is about.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
+
+#: Okta's event ids are short URL-safe strings (``3o9jBzq1SmOGmmsDsqyyeQ``, ``04Dmt8BcT_aEgM`` in its
+#: spec). Anything else is not logged: a 200 KB "id" must not become a 200 KB log line.
+_EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+#: Okta's events nest about eight levels deep; far more is an attack on the parser, not an event.
+MAX_DEPTH = 32
+
+#: Numbers in Okta's events are timestamps and versions; more digits than this in a row are not an event.
+MAX_NUMBER_DIGITS = 32
+
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_LONG_NUMBER = re.compile(rf"[0-9]{{{MAX_NUMBER_DIGITS + 1},}}")
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+class EventReason(StrEnum):
+    """Why a body is refused with a 400: a fixed vocabulary for the log line and the answer."""
+
+    NOT_UTF8 = "not_utf8"  # not UTF-8, including UTF-16/32 that json.loads would otherwise guess
+    INVALID_JSON = "invalid_json"  # including a UTF-8 byte-order mark, which RFC 8259 forbids
+    TOO_DEEP = "too_deep"
+    NUMBER_TOO_LARGE = "number_too_large"
+    NON_FINITE_NUMBER = "non_finite_number"  # NaN, Infinity, or a float literal beyond 1.8e308
+    DUPLICATE_KEY = "duplicate_key"
+    LONE_SURROGATE = "lone_surrogate"  # a \ud800-style escape that is not half of a pair
+    NOT_AN_OBJECT = "not_an_object"
+    WRONG_EVENT_TYPE = "wrong_event_type"
+    NO_DATA = "no_data"
+    UNKNOWN_REQUEST_TYPE = "unknown_request_type"
+    NO_SUBJECT = "no_subject"
 
 
 class EventError(ValueError):
     """The request is not an Okta event this endpoint accepts. The message is safe to return to the caller:
-    it never quotes the request."""
+    it never quotes the request; ``reason`` says why in a fixed vocabulary."""
+
+    def __init__(self, reason: EventReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class HookType(StrEnum):
@@ -73,10 +113,13 @@ class HookEvent:
     """An Okta inline-hook event, reduced to what the answer depends on."""
 
     hook_type: HookType
+    #: Okta's id for this call; empty when the event has none or one that is not a short URL-safe string.
     event_id: str
     subject: Subject
     data: dict[str, Any]
     registration_kind: RegistrationKind | None = None
+    #: The event carried an ``eventId`` that was not logged because it does not look like Okta's.
+    event_id_rejected: bool = False
 
     def token_claims(self, token: str) -> dict[str, Any] | None:
         """Claims of ``identity`` (ID token) or ``access`` in a token event; None if Okta is not minting
@@ -96,28 +139,107 @@ class HookEvent:
 
 def parse_event(body: bytes, expected: HookType) -> HookEvent:
     """Parse ``body`` as an Okta event of type ``expected`` or raise :class:`EventError`."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise EventError("body is not valid JSON") from None
+    document = _read_json(body)
     if not isinstance(document, dict):
-        raise EventError("body is not a JSON object")
+        raise EventError(EventReason.NOT_AN_OBJECT, "body is not a JSON object")
     event_type = document.get("eventType")
     if event_type != expected.event_type:
-        raise EventError(f"eventType must be {expected.event_type}")
+        raise EventError(EventReason.WRONG_EVENT_TYPE, f"eventType must be {expected.event_type}")
     data = document.get("data")
     if not isinstance(data, dict):
-        raise EventError("data must be an object")
-    event_id = document.get("eventId")
-    event_id = event_id if isinstance(event_id, str) else ""
+        raise EventError(EventReason.NO_DATA, "data must be an object")
+    raw_id = document.get("eventId")
+    valid_id = isinstance(raw_id, str) and _EVENT_ID.fullmatch(raw_id) is not None
+    event_id = raw_id if valid_id and isinstance(raw_id, str) else ""
 
     kind = None
     if expected is HookType.REGISTRATION:
         kind = _registration_kind(document.get("requestType"))
     subject = _subject(expected, kind, data)
     if not (subject.login or subject.email):
-        raise EventError("event names no user (login or email)")
-    return HookEvent(expected, event_id, subject, data, kind)
+        raise EventError(EventReason.NO_SUBJECT, "event names no user (login or email)")
+    return HookEvent(expected, event_id, subject, data, kind, event_id_rejected=raw_id is not None and not valid_id)
+
+
+def _read_json(body: bytes) -> Any:
+    """Decode ``body`` as strict JSON: UTF-8 only, no NaN or Infinity, no duplicate keys (two parsers
+    could each read a different ``login``), bounded numbers and depth, no lone surrogates. Every way the
+    standard decoder can fail (``RecursionError`` on deep nesting, ``ValueError`` on a 5000-digit
+    integer) ends as an :class:`EventError`, never as a 500.
+
+    The checks after decoding run on the text at C speed (regular expressions; the document is walked
+    only when the text holds a surrogate escape), so a 256 KiB body of small containers costs about
+    what decoding it costs."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EventError(EventReason.NOT_UTF8, "body is not valid JSON") from None  # JSON is UTF-8
+    try:
+        document = json.loads(
+            text, object_pairs_hook=_object_without_duplicates, parse_float=_finite_float, parse_constant=_no_constant
+        )
+    except EventError:
+        raise
+    except RecursionError:
+        raise EventError(EventReason.TOO_DEEP, "body is nested too deeply") from None
+    except json.JSONDecodeError:
+        raise EventError(EventReason.INVALID_JSON, "body is not valid JSON") from None
+    except ValueError:  # int() refuses more digits than sys.get_int_max_str_digits() (CVE-2020-10735)
+        raise EventError(EventReason.NUMBER_TOO_LARGE, "body has a number too large for an Okta event") from None
+    skeleton = _STRING.sub('""', text)  # valid JSON now: strings hold no raw quote or control character
+    if _LONG_NUMBER.search(skeleton):
+        raise EventError(EventReason.NUMBER_TOO_LARGE, "body has a number too large for an Okta event")
+    if _deeper_than(skeleton, MAX_DEPTH):
+        raise EventError(EventReason.TOO_DEEP, "body is nested too deeply")
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(document):
+        raise EventError(EventReason.LONE_SURROGATE, "body has a string that is not valid Unicode")
+    return document
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise EventError(EventReason.DUPLICATE_KEY, "body has an object with a duplicate key")
+    return document
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e999
+        raise EventError(EventReason.NON_FINITE_NUMBER, "body has a number out of range")
+    return value
+
+
+def _no_constant(literal: str) -> NoReturn:
+    raise EventError(EventReason.NON_FINITE_NUMBER, "NaN and Infinity are not JSON")
+
+
+def _deeper_than(skeleton: str, limit: int) -> bool:
+    """Whether the brackets of ``skeleton`` (JSON with its strings emptied) nest deeper than ``limit``:
+    each pass removes the innermost pairs, so a document ``limit`` deep is gone after ``limit`` passes."""
+    brackets = _NOT_BRACKET.sub("", skeleton)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = _INNERMOST.sub("", brackets)
+    return bool(brackets)
+
+
+def _has_lone_surrogate(document: Any) -> bool:
+    """Any key or string holding half of a surrogate pair (only ``\\uD800``-style escapes make one: the
+    text itself was strict UTF-8). Walked without recursion, so the walk cannot overflow."""
+    pending: list[Any] = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def _registration_kind(request_type: object) -> RegistrationKind:
@@ -126,7 +248,7 @@ def _registration_kind(request_type: object) -> RegistrationKind:
     for kind in RegistrationKind:
         if request_type == kind.value:
             return kind
-    raise EventError("unknown requestType for a registration event")
+    raise EventError(EventReason.UNKNOWN_REQUEST_TYPE, "unknown requestType for a registration event")
 
 
 def _subject(hook_type: HookType, kind: RegistrationKind | None, data: dict[str, Any]) -> Subject:

@@ -2,7 +2,7 @@
 
 The hook handlers never open spans or touch metrics. The server calls :class:`RequestTelemetry` from
 its request/response middleware, and the directory reports through the :class:`DirectoryTelemetry`
-observer.
+observer, the OAuth key cache and token checks through the :class:`OAuthTelemetry` observer.
 """
 
 from __future__ import annotations
@@ -12,15 +12,18 @@ from collections.abc import Callable, Iterable
 import structlog
 from opentelemetry.trace import TracerProvider
 
+from service.okta import IdentifierRefusal
 from service.policy import DENIAL_REASONS, Outcome
 from service.telemetry.cache import CacheTelemetry
 from service.telemetry.directory import DirectoryTelemetry, current_tracer
 from service.telemetry.logs import configure_logging
 from service.telemetry.metrics import Metrics
+from service.telemetry.oauth import OAuthTelemetry
 from service.telemetry.requests import RequestTelemetry
 from service.telemetry.tracing import provider_from_environment, shutdown
 
-STAGES = ("pool_wait", "connect", "bind", "search", "resolve")
+STAGES = ("pool_wait", "connect", "bind", "search", "resolve", "groups")
+GROUP_LIMITS = ("claim_max", "walk_bound")
 
 
 class Telemetry:
@@ -30,6 +33,7 @@ class Telemetry:
         tracer = current_tracer(self.tracer_provider)
         self.requests = RequestTelemetry(self.metrics, tracer)
         self.directory = DirectoryTelemetry(self.metrics, tracer)
+        self.oauth = OAuthTelemetry(self.metrics)
 
     def declare(self, hook_types: Iterable[str], servers: Iterable[str]) -> None:
         """Create the labelled series at zero, so that the first fallback is a visible increase and
@@ -40,6 +44,10 @@ class Telemetry:
                 m.hook_requests.labels(hook_type, outcome.value)
             for stage in STAGES:
                 m.deadline_exceeded.labels(hook_type, stage)
+            for limit in GROUP_LIMITS:
+                m.groups_truncated.labels(hook_type, limit)
+            for refusal in IdentifierRefusal:
+                m.refused_identifiers.labels(hook_type, refusal.value)
             if hook_type == "registration":
                 for reason in DENIAL_REASONS.values():
                     m.denials.labels(hook_type, reason)

@@ -64,6 +64,20 @@ class Metrics:
             ["hook_type", "stage"],
             registry=registry,
         )
+        self.groups_truncated = Counter(
+            "okta_hook_groups_truncated",
+            "Answers whose group claims lack some of the person's groups: cut to a rule's max "
+            "(limit=claim_max) or from a nested walk stopped by max_depth/max_groups (limit=walk_bound).",
+            ["hook_type", "limit"],
+            registry=registry,
+        )
+        self.refused_identifiers = Counter(
+            "okta_hook_refused_identifiers",
+            "Events whose login or email was never looked up because no real Okta identifier looks like "
+            "it (control characters, too long, outside the company's domains...), by reason.",
+            ["hook_type", "reason"],
+            registry=registry,
+        )
         self.ldap_duration = Histogram(
             "okta_hook_ldap_operation_duration_seconds",
             "Duration of LDAP operations.",
@@ -117,6 +131,26 @@ class Metrics:
             "okta_hook_replayed_answers",
             "Events Okta sent again (same eventId) answered with the answer given the first time.",
             ["hook_type"],
+            registry=registry,
+        )
+        self.oauth_fetch_errors = Counter(
+            "okta_hook_oauth_jwks_fetch_errors",
+            "Failed fetches of the OAuth issuer's metadata or key set, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.oauth_last_fetch = Gauge(
+            "okta_hook_oauth_jwks_last_success_timestamp_seconds",
+            "Unix time of the last successful fetch of the OAuth issuer's key set (0: never).",
+            registry=registry,
+        )
+        self.oauth_keys = Gauge(
+            "okta_hook_oauth_jwks_keys", "Usable signing keys of the OAuth issuer held in memory.", registry=registry
+        )
+        self.oauth_rejections = Counter(
+            "okta_hook_oauth_token_rejections",
+            "Bearer tokens refused (the call is answered 401), by reason.",
+            ["reason"],
             registry=registry,
         )
         self.build_info = Gauge(

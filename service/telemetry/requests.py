@@ -3,6 +3,7 @@ and one summary log line per request."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from contextvars import Token
@@ -20,6 +21,18 @@ from service.telemetry.metrics import Metrics
 
 log = structlog.get_logger("okta_ldap_hook")
 
+#: The one header the server span's parent is read from, when it is a well-formed W3C traceparent.
+#: Nothing else reaches OpenTelemetry's propagators: its baggage propagator raises on a non-UTF-8 value
+#: (a 500 before authentication) and, like its tracestate parser, logs malformed values verbatim.
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def trace_context(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request's trace context as a carrier for :func:`propagate.extract`: its ``traceparent``
+    when well-formed, else nothing (``tracestate`` and ``baggage`` are not read)."""
+    value = headers.get("traceparent")
+    return {"traceparent": value} if value is not None and _TRACEPARENT.fullmatch(value) else {}
+
 
 @dataclass
 class RequestObservation:
@@ -29,6 +42,8 @@ class RequestObservation:
     started: float = field(default_factory=time.perf_counter)
     span: Span | None = None
     token: Token[Context] | None = None
+    #: Why the request was refused (401/400), from a fixed vocabulary.
+    reason: str | None = None
 
 
 class RequestTelemetry:
@@ -40,7 +55,7 @@ class RequestTelemetry:
         """Open the SERVER span (child of an incoming ``traceparent``) and make it current."""
         self._metrics.in_flight.inc()
         observation = RequestObservation(method, route, hook_type)
-        parent = propagate.extract(headers)
+        parent = propagate.extract(trace_context(headers))
         span = self._tracer.start_span(
             f"{method} {route}" if route != "unmatched" else method,
             context=parent,
@@ -90,10 +105,18 @@ class RequestTelemetry:
                 self._metrics.deadline_exceeded.labels(hook_type, result.stage).inc()
             if result is not None and result.cache == "replay":
                 self._metrics.replayed_answers.labels(hook_type).inc()
+            if result is not None and getattr(result, "groups_cut", False):
+                self._metrics.groups_truncated.labels(hook_type, "claim_max").inc()
+            if result is not None and getattr(result, "groups_incomplete", False):
+                self._metrics.groups_truncated.labels(hook_type, "walk_bound").inc()
+            refusal = getattr(result, "refusal", None)
+            if refusal is not None:
+                self._metrics.refused_identifiers.labels(hook_type, refusal.value).inc()
         if hook_type is not None:
             log.info(
                 "hook_request",
                 event_id=getattr(result, "event_id", None) or None,
+                event_id_rejected=getattr(result, "event_id_rejected", False) or None,
                 hook_type=hook_type,
                 outcome=outcome.value if outcome else None,
                 status=status,
@@ -101,6 +124,8 @@ class RequestTelemetry:
                 stage=getattr(result, "stage", None),
                 error_kind=getattr(result, "error_kind", None),
                 cache=getattr(result, "cache", None),
+                groups_truncated=getattr(result, "groups_cut", False) or getattr(result, "groups_incomplete", False),
+                reason=observation.reason or getattr(getattr(result, "refusal", None), "value", None),
                 duration_ms=round(elapsed * 1000, 2),
                 directory_ms=round(getattr(result, "directory_seconds", 0.0) * 1000, 2),
             )

@@ -142,7 +142,16 @@ bind-password
 {{- $files = append $files (printf "%s/%s" $secretDir .) -}}
 {{- end -}}
 {{- $_ := set $cfg "server" (dict "host" "0.0.0.0" "hook_port" (int .Values.containerPorts.hook) "ops_port" (int .Values.containerPorts.ops)) -}}
-{{- $_ := set $cfg "auth" (dict "header" .Values.okta.authHeader "secret_files" $files) -}}
+{{- $auth := dict "header" .Values.okta.authHeader "secret_files" $files -}}
+{{- with .Values.okta.oauth -}}
+{{- if .issuer -}}
+{{- $oauth := dict "issuer" .issuer "audience" .audience "scopes" .scopes "leeway_seconds" .leewaySeconds -}}
+{{- if .clientIds -}}{{- $_ := set $oauth "client_ids" .clientIds -}}{{- end -}}
+{{- if .jwksUri -}}{{- $_ := set $oauth "jwks_uri" .jwksUri -}}{{- end -}}
+{{- $_ := set $auth "oauth" $oauth -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $cfg "auth" $auth -}}
 {{- $directory := $cfg.directory -}}
 {{- if include "okta-ldap-hook.bindsWithPassword" . -}}
 {{- $_ := set $directory "bind_password_file" (printf "%s/%s" $secretDir (include "okta-ldap-hook.bindPasswordKey" .)) -}}
@@ -176,6 +185,20 @@ bind-password
 {{- $port = ternary "636" "389" (eq $url.scheme "ldaps") -}}
 {{- end -}}
 {{- $ports = append $ports (int $port) -}}
+{{- end -}}
+{{- toJson ($ports | uniq) -}}
+{{- end -}}
+
+{{/* JSON list of the TCP ports of okta.oauth.issuer and jwksUri (443 by default); empty without OAuth. */}}
+{{- define "okta-ldap-hook.oauthPorts" -}}
+{{- $ports := list -}}
+{{- $oauth := .Values.okta.oauth -}}
+{{- if $oauth.issuer -}}
+{{- range (compact (list $oauth.issuer $oauth.jwksUri)) -}}
+{{- $url := urlParse . -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" | default "443" -}}
+{{- $ports = append $ports (int $port) -}}
+{{- end -}}
 {{- end -}}
 {{- toJson ($ports | uniq) -}}
 {{- end -}}
@@ -216,6 +239,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- if and .Values.secret.existingSecret (not .Values.secret.existingSecretKeys.hookSecrets) -}}
 {{- fail "secret.existingSecretKeys.hookSecrets must name at least one key" -}}
+{{- end -}}
+{{- if and .Values.okta.oauth.issuer (or (not .Values.okta.oauth.audience) (not .Values.okta.oauth.scopes)) -}}
+{{- fail "okta.oauth.issuer is set: okta.oauth.audience and okta.oauth.scopes are required" -}}
 {{- end -}}
 {{- if eq (int .Values.containerPorts.hook) (int .Values.containerPorts.ops) -}}
 {{- fail "containerPorts.hook and containerPorts.ops must differ" -}}
