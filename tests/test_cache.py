@@ -21,14 +21,26 @@ from typing import Any, TypeVar
 import httpx
 import ldap3
 import pytest
-from conftest import SECRET, service_config, unchanged
+from conftest import SECRET, directory_config, service_config, unchanged
+from groups_support import ADA_DIRECT, ADA_MAILS, ADA_NESTED, groups_ldif
 from okta_spec import example, registration_for
 from sanic import Sanic
 
-from service.cache import _MAX_SHAPES, _Packer
-from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
-from service.directory import DirectoryEntry, Groups, Membership
-from service.server import create_apps
+from service.cache import _MAX_SHAPES, CachedDirectory, CachePolicy, _Packer
+from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
+from service.directory import (
+    Directory,
+    DirectoryConfig,
+    DirectoryEntry,
+    Groups,
+    LookupResult,
+    Membership,
+    UserQuery,
+    UserSearch,
+)
+from service.hooks import Hook
+from service.okta import HookType, parse_event
+from service.server import cache_policy, create_apps
 from service.settings import ConfigError, Secrets, parse_settings
 from service.telemetry import Metrics, Telemetry
 
@@ -434,3 +446,81 @@ def _groups(i: int) -> dict[Membership, Groups]:
     if kind == 2:
         return {"direct": Groups()}
     return {"nested": Groups(("R&D, Europe", "app-All Staff", f"group{i}"), complete=False)}
+
+
+def test_the_groups_a_hook_needs_are_part_of_the_key(tmp_path: Path) -> None:
+    """A token hook needing nested groups, after a registration hook that read only the direct groups of
+    the same person through the same cache, gets the nested groups: the direct-only entry is another
+    key, never its answer. (Each hook type has a cache of its own in the service; one shared cache is
+    the strictest case.)"""
+    ada = ADA_MAILS[1]  # the login of Okta's token example
+    hooks = {
+        "registration": {"subject": "email", "profile": {"groups": {"source": "groups"}}},
+        "token": {"subject": "login", "access_token": {"roles": {"source": "groups", "nested": True}}},
+    }
+    groups = {"base_dn": "ou=groups,dc=example,dc=com", "filter": "(objectClass=groupOfNames)"}
+    with Slapd(tmp_path / "ldap", groups_ldif()) as server:
+        config = service_config(server.url, directory=directory_config(server.url, groups=groups), hooks=hooks)
+        settings = parse_settings(config)
+        assert settings.hooks.registration is not None and settings.hooks.token is not None
+        directory = Directory(settings.directory, SERVICE_BIND_PASSWORD)
+        cache = CachedDirectory(directory, cache_policy(settings.hooks.token))
+        registration = Hook(HookType.REGISTRATION, settings.hooks.registration, cache)
+        token = Hook(HookType.TOKEN, settings.hooks.token, cache)
+
+        def event(hook_type: HookType, document: dict[str, Any], event_id: str) -> Any:
+            return parse_event(json.dumps({**document, "eventId": event_id}).encode(), hook_type)
+
+        async def scenario() -> list[Any]:
+            return [
+                await registration.answer(
+                    event(HookType.REGISTRATION, registration_for(ada), "evt-1"), time.monotonic()
+                ),
+                await token.answer(event(HookType.TOKEN, example("token"), "evt-2"), time.monotonic()),
+                await token.answer(event(HookType.TOKEN, example("token"), "evt-3"), time.monotonic()),
+                await registration.answer(
+                    event(HookType.REGISTRATION, registration_for(ada), "evt-4"), time.monotonic()
+                ),
+            ]
+
+        try:
+            first, nested, again, direct_again = asyncio.run(scenario())
+        finally:
+            directory.close()
+
+    assert first.cache == "miss" and first.body["commands"][0]["value"]["groups"] == ADA_DIRECT
+    assert nested.cache == "miss"  # not a hit on the entry read without the nested walk
+    assert _claims(nested.body)["roles"] == ADA_NESTED
+    assert again.cache == "hit" and _claims(again.body)["roles"] == ADA_NESTED
+    assert direct_again.cache == "hit" and direct_again.body["commands"][0]["value"]["groups"] == ADA_DIRECT
+    assert len(cache) == 2
+
+
+def _claims(body: dict[str, Any]) -> dict[str, Any]:
+    return {op["path"].rsplit("/", 1)[1]: op["value"] for command in body["commands"] for op in command["value"]}
+
+
+def test_the_key_is_the_value_the_directory_compares(slapd: Slapd) -> None:
+    """With strip_domains, two logins in the company's domains that the directory searches as one uid
+    share one entry; a login the directory cannot match (outside the domains, or without one) is
+    passed through and never stored, so it can never answer for, or be answered by, the local part."""
+    search = UserSearch(
+        "ou=people,dc=example,dc=com", match_attribute="uid", strip_domains=("corp.example.org", "example.org")
+    )
+    config = DirectoryConfig(urls=(slapd.url,), user_search=search, bind_dn=SERVICE_BIND_DN, bind_password_env="X")
+    directory = Directory(config, SERVICE_BIND_PASSWORD)
+    cache = CachedDirectory(directory, CachePolicy())
+    template = UserQuery.of("", frozenset({"title"}), {})
+
+    async def scenario() -> list[LookupResult]:
+        logins = ["Alice.Wong@corp.example.org", "alice.wong@EXAMPLE.org", "alice.wong@evil.example", "alice.wong"]
+        return [await cache.find_user(template.with_identifier(login), time.monotonic() + 2.5) for login in logins]
+
+    try:
+        corp, other_domain, foreign, bare = asyncio.run(scenario())
+    finally:
+        directory.close()
+    assert corp.cache == "miss" and corp.entry is not None and corp.entry.values("title") == ("Software Engineer",)
+    assert other_domain.cache == "hit" and other_domain.entry == corp.entry
+    assert foreign == LookupResult(None) and bare == LookupResult(None)  # nobody, and not from memory
+    assert len(cache) == 1
