@@ -1,7 +1,8 @@
 """Hook throughput and latency against a slapd holding 10,000 users, beside baselines measured in the
 same run on the same machine.
 
-    .venv/bin/python bench/benchmark.py [--users 10000] [--duration 10] [--connections 75] [--only overload]
+    .venv/bin/python bench/benchmark.py [--users 10000] [--duration 10] [--connections 75]
+        [--only cache|service|overload]
 
 Variants:
   ldap3 loop, pooled        one bound SAFE_SYNC connection, the service's two searches per lookup, sequential
@@ -13,7 +14,18 @@ Variants:
   hook, overload            the pooled service with 200 connections: more than one process can serve
                             in time, to see load shedding keep the slowest answer within the deadline
 
-``--only TEXT`` runs just the variants whose name contains TEXT (e.g. ``--only overload``).
+  (these four run with the cache off, so that every request is a directory lookup, as before the cache)
+
+Cache variants (``--only cache`` runs only these and the baselines they are compared with):
+  bare Sanic                the HTTP ceiling: a Sanic app answering a fixed JSON body (bench/bare_sanic.py)
+  hook, cache, hot set      200 users, random, cache on (warmed by wrk's warm-up run)
+  hook, cache off, new users / hook, cache, new users
+                            every request a user not asked before (a stream of new users), cache off/on
+  open loop 300 req/s       hot set, requests sent at a fixed rate whatever the answers' latency
+                            (no coordinated omission), latency from the planned send time
+  RSS, 100,000 cached       bench/cache_memory.py: the whole process with 100,000 entries in the cache
+
+``--only service``, ``--only cache`` or ``--only overload`` runs just that group (and its baselines).
 
 wrk and the service share the machine's cores, so absolute figures are pessimistic; compare rows of
 the same run. Results go to stdout (Markdown) and bench-results/<timestamp>.json.
@@ -22,6 +34,8 @@ the same run. Results go to stdout (Markdown) and bench-results/<timestamp>.json
 from __future__ import annotations
 
 import argparse
+import asyncio
+import copy
 import json
 import os
 import random
@@ -35,6 +49,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import ldap3
@@ -103,9 +118,39 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "{secret}"
 math.randomseed(7)
+local counter = 0
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
 request = function()
   local mail = string.format("user%05d@example.com", math.random(0, users - 1))
-  return wrk.format(nil, nil, nil, (template:gsub("MAIL", mail)))
+  counter = counter + 1
+  local event = string.format("bench-%d-%d-%d", id, counter, math.random(0, 1000000000))
+  return wrk.format(nil, nil, nil, (template:gsub("MAIL", mail):gsub("EVENT", event)))
+end
+"""
+
+# Every request a user not asked before: thread t of 2 takes users offset + t, offset + t + 2, ...
+WRK_STREAM_SCRIPT = """
+local template = [[{template}]]
+local users = {users}
+local offset = {offset}
+local threads = 0
+local counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "{secret}"
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+request = function()
+  local mail = string.format("user%05d@example.com", (offset + counter * 2 + id) % users)
+  counter = counter + 1
+  local event = string.format("stream-%d-%d-%d", id, counter, offset)
+  return wrk.format(nil, nil, nil, (template:gsub("MAIL", mail):gsub("EVENT", event)))
 end
 """
 
@@ -216,8 +261,9 @@ def measure_service(
     wrapper: str | None,
     script: Path,
     args: argparse.Namespace,
-    connections: int,
+    connections: int | None = None,
 ) -> dict:
+    connections = connections or args.connections
     process, url, metrics_url = run_service(config, workdir, env, wrapper)
     try:
         wrk(url, script, connections, 2)  # warm-up: pool and first-call paths
@@ -238,6 +284,122 @@ def measure_service(
         stop(process)
 
 
+def measure_bare_sanic(script: Path, args: argparse.Namespace) -> dict:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "bare_sanic.py"), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=0.5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/hooks/registration"
+        wrk(url, script, args.connections, 2)
+        return wrk(url, script, args.connections, args.duration)
+    finally:
+        stop(process)
+
+
+def measure_stream(config: dict, workdir: Path, template: dict, args: argparse.Namespace, offset: int) -> dict:
+    """wrk with every request for a user not asked before (users offset, offset + 1, ...)."""
+    warm, measured = workdir / f"stream-warm-{offset}.lua", workdir / f"stream-{offset}.lua"
+    for path, start in ((warm, offset + args.users // 2), (measured, offset)):
+        path.write_text(
+            WRK_STREAM_SCRIPT.format(users=args.users, offset=start, template=json.dumps(template), secret=SECRET)
+        )
+    process, url, metrics_url = run_service(config, workdir, {}, None)
+    try:
+        wrk(url, warm, args.connections, 2)
+        before = outcomes(metrics_url)
+        row = wrk(url, measured, args.connections, args.duration)
+        after = outcomes(metrics_url)
+        total = sum(after.values()) - sum(before.values())
+        row["enriched_pct"] = 100 * (after.get("enriched", 0) - before.get("enriched", 0)) / max(total, 1)
+        return row
+    finally:
+        stop(process)
+
+
+async def open_loop_run(url: str, body_for: Any, rate: float, seconds: float, connections: int = 64) -> dict:
+    """Send ``rate`` requests per second for ``seconds``, each planned at a fixed time whatever happened
+    to the previous ones; latency counts from the planned time, so a stall shows in full (no coordinated
+    omission, as wrk2 measures). A minimal HTTP/1.1 keep-alive client on asyncio streams: a general
+    client (httpx) costs more CPU per request than the service under test on a 2-core machine."""
+    host, port, path = re.match(r"http://([^:/]+):(\d+)(/.*)", url).groups()
+    queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+    latencies: list[float] = []
+    errors = 0
+
+    async def connection() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        while (item := await queue.get()) is not None:
+            index, planned = item
+            body = body_for(index)
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {SECRET}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            answer = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - planned)
+            if not head.startswith(b"HTTP/1.1 200") or b'"enriched"' not in answer:
+                errors += 1
+        writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    count = int(rate * seconds)
+    start = time.perf_counter() + 0.2
+    for index in range(count):
+        planned = start + index / rate
+        delay = planned - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((index, planned))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    elapsed = time.perf_counter() - start
+    return {
+        "requests": count,
+        "rate": count / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "errors": errors,
+    }
+
+
+def measure_open_loop(config: dict, workdir: Path, template: dict, args: argparse.Namespace) -> dict:
+    rng = random.Random(7)
+    text = json.dumps(template)
+
+    def body(index: int, user: int) -> bytes:
+        return text.replace("MAIL", f"user{user:05d}@example.com").replace("EVENT", f"open-{index}").encode()
+
+    process, url, _ = run_service(config, workdir, {}, None)
+    try:
+        asyncio.run(open_loop_run(url, lambda i: body(-i - 1, i % 200), 100, 3))  # warm the hot set
+        return asyncio.run(open_loop_run(url, lambda i: body(i, rng.randrange(200)), args.open_rate, args.duration))
+    finally:
+        stop(process)
+
+
+def measure_cache_memory() -> dict:
+    output = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "cache_memory.py")], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def stop(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -254,7 +416,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=75)
     parser.add_argument("--lookups", type=int, default=2000, help="lookups per ldap3 loop")
     parser.add_argument("--overload-connections", type=int, default=200, help="connections of the overload variant")
-    parser.add_argument("--only", default="", help="run only the variants whose name contains this text")
+    parser.add_argument("--open-rate", type=float, default=300, help="requests/s of the open-loop run")
+    parser.add_argument(
+        "--only",
+        choices=("all", "cache", "service", "overload"),
+        default="all",
+        help="cache: the cache variants and baselines; service: the hook variants; overload: 200 connections",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install -y wrk (or make setup)", file=sys.stderr)
@@ -262,68 +430,117 @@ def main() -> int:
 
     template = json.loads((REPO / "service/demo/data/registration-event.json").read_text())
     template["data"]["userProfile"]["email"] = template["data"]["userProfile"]["login"] = "MAIL"
+    template["eventId"] = "EVENT"  # a distinct eventId per request: Okta's retries are not what is measured
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="okta-ldap-hook-bench-") as tmp:
         workdir = Path(tmp)
         script = workdir / "post.lua"
         script.write_text(WRK_SCRIPT.format(users=args.users, template=json.dumps(template), secret=SECRET))
+        hot = workdir / "hot.lua"
+        hot.write_text(WRK_SCRIPT.format(users=200, template=json.dumps(template), secret=SECRET))
         print(f"loading {args.users} users into slapd...", file=sys.stderr)
         with Slapd(workdir / "ldap", generate_users(args.users)) as ldap:
             config = yaml.safe_load((REPO / "service/demo/data/demo-config.yaml").read_text())
             config["hooks"] = {"registration": config["hooks"]["registration"]}
             config["directory"]["urls"] = [ldap.url]
             config["logging"] = {"level": "info", "format": "json"}
+            cached = copy.deepcopy(config)
+            cache_off = {"fresh_seconds": 0, "stale_seconds": 0, "negative_seconds": 0, "replay_seconds": 0}
+            config["hooks"]["registration"]["cache"] = cache_off
 
-            if args.only in "ldap3 loop, pooled connection":
-                rows["ldap3 loop, pooled connection"] = ldap3_loop(ldap.url, args.users, args.lookups, False)
-            if args.only in "ldap3 loop, connect+bind per lookup":
+            rows["ldap3 loop, pooled connection"] = ldap3_loop(ldap.url, args.users, args.lookups, False)
+            if args.only == "all":
                 rows["ldap3 loop, connect+bind per lookup"] = ldap3_loop(ldap.url, args.users, args.lookups // 4, True)
 
             sink = ThreadingHTTPServer(("127.0.0.1", free_port()), OtlpSink)
             threading.Thread(target=sink.serve_forever, daemon=True).start()
             otlp = f"http://127.0.0.1:{sink.server_address[1]}"
             no_reuse = {**config, "directory": {**config["directory"], "connection_max_age_seconds": 1e-9}}
-            c, overload = args.connections, args.overload_connections
-            variants = [
-                ("hook, pooled (metrics + logs on)", config, {}, None, c),
-                ("hook, connect+bind per request", no_reuse, {}, None, c),
-                ("hook, telemetry off", config, {}, "no_telemetry.py", c),
-                (
-                    "hook, tracing 10 % sampled",
-                    config,
-                    {
-                        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
-                        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                        "OTEL_TRACES_SAMPLER_ARG": "0.1",
-                    },
-                    None,
-                    c,
-                ),
-                (f"hook, overload ({overload} connections)", config, {}, None, overload),
-            ]
-            variants = [variant for variant in variants if args.only in variant[0]]
-            runs: dict[str, list[dict]] = {name: [] for name, *_ in variants}
+            variants: list[tuple[str, Any]] = []
+            if args.only in ("all", "service"):
+                variants += [
+                    (
+                        "hook, pooled (metrics + logs on)",
+                        lambda: measure_service(config, workdir, {}, None, script, args),
+                    ),
+                    (
+                        "hook, connect+bind per request",
+                        lambda: measure_service(no_reuse, workdir, {}, None, script, args),
+                    ),
+                    (
+                        "hook, telemetry off",
+                        lambda: measure_service(config, workdir, {}, "no_telemetry.py", script, args),
+                    ),
+                    (
+                        "hook, tracing 10 % sampled",
+                        lambda: measure_service(
+                            config,
+                            workdir,
+                            {
+                                "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
+                                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+                            },
+                            None,
+                            script,
+                            args,
+                        ),
+                    ),
+                ]
+            if args.only in ("all", "overload"):
+                overload = args.overload_connections
+                variants.append(
+                    (
+                        f"hook, overload ({overload} connections)",
+                        lambda: measure_service(config, workdir, {}, None, script, args, overload),
+                    )
+                )
+            if args.only in ("all", "cache"):
+                offsets = iter(range(0, 10 * args.rounds * 2))
+                variants += [
+                    ("bare Sanic (HTTP ceiling)", lambda: measure_bare_sanic(hot, args)),
+                    ("hook, cache, hot set of 200", lambda: measure_service(cached, workdir, {}, None, hot, args)),
+                    (
+                        "hook, cache off, new users",
+                        lambda: measure_stream(config, workdir, template, args, next(offsets) * args.users // 20),
+                    ),
+                    (
+                        "hook, cache, new users",
+                        lambda: measure_stream(cached, workdir, template, args, next(offsets) * args.users // 20),
+                    ),
+                ]
+            runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
             for round_ in range(args.rounds):  # interleaved, so a slow minute of the machine hits every variant
-                for name, variant_config, env, wrapper, connections in variants:
+                for name, measure in variants:
                     print(f"round {round_ + 1}/{args.rounds}: {name}...", file=sys.stderr)
-                    runs[name].append(measure_service(variant_config, workdir, env, wrapper, script, args, connections))
+                    runs[name].append(measure())
             for name, results in runs.items():
                 # the run with the median throughput, whole, so its latencies belong to its rate
                 rows[name] = sorted(results, key=lambda row: row["rate"])[len(results) // 2]
                 rows[name]["rates"] = [round(row["rate"]) for row in results]
-                rows[name]["max_ms_each"] = [round(row["max_ms"]) for row in results]
+                rows[name]["max_ms_each"] = [round(row.get("max_ms", 0)) for row in results]
             if "hook, tracing 10 % sampled" in rows:
                 rows["hook, tracing 10 % sampled"]["otlp_exports"] = OtlpSink.received
             sink.shutdown()
+            if args.only in ("all", "cache"):
+                print(f"open loop at {args.open_rate:.0f} req/s on the hot set...", file=sys.stderr)
+                rows[f"hook, cache, hot set, open loop {args.open_rate:.0f} req/s"] = measure_open_loop(
+                    cached, workdir, template, args
+                )
+                print("RSS with 100,000 users cached...", file=sys.stderr)
+                memory = measure_cache_memory()
 
-    baseline = rows.get("hook, pooled (metrics + logs on)", {}).get("rate")
+    baseline_name = next(
+        (n for n in ("hook, pooled (metrics + logs on)", "hook, cache off, new users") if n in rows), None
+    )
+    baseline = rows[baseline_name]["rate"] if baseline_name else 1.0
     print(
         f"\n{args.users} users, {args.connections} connections ({args.overload_connections} for the overload "
-        f"variant), {args.rounds} interleaved runs of {args.duration} s per hook variant (median shown), "
-        f"{os.cpu_count()} cores\n"
+        f"variant), {args.rounds} interleaved runs of {args.duration} s "
+        f"per variant (median shown), {os.cpu_count()} cores; ratios against '{baseline_name}'\n"
     )
     print(
-        "| variant | requests | req/s | p50 ms | p99 ms | max ms | non-2xx | enriched | vs pooled hook "
+        "| variant | requests | req/s | p50 ms | p99 ms | max ms | non-2xx | enriched | vs baseline "
         "| req/s of each run |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -344,6 +561,20 @@ def main() -> int:
                 f"timed them (from the first byte); slowest answer of each run (ms), as wrk saw it: "
                 f"{', '.join(str(v) for v in row['max_ms_each'])}"
             )
+    if args.only in ("all", "cache"):
+        bare = rows["bare Sanic (HTTP ceiling)"]["rate"]
+        raw = rows["ldap3 loop, pooled connection"]["rate"]
+        open_row = rows[f"hook, cache, hot set, open loop {args.open_rate:.0f} req/s"]
+        print(
+            f"\nhot set vs bare Sanic: {rows['hook, cache, hot set of 200']['rate'] / bare:.2f}x; "
+            f"new users, cache on vs the raw ldap3 loop: {rows['hook, cache, new users']['rate'] / raw:.2f}x "
+            f"(cache off: {rows['hook, cache off, new users']['rate'] / raw:.2f}x); "
+            f"open loop {args.open_rate:.0f} req/s: p50 {open_row['p50_ms']:.1f} ms, p99 {open_row['p99_ms']:.1f} ms, "
+            f"max {open_row['max_ms']:.1f} ms, {open_row['errors']} not enriched; "
+            f"RSS with {memory['entries']} users cached: {memory['rss_after_mib']} MiB "
+            f"({memory['rss_before_mib']} MiB before, {memory['bytes_per_entry']} bytes per entry)"
+        )
+        rows["cache memory"] = memory
     results = REPO / "bench-results"
     results.mkdir(exist_ok=True)
     (results / time.strftime("%Y%m%dT%H%M%S.json")).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

@@ -324,7 +324,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
     answers = [
         timeseries(
             "Hook calls by type and outcome",
-            "What Okta received, per hook type: enriched (directory attributes returned), no_match (user "
+            "What Okta received, per hook type: enriched (directory attributes returned), enriched_stale "
+            "(attributes from the cache while the directory fails), no_match (user "
             "not in the directory), refused_identifier (a login no real Okta user has: never looked up), "
             "fallback_deadline / fallback_ldap_error / fallback_internal_error "
             "(fallback answer), "
@@ -630,9 +631,67 @@ def rows() -> list[tuple[str, list[Panel]]]:
         ("Are Okta logins at risk?", risk),
         ("Answers to Okta", answers),
         ("Deadline and timeouts", deadline),
+        ("Cache", cache_row()),
         ("Directory (LDAP)", directory),
         ("Hook authentication (OAuth)", oauth),
         ("Saturation and versions", saturation),
+    ]
+
+
+def cache_row() -> list[Panel]:
+    """The cache between the hooks and the directory (README, "Answering from memory")."""
+    lookups = f"okta_hook_cache_lookups_total{{{SEL}}}"
+    hits = f'okta_hook_cache_lookups_total{{{SEL},result=~"hit|negative_hit"}}'
+    return [
+        timeseries(
+            "Cache hit ratio",
+            "Share of directory lookups answered from memory (fresh entries and fresh 'no such user'), by "
+            "hook type. Low after a deploy or a flush (SIGHUP); lower than usual for long: fresh_seconds "
+            "too short, max_entries too small (see evictions), or many new users.",
+            targets(
+                (
+                    f"sum by (hook_type) (rate({hits}[{RI}])) / sum by (hook_type) (rate({lookups}[{RI}]))",
+                    "{{hook_type}}",
+                )
+            ),
+            "percentunit",
+            w=6,
+        ),
+        timeseries(
+            "Answers served stale",
+            "Answers per second enriched from an older cache entry because the directory failed (outcome "
+            "enriched_stale). Users are still enriched, with data up to stale_seconds old; any of it "
+            "raises OktaHookServingStale.",
+            targets(
+                (
+                    f'sum by (hook_type) (rate(okta_hook_requests_total{{{SEL},outcome="enriched_stale"}}[{RI}]))',
+                    "{{hook_type}}",
+                )
+            ),
+            "reqps",
+            w=6,
+        ),
+        timeseries(
+            "Cache entries",
+            "Directory answers held in memory per hook type, summed over pods (bounded by max_entries per "
+            "pod and hook type).",
+            targets((f"sum by (hook_type) (okta_hook_cache_entries{{{SEL}}})", "{{hook_type}}")),
+            "short",
+            w=6,
+        ),
+        timeseries(
+            "Cache churn",
+            "Per second: entries dropped at the max_entries bound, background refreshes by result, Okta "
+            "retries answered again, flushes by an operator.",
+            targets(
+                (f"sum(rate(okta_hook_cache_evictions_total{{{SEL}}}[{RI}]))", "evictions"),
+                (f"sum by (result) (rate(okta_hook_cache_refreshes_total{{{SEL}}}[{RI}]))", "refresh {{result}}"),
+                (f"sum(rate(okta_hook_replayed_answers_total{{{SEL}}}[{RI}]))", "replayed answers"),
+                (f"sum(rate(okta_hook_cache_flushes_total{{{SEL}}}[{RI}]))", "flushes"),
+            ),
+            "ops",
+            w=6,
+        ),
     ]
 
 

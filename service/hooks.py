@@ -6,13 +6,22 @@ directory in ``service.directory``, and what to do on failure in ``service.polic
 
 from __future__ import annotations
 
+import marshal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from service import mapping
-from service.directory import DeadlineExceeded, Directory, DirectoryEntry, DirectoryError
+from service.cache import RecentAnswers
+from service.directory import (
+    CacheResult,
+    DeadlineExceeded,
+    DirectoryEntry,
+    DirectoryError,
+    UserDirectory,
+    UserQuery,
+)
 from service.okta import (
     HookEvent,
     HookType,
@@ -54,6 +63,9 @@ class HookResult:
     #: Why the identifier was not looked up (outcome ``refused_identifier``).
     refusal: IdentifierRefusal | None = None
     directory_seconds: float = 0.0
+    #: How the cache answered (``hit``, ``miss``, ``stale``, ``negative_hit``), ``replay`` for an event
+    #: answered before (Okta's retry), None with no cache or when no lookup was made.
+    cache: CacheResult | Literal["replay"] | None = None
     #: A group claim was cut to its rule's ``max``.
     groups_cut: bool = False
     #: A group claim came from a nested walk stopped by ``max_depth``/``max_groups``.
@@ -63,20 +75,63 @@ class HookResult:
 
 
 class Hook:
-    def __init__(self, hook_type: HookType, settings: HookSettings, directory: Directory) -> None:
+    def __init__(self, hook_type: HookType, settings: HookSettings, directory: UserDirectory) -> None:
         self.type = hook_type
         self.settings = settings
         self._directory = directory
         self._enrich = _ENRICHERS[hook_type]
         # Only registration has a deny answer; settings validation refuses `deny` for the other types.
         self._deny_message = settings.deny_message if isinstance(settings, RegistrationSettings) else None
-        self._attributes = mapping.required_attributes(settings.rules())
-        self._resolve = mapping.resolutions(settings.rules())
-        self._groups = mapping.memberships(settings.rules())
+        rules = settings.rules()
+        # The cache key: the groups are in it, so an entry read without the nested walk never answers
+        # a mapping that needs nested groups.
+        self._query = UserQuery.of(
+            "", mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
+        )
+        self._answered: RecentAnswers[tuple[str, str], _Answered] = RecentAnswers(settings.cache.replay_seconds)
+
+    def forget_answers(self) -> None:
+        """Drop the answers kept for Okta's retries (with the cache, on an operator's flush)."""
+        self._answered.clear()
 
     async def answer(self, event: HookEvent, received_at: float) -> HookResult:
         """Answer ``event`` within the deadline, counted from ``received_at`` (:func:`time.monotonic`, the
-        arrival of the request's first byte): time spent queued before the handler counts."""
+        arrival of the request's first byte): time spent queued before the handler counts.
+
+        An event answered from the directory's data shortly before (Okta's retry: same eventId, same
+        user) gets that same answer again. A fallback is not repeated: the retry is a second chance."""
+        key = (event.event_id, event.subject.pick(self.settings.subject))
+        if event.event_id:
+            previous = self._answered.get(key)
+            if previous is not None:
+                outcome, denied, error_kind, groups_cut, groups_incomplete, body = previous
+                return HookResult(
+                    outcome,
+                    marshal.loads(body),
+                    event.event_id,
+                    denied=denied,
+                    error_kind=error_kind,
+                    cache="replay",
+                    groups_cut=groups_cut,
+                    groups_incomplete=groups_incomplete,
+                )
+        result = await self._answer(event, received_at)
+        if event.event_id and result.outcome in _REPLAYED:
+            # marshal: a tenth of the memory of the body as dicts, for up to 10,000 remembered answers
+            self._answered.put(
+                key,
+                (
+                    result.outcome,
+                    result.denied,
+                    result.error_kind,
+                    result.groups_cut,
+                    result.groups_incomplete,
+                    marshal.dumps(result.body),
+                ),
+            )
+        return result
+
+    async def _answer(self, event: HookEvent, received_at: float) -> HookResult:
         identifier = event.subject.pick(self.settings.subject)
         started = time.monotonic()
         refusal = identifier_refusal(identifier)
@@ -90,37 +145,36 @@ class Hook:
             # starting it would only delay the requests queued behind this one. Answer now.
             return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage="queue")
         try:
-            entry = await self._directory.find_user(
-                identifier,
-                attributes=self._attributes,
-                resolve=self._resolve,
-                deadline=deadline,
-                groups=self._groups,
-            )
+            lookup = await self._directory.find_user(self._query.with_identifier(identifier), deadline)
         except DeadlineExceeded as exceeded:
             return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage=exceeded.stage)
         except DirectoryError as error:
             return self._fallback(event, Outcome.FALLBACK_LDAP_ERROR, started, error_kind=error.kind)
         except Exception as error:  # a bug must not become a 500: Okta would deny the registration
             return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error=error)
+        entry, cache = lookup.entry, lookup.cache
         if entry is None:
-            return self._fallback(event, Outcome.NO_MATCH, started)
+            return self._fallback(event, Outcome.NO_MATCH, started, cache=cache)
         mapper = _Mapper(entry)
         try:
             body = self._enrich(self.settings, event, mapper)
         except Exception as error:
-            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error=error)
+            return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error=error, cache=cache)
         elapsed = time.monotonic() - started
-        context = _diagnostics(Outcome.ENRICHED, elapsed)
+        # Stale: the directory failed (lookup.error_kind says how) and an older answer was served.
+        outcome = Outcome.ENRICHED_STALE if cache == "stale" else Outcome.ENRICHED
+        context = _diagnostics(outcome, elapsed, error_kind=lookup.error_kind, cache=cache)
         if mapper.cut or mapper.incomplete:
             context["groupsTruncated"] = True
         body = with_debug_context(body, context)
         return HookResult(
-            Outcome.ENRICHED,
+            outcome,
             body,
             event.event_id,
             event.event_id_rejected,
+            error_kind=lookup.error_kind,
             directory_seconds=elapsed,
+            cache=cache,
             groups_cut=mapper.cut,
             groups_incomplete=mapper.incomplete,
         )
@@ -135,6 +189,7 @@ class Hook:
         error_kind: str | None = None,
         refusal: IdentifierRefusal | None = None,
         error: Exception | None = None,
+        cache: CacheResult | None = None,
     ) -> HookResult:
         if error is not None:
             error_kind = type(error).__name__
@@ -144,7 +199,7 @@ class Hook:
         deny = deny_message is not None
         body = denial(deny_message) if deny_message is not None else no_change()
         elapsed = time.monotonic() - started
-        diagnostics = _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind, refusal=refusal)
+        diagnostics = _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind, refusal=refusal, cache=cache)
         body = with_debug_context(body, diagnostics)
         return HookResult(
             outcome,
@@ -157,7 +212,16 @@ class Hook:
             refusal=refusal,
             directory_seconds=elapsed,
             exception=error,
+            cache=cache,
         )
+
+
+#: What is remembered of an answer for Okta's retry: outcome, denied, error kind, group claim cut,
+#: group walk incomplete, body (marshal).
+_Answered = tuple[Outcome, bool, str | None, bool, bool, bytes]
+
+#: Answers made from the directory's data: what Okta's retry of the same event gets again.
+_REPLAYED = frozenset({Outcome.ENRICHED, Outcome.ENRICHED_STALE, Outcome.NO_MATCH})
 
 
 class _Mapper:
@@ -182,6 +246,7 @@ def _diagnostics(
     stage: str | None = None,
     error_kind: str | None = None,
     refusal: IdentifierRefusal | None = None,
+    cache: str | None = None,
 ) -> dict[str, str | int]:
     """What Okta's System Log shows about this answer: fixed vocabularies and a duration, nothing from
     the event or the directory entry."""
@@ -192,6 +257,8 @@ def _diagnostics(
         context["error"] = error_kind
     if refusal:
         context["reason"] = refusal.value
+    if cache:
+        context["cache"] = cache
     return context
 
 

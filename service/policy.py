@@ -11,7 +11,8 @@ from enum import StrEnum
 
 
 class Outcome(StrEnum):
-    ENRICHED = "enriched"  # the directory answered; mapped attributes returned
+    ENRICHED = "enriched"  # the directory (or a fresh cache entry) answered; mapped attributes returned
+    ENRICHED_STALE = "enriched_stale"  # the directory failed; attributes from an older answer in the cache
     NO_MATCH = "no_match"  # the user is not in the directory
     #: The event's identifier cannot be a real login (control characters, too long, a foreign domain...):
     #: never looked up, answered like an unknown user (``on_unknown_user``).

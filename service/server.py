@@ -7,6 +7,8 @@ exposed to Okta through an Ingress while /livez, /readyz and /metrics stay on a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import struct
 import time
@@ -35,12 +37,13 @@ from sanic.response import BaseHTTPResponse, text
 from sanic.server.protocols.http_protocol import HttpProtocol
 
 from service.auth import HookAuthenticator, SecretVerifier
-from service.directory import Directory
+from service.cache import CachedDirectory, CachePolicy
+from service.directory import Directory, UserDirectory
 from service.hooks import Hook
 from service.oauth import FETCH_ERRORS, BearerVerifier, IssuerKeys, Rejection
 from service.okta import EventError, parse_event
 from service.policy import Outcome
-from service.settings import Secrets, Settings
+from service.settings import HookSettings, Secrets, Settings
 from service.telemetry import Telemetry
 from service.telemetry.logs import log_exception
 from service.telemetry.requests import RequestObservation
@@ -237,7 +240,17 @@ def create_apps(
     state = ServiceState()
     verifier, issuer_keys = _authenticator(settings, secrets, telemetry)
     directory = Directory(settings.directory, secrets.bind_password, telemetry.directory)
-    hooks = [Hook(t, s, directory) for t, s in settings.hooks.enabled().items()]
+    caches: list[CachedDirectory] = []
+    hooks = []
+    for hook_type, hook_settings in settings.hooks.enabled().items():
+        policy = cache_policy(hook_settings)
+        source: UserDirectory = directory
+        if policy.enabled:
+            cache = CachedDirectory(directory, policy, telemetry.cache(hook_type.value))
+            telemetry.watch_cache(hook_type.value, cache.__len__)
+            caches.append(cache)
+            source = cache
+        hooks.append(Hook(hook_type, hook_settings, source))
     telemetry.declare((hook.type.value for hook in hooks), directory.servers)
     telemetry.watch_pool(directory.pool_state)
     hook_paths = {hook.type.path: hook.type.value for hook in hooks}
@@ -292,9 +305,19 @@ def create_apps(
     hook_app.register_middleware(observe_response, "response")
     hook_app.register_middleware(close_when_draining, "response")
 
+    def flush_caches() -> None:
+        """Forget every cached directory answer and every answer kept for Okta's retries."""
+        entries = sum(cache.clear() for cache in caches)
+        for hook in hooks:
+            hook.forget_answers()
+        telemetry.cache_flushed(entries)
+
     @hook_app.before_server_start
     async def start_directory(app: App) -> None:
         state.background.append(await directory.start_background())
+        # SIGHUP empties the cache: see README "Answering from memory" for why a signal, not an endpoint.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, flush_caches)
 
     if issuer_keys is not None:
 
@@ -340,6 +363,18 @@ def create_apps(
         return HTTPResponse(encoder(telemetry.metrics.exposed), content_type=content_type)
 
     return hook_app, ops_app
+
+
+def cache_policy(settings: HookSettings) -> CachePolicy:
+    cache = settings.cache
+    return CachePolicy(
+        fresh_seconds=cache.fresh_seconds,
+        stale_seconds=cache.stale_seconds,
+        negative_seconds=cache.negative_seconds,
+        refresh_ahead_seconds=cache.refresh_ahead_seconds,
+        max_entries=cache.max_entries,
+        refresh_budget_seconds=settings.deadline_seconds,
+    )
 
 
 def _authenticator(

@@ -74,6 +74,36 @@ class AuthSettings(_Section):
         return self
 
 
+class CacheSettings(_Section):
+    """How long the directory's answers are reused (README, "Answering from memory"). ``0`` turns each off.
+
+    A change in the directory (a group removal) reaches Okta only after ``fresh_seconds``; stale
+    entries are served only while the directory fails, never instead of a working directory.
+    """
+
+    #: An answer this young is served without asking the directory.
+    fresh_seconds: float = Field(300, ge=0)
+    #: While the directory fails (timeout, deadline, connection, server down; never when several
+    #: entries match), an answer up to this old is served, outcome ``enriched_stale``. 0 or >= fresh_seconds.
+    stale_seconds: float = Field(3600, ge=0)
+    #: "No such user" is remembered this long (shorter: a user created in the directory shows up soon).
+    negative_seconds: float = Field(60, ge=0)
+    #: An entry requested within this many seconds of going stale is re-read in the background, so a hot
+    #: user never waits on the directory. Capped at half of fresh_seconds.
+    refresh_ahead_seconds: float = Field(30, ge=0)
+    #: Least recently used entries are dropped beyond this many (per hook type; ~0.4 KB each).
+    max_entries: int = Field(100_000, ge=0, le=10_000_000)
+    #: An event Okta re-sends (same eventId, same user) within this many seconds gets the very same
+    #: answer, when that answer came from the directory's data. Okta retries once, after its 3 s timeout.
+    replay_seconds: float = Field(10, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CacheSettings:
+        if self.stale_seconds and self.stale_seconds < self.fresh_seconds:
+            raise ValueError("stale_seconds must be 0 (off) or at least fresh_seconds")
+        return self
+
+
 class HookSettings(_Section):
     #: Which identifier of the Okta user is looked up in ``directory.user_search.match_attribute``.
     #: When the event lacks it, the other one is used.
@@ -87,6 +117,8 @@ class HookSettings(_Section):
     on_directory_error: FailureAction = FailureAction.CONTINUE
     #: What to answer when the directory has no such user.
     on_unknown_user: FailureAction = FailureAction.CONTINUE
+    #: Reuse of the directory's answers: freshness, stale-if-error, bound, Okta retries.
+    cache: CacheSettings = CacheSettings()
 
     @model_validator(mode="after")
     def _lookup_fits_the_deadline(self) -> HookSettings:

@@ -17,7 +17,14 @@ from service.demo.slapd import free_port
 
 
 class PrometheusServer:
-    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        rule_files: list[Path] | None = None,
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+    ) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
             raise RuntimeError(
@@ -27,7 +34,7 @@ class PrometheusServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
             "scrape_configs": [{"job_name": "okta-ldap-hook", "static_configs": [{"targets": targets}]}],
         }
         if rule_files:

@@ -14,7 +14,7 @@ import pytest
 from conftest import HangingServer
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port, make_ca
-from service.directory import DeadlineExceeded, Directory, DirectoryConfig, DirectoryError, UserSearch
+from service.directory import DeadlineExceeded, Directory, DirectoryConfig, DirectoryError, UserQuery, UserSearch
 
 ATTRIBUTES = frozenset({"mail", "title", "departmentnumber", "manager", "memberof"})
 RESOLVE = {"manager": frozenset({"mail"})}
@@ -68,9 +68,8 @@ def opened(*urls: str, observer: CountingObserver | None = None, **options) -> I
 
 def find(directory: Directory, identifier: str, budget: float = 2.0):
     async def run():
-        return await directory.find_user(
-            identifier, attributes=ATTRIBUTES, resolve=RESOLVE, deadline=time.monotonic() + budget
-        )
+        lookup = await directory.find_user(UserQuery.of(identifier, ATTRIBUTES, RESOLVE), time.monotonic() + budget)
+        return lookup.entry
 
     return asyncio.run(run())
 
@@ -149,7 +148,7 @@ def test_connections_are_reused_not_opened_per_request(slapd: Slapd) -> None:
     async def burst():
         deadline = time.monotonic() + 5
         lookups = [
-            directory.find_user("alice.wong@example.com", attributes=ATTRIBUTES, resolve=RESOLVE, deadline=deadline)
+            directory.find_user(UserQuery.of("alice.wong@example.com", ATTRIBUTES, RESOLVE), deadline)
             for _ in range(60)
         ]
         return await asyncio.gather(*lookups)
@@ -159,7 +158,7 @@ def test_connections_are_reused_not_opened_per_request(slapd: Slapd) -> None:
         size, in_use, waiting = directory.pool_state()
     finally:
         directory.close()
-    assert all(entry.values("title") == ("Software Engineer",) for entry in results)
+    assert all(lookup.entry.values("title") == ("Software Engineer",) for lookup in results)
     assert observer.operations[("search", "ok")] == 60
     assert observer.operations[("bind", "ok")] <= 3  # at most one bind per pooled connection
     assert (in_use, waiting) == (0, 0) and 1 <= size <= 3

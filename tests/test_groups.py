@@ -24,7 +24,15 @@ from prometheus_client import generate_latest
 from sanic import Sanic
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port
-from service.directory import DeadlineExceeded, Directory, DirectoryConfig, DirectoryEntry, DirectoryError, Groups
+from service.directory import (
+    DeadlineExceeded,
+    Directory,
+    DirectoryConfig,
+    DirectoryEntry,
+    DirectoryError,
+    Groups,
+    UserQuery,
+)
 from service.directory.groups import in_chain_filter, member_filter
 from service.mapping import MappingRule, guid_string, map_entry, sid_string
 from service.server import create_apps
@@ -152,11 +160,7 @@ def test_a_referral_is_an_error_never_a_connection_elsewhere(groups_slapd: Slapd
 
     async def lookup() -> None:
         await directory.find_user(
-            ADA_MAILS[0],
-            attributes=frozenset(),
-            resolve={},
-            deadline=time.monotonic() + 5,
-            groups=frozenset({"direct"}),
+            UserQuery.of(ADA_MAILS[0], frozenset(), {}, frozenset({"direct"})), time.monotonic() + 5
         )
 
     try:
@@ -179,11 +183,7 @@ def test_the_deadline_stops_the_lookup_in_the_groups_stage(groups_slapd: Slapd) 
 
     async def lookup() -> None:
         await directory.find_user(
-            ADA_MAILS[0],
-            attributes=frozenset(),
-            resolve={},
-            deadline=time.monotonic() + 1.5,
-            groups=frozenset({"nested"}),
+            UserQuery.of(ADA_MAILS[0], frozenset(), {}, frozenset({"nested"})), time.monotonic() + 1.5
         )
 
     try:

@@ -43,7 +43,7 @@ def test_self_service_registration_is_enriched(service: InProcessService) -> Non
     assert response.status_code == 200
     body = response.json()
     validate_response("registration", body)
-    assert set(body["debugContext"]) == {"outcome", "directoryMs"}  # Okta's System Log: diagnostics only
+    assert set(body["debugContext"]) == {"outcome", "directoryMs", "cache"}  # Okta's System Log: diagnostics only
     assert body["debugContext"]["outcome"] == "enriched"
     profile = commands(body)["com.okta.user.profile.update"]
     assert profile == {
@@ -261,7 +261,7 @@ def test_deny_policy_for_unknown_registrant(slapd, start_service) -> None:
     assert body == {
         "commands": [{"type": "com.okta.action.update", "value": {"registration": "DENY"}}],
         "error": {"errorSummary": message},
-        "debugContext": {"outcome": "no_match", "directoryMs": body["debugContext"]["directoryMs"]},
+        "debugContext": {"outcome": "no_match", "directoryMs": body["debugContext"]["directoryMs"], "cache": "miss"},
     }
     assert 'okta_hook_denials_total{hook_type="registration",reason="no_match"} 1.0' in service.metrics()
 

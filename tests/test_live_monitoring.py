@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
@@ -208,3 +209,78 @@ def render_panels(prometheus: PrometheusServer, started: float, out: Path) -> No
     for item in manifest:
         data = (out / item["file"]).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, item["file"]
+
+
+def firing(prometheus: PrometheusServer) -> set[str]:
+    alerts = prometheus.client.get("/api/v1/alerts").json()["data"]["alerts"]
+    return {alert["labels"]["alertname"] for alert in alerts if alert["state"] == "firing"}
+
+
+def test_users_not_enriched_fires_within_90_s_of_the_directory_hanging(tmp_path: Path, start_service) -> None:
+    """The issue's measurement, with the cache: a real Prometheus scraping every 5 s, the directory
+    hanging behind a proxy, 2 calls/s, the operation timeout (2.0 s) ending lookups before the deadline
+    (2.5 s). Half the calls are for a user in the cache (served stale), half for one who is not
+    (fallback). OktaHookUsersNotEnriched must fire within 90 s, OktaHookServingStale too."""
+    with Slapd(tmp_path / "ldap", (REPO / "service/demo/data/demo.ldif").read_text()) as ldap:
+        proxy = SwitchableProxy(ldap.port)
+        config = service_config(
+            proxy.url, directory=directory_config(proxy.url, operation_timeout_seconds=2.0, pool_size=8)
+        )
+        registration = config["hooks"]["registration"]
+        registration["cache"] = {"fresh_seconds": 2, "stale_seconds": 3600}
+        config["hooks"] = {"registration": registration}
+        service = start_service(config)
+        prometheus = PrometheusServer(
+            tmp_path / "prometheus",
+            [f"127.0.0.1:{service.ops_port}"],
+            rule_files=[DASHBOARDS / "alerts.rules.yml"],
+            scrape_interval="5s",
+            evaluation_interval="5s",
+        )
+        calls = 0
+
+        def call(email: str) -> str:
+            nonlocal calls
+            calls += 1
+            event = registration_for(email)
+            event["eventId"] = f"live-{calls}"  # distinct events: not Okta retries
+            return service.post("registration", event).json()["debugContext"]["outcome"]
+
+        def drive_until(done, users: list[str]) -> list:
+            """Two calls per second, open loop (a call that hangs does not delay the next one)."""
+            futures = []
+            with ThreadPoolExecutor(16) as pool:
+                start = time.monotonic()
+                while not done():
+                    futures.append(pool.submit(call, users[len(futures) % len(users)]))
+                    time.sleep(max(0.0, start + len(futures) * 0.5 - time.monotonic()))
+                return [future.result() for future in futures]
+
+        try:
+            prometheus.wait_scraped()
+            warm_until = time.monotonic() + 15
+            healthy = drive_until(lambda: time.monotonic() > warm_until, ["rosario.jones@example.com"])
+            assert set(healthy) == {"enriched"}
+            assert firing(prometheus) == set()
+
+            proxy.hang()
+            hung_at = time.monotonic()
+            fired: dict[str, float] = {}
+
+            def both_fired() -> bool:
+                if time.monotonic() - hung_at > 120:
+                    return True
+                for name in firing(prometheus) & {"OktaHookUsersNotEnriched", "OktaHookServingStale"}:
+                    fired.setdefault(name, time.monotonic() - hung_at)
+                return len(fired) == 2
+
+            hanging = drive_until(both_fired, ["rosario.jones@example.com", "alice.wong@example.com"])
+        finally:
+            prometheus.stop()
+            proxy.close()
+
+    print(f"\nafter the directory hung: {fired} (seconds to fire), answers {Counter(hanging)}")
+    assert fired.get("OktaHookUsersNotEnriched", 999) <= 90, fired
+    assert "OktaHookServingStale" in fired, fired
+    assert {"enriched_stale", "fallback_ldap_error"} <= set(hanging), Counter(hanging)
+    assert set(hanging) <= {"enriched", "enriched_stale", "fallback_ldap_error", "fallback_deadline"}

@@ -10,8 +10,10 @@ from service.directory.config import DirectoryConfig, GroupSearch, UserSearch
 from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError
 from service.directory.observer import DirectoryObserver, NullObserver
+from service.directory.protocol import CacheResult, LookupResult, UserDirectory, UserQuery
 
 __all__ = [
+    "CacheResult",
     "DeadlineExceeded",
     "Directory",
     "DirectoryConfig",
@@ -20,7 +22,10 @@ __all__ = [
     "DirectoryObserver",
     "GroupSearch",
     "Groups",
+    "LookupResult",
     "Membership",
     "NullObserver",
+    "UserDirectory",
+    "UserQuery",
     "UserSearch",
 ]

@@ -1,4 +1,5 @@
-"""The directory as the hooks see it: ``await directory.find_user(...)`` within a deadline.
+"""The directory as the hooks see it: ``await directory.find_user(query, deadline)``, the ldap3
+implementation of :class:`~service.directory.protocol.UserDirectory`.
 
 ldap3 is blocking, so each lookup runs in one worker thread of a bounded executor, on one pooled
 connection: the user search and the DN resolutions that follow it. The event loop only waits, up to the
@@ -25,6 +26,7 @@ from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError, Stage
 from service.directory.groups import DISABLED_ACCOUNT, GroupReader
 from service.directory.observer import DirectoryObserver, NullObserver
+from service.directory.protocol import LookupResult, UserQuery
 
 #: DN-valued attributes can be long (``memberOf`` of a busy user); each resolved DN is a round trip.
 MAX_RESOLVED_VALUES = 25
@@ -74,24 +76,17 @@ class Directory:
     def servers(self) -> list[str]:
         return [server.name for server in self._pool.servers]
 
-    async def find_user(
-        self,
-        identifier: str,
-        *,
-        attributes: frozenset[str],
-        resolve: Mapping[str, frozenset[str]],
-        deadline: float,
-        groups: frozenset[Membership] = frozenset(),
-    ) -> DirectoryEntry | None:
-        """The one entry whose match attribute equals ``identifier``; None when there is none.
-        ``groups`` says which memberships to read with it (``direct``, ``nested``); it needs
-        ``directory.groups``.
+    async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
+        """The one entry whose match attribute equals ``query.identifier`` (its local part with
+        ``strip_domains``); entry None when there is none. ``query.groups`` says which memberships to
+        read with it (``direct``, ``nested``); it needs ``directory.groups``.
 
         ``deadline`` is a :func:`time.monotonic` instant. Raises :class:`DeadlineExceeded` when it passes
         and :class:`DirectoryError` when the directory fails or several entries match (``ambiguous``: a
         guess could hand one person's attributes to another).
         """
         progress = _Progress()
+        identifier, attributes, resolve, groups = query.identifier, query.attributes, dict(query.resolve), query.groups
         self._pool.adjust_waiting(+1)
         context = contextvars.copy_context()  # keeps the trace and log context in the thread
         loop = asyncio.get_running_loop()
@@ -99,7 +94,7 @@ class Directory:
             self._executor, context.run, self._lookup, identifier, attributes, resolve, groups, deadline, progress
         )
         try:
-            return await asyncio.wait_for(future, timeout=max(0.0, deadline - time.monotonic()))
+            return LookupResult(await asyncio.wait_for(future, timeout=max(0.0, deadline - time.monotonic())))
         except TimeoutError:
             progress.abandoned = True
             raise DeadlineExceeded(progress.stage) from None

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import structlog
 from opentelemetry.trace import TracerProvider
 
 from service.okta import IdentifierRefusal
 from service.policy import DENIAL_REASONS, Outcome
+from service.telemetry.cache import CacheTelemetry
 from service.telemetry.directory import DirectoryTelemetry, current_tracer
 from service.telemetry.logs import configure_logging
 from service.telemetry.metrics import Metrics
@@ -67,6 +69,19 @@ class Telemetry:
         self.metrics.pool_size.set_function(lambda: state()[0])
         self.metrics.pool_in_use.set_function(lambda: state()[1])
         self.metrics.pool_waiting.set_function(lambda: state()[2])
+
+    def cache(self, hook_type: str) -> CacheTelemetry:
+        """The observer of one hook type's cache."""
+        self.metrics.replayed_answers.labels(hook_type)
+        return CacheTelemetry(self.metrics, hook_type)
+
+    def watch_cache(self, hook_type: str, size: Callable[[], int]) -> None:
+        """Read the number of entries of one hook type's cache when Prometheus scrapes."""
+        self.metrics.cache_entries.labels(hook_type).set_function(size)
+
+    def cache_flushed(self, entries: int) -> None:
+        self.metrics.cache_flushes.inc()
+        structlog.get_logger("okta_ldap_hook").info("cache_flushed", entries=entries)
 
     def shutdown(self) -> None:
         shutdown(self.tracer_provider)

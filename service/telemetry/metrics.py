@@ -115,6 +115,37 @@ class Metrics:
         self.pool_waiting = Gauge(
             "okta_hook_ldap_pool_waiting", "Lookups waiting for a free LDAP worker.", registry=registry
         )
+        self.cache_lookups = Counter(
+            "okta_hook_cache_lookups",
+            "Directory lookups through the cache, by result: hit (fresh), negative_hit (fresh 'no such "
+            "user'), miss (asked the directory), stale (the directory failed; an older answer served).",
+            ["hook_type", "result"],
+            registry=registry,
+        )
+        self.cache_entries = Gauge(
+            "okta_hook_cache_entries", "Directory answers held in the cache.", ["hook_type"], registry=registry
+        )
+        self.cache_evictions = Counter(
+            "okta_hook_cache_evictions",
+            "Least recently used cache entries dropped at the max_entries bound.",
+            ["hook_type"],
+            registry=registry,
+        )
+        self.cache_refreshes = Counter(
+            "okta_hook_cache_refreshes",
+            "Background refreshes of entries about to go stale, by result (ok, or the error type).",
+            ["hook_type", "result"],
+            registry=registry,
+        )
+        self.cache_flushes = Counter(
+            "okta_hook_cache_flushes", "Times an operator emptied the cache (SIGHUP).", registry=registry
+        )
+        self.replayed_answers = Counter(
+            "okta_hook_replayed_answers",
+            "Events Okta sent again (same eventId) answered with the answer given the first time.",
+            ["hook_type"],
+            registry=registry,
+        )
         self.oauth_fetch_errors = Counter(
             "okta_hook_oauth_jwks_fetch_errors",
             "Failed fetches of the OAuth issuer's metadata or key set, by reason.",

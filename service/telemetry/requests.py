@@ -119,8 +119,10 @@ class RequestTelemetry:
             self._metrics.hook_requests.labels(hook_type, outcome.value).inc()
             if result is not None and result.denied and outcome in DENIAL_REASONS:
                 self._metrics.denials.labels(hook_type, DENIAL_REASONS[outcome]).inc()
-            if result is not None and result.stage is not None:
+            if result is not None and result.stage is not None and result.cache != "replay":
                 self._metrics.deadline_exceeded.labels(hook_type, result.stage).inc()
+            if result is not None and result.cache == "replay":
+                self._metrics.replayed_answers.labels(hook_type).inc()
             if result is not None and getattr(result, "groups_cut", False):
                 self._metrics.groups_truncated.labels(hook_type, "claim_max").inc()
             if result is not None and getattr(result, "groups_incomplete", False):
@@ -144,6 +146,7 @@ class RequestTelemetry:
                 denied=getattr(result, "denied", False),
                 stage=getattr(result, "stage", None),
                 error_kind=getattr(result, "error_kind", None),
+                cache=getattr(result, "cache", None),
                 groups_truncated=getattr(result, "groups_cut", False) or getattr(result, "groups_incomplete", False),
                 duration_ms=round(elapsed * 1000, 2),
                 directory_ms=round(getattr(result, "directory_seconds", 0.0) * 1000, 2),

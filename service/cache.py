@@ -1,0 +1,326 @@
+"""Answering from memory: a per-user cache of the directory's answers in front of the directory.
+
+Why: every hook call used to be an LDAP round trip, so a slow or hanging directory meant tokens and
+assertions without the claims applications authorize on, and 50 concurrent calls for one user made 50
+searches. :class:`CachedDirectory` implements the same :class:`~service.directory.UserDirectory`
+protocol as the directory it wraps:
+
+- a fresh answer (found, or "no such user" for a shorter time) is served without asking;
+- concurrent identical queries share one lookup (single-flight), each caller still bounded by its
+  own deadline;
+- a hot entry requested shortly before it goes stale is re-read in the background (refresh-ahead);
+- when the directory fails (timeout, deadline, connection, server down: anything but ``ambiguous``)
+  and an older answer exists, that answer is served as ``stale``;
+- at most ``max_entries`` entries, least recently used dropped first. Memory only, never on disk.
+
+Pure asyncio: no ldap3, no prometheus. What happens is reported to a :class:`CacheObserver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import marshal
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Generic, Protocol, TypeVar
+
+from service.directory.entry import DirectoryEntry, Groups
+from service.directory.errors import DeadlineExceeded, DirectoryError
+from service.directory.protocol import CacheResult, LookupResult, UserDirectory, UserQuery
+
+#: Background refreshes running at once, at most: they must never take the whole LDAP pool from the
+#: requests that are waiting on it.
+MAX_CONCURRENT_REFRESHES = 4
+
+
+class CacheObserver(Protocol):
+    """The seam through which telemetry watches one cache."""
+
+    def looked_up(self, result: CacheResult) -> None: ...
+
+    def evicted(self) -> None: ...
+
+    def refreshed(self, error_kind: str | None) -> None:
+        """A background refresh finished; ``error_kind`` is None when it succeeded."""
+        ...
+
+
+class NullCacheObserver:
+    def looked_up(self, result: CacheResult) -> None:
+        pass
+
+    def evicted(self) -> None:
+        pass
+
+    def refreshed(self, error_kind: str | None) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """Seconds; 0 turns each off. ``stale_seconds`` counts from when the entry was read."""
+
+    fresh_seconds: float = 300
+    stale_seconds: float = 3600
+    negative_seconds: float = 60
+    refresh_ahead_seconds: float = 30
+    max_entries: int = 100_000
+    #: The time a background refresh may take (the hook's deadline budget).
+    refresh_budget_seconds: float = 2.5
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries > 0 and (self.fresh_seconds > 0 or self.stale_seconds > 0 or self.negative_seconds > 0)
+
+
+class CachedDirectory:
+    """A :class:`UserDirectory` answering from memory when it can, from ``directory`` when it must."""
+
+    def __init__(
+        self,
+        directory: UserDirectory,
+        policy: CachePolicy,
+        observer: CacheObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._directory = directory
+        self._policy = policy
+        self._observer = observer or NullCacheObserver()
+        self._clock = clock
+        # key (the query, with the value the directory compares) -> one bytes object: the monotonic time
+        # it was read, then the entry (none: "no such user"); see _Packer. 100,000 entries must fit in a
+        # pod's memory with the rest of the service.
+        self._entries: OrderedDict[UserQuery, bytes] = OrderedDict()
+        self._packer = _Packer()
+        # key -> the lookup in flight for it and that lookup's deadline
+        self._in_flight: dict[UserQuery, tuple[asyncio.Future[DirectoryEntry | None], float]] = {}
+        self._refreshing = 0
+        # refresh when younger than this, i.e. within refresh_ahead of going stale (capped at half the fresh time)
+        ahead = min(policy.refresh_ahead_seconds, policy.fresh_seconds / 2)
+        self._refresh_after = policy.fresh_seconds - ahead if ahead > 0 else float("inf")
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> int:
+        """Forget every entry (an operator's flush); lookups in flight are left to finish."""
+        count = len(self._entries)
+        self._entries.clear()
+        return count
+
+    def search_value(self, identifier: str) -> str | None:
+        return self._directory.search_value(identifier)
+
+    async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
+        value = self._directory.search_value(query.identifier)
+        if value is None:  # matches nobody (the hooks refuse it before asking): nothing to remember
+            return await self._directory.find_user(query, deadline)
+        # Keyed by what the directory compares: with strip_domains, alice@corp.example.com and
+        # alice@example.com are one search, so one entry. The rest of the query (attributes, DN
+        # resolutions, group memberships) is part of the key too.
+        key = query if value == query.identifier else replace(query, identifier=value)
+        now = self._clock()
+        record = self._entries.get(key)
+        if record is not None:
+            age = now - _read_at(record)
+            if len(record) == _STAMP.size:  # "no such user"
+                if age < self._policy.negative_seconds:
+                    self._observer.looked_up("negative_hit")
+                    return _NEGATIVE_HIT
+            elif age < self._policy.fresh_seconds:
+                self._entries.move_to_end(key)
+                self._observer.looked_up("hit")
+                if age >= self._refresh_after:
+                    self._refresh_ahead(key, query)
+                return LookupResult(self._packer.unpack(record), "hit")
+        try:
+            entry = await self._shared_lookup(key, query, deadline)
+        except (DeadlineExceeded, DirectoryError) as error:
+            kind = _kind(error)
+            if kind == "ambiguous":  # the directory now matches several entries: the old one is no answer
+                self._entries.pop(key, None)
+            stale = self._stale(key, now)
+            if stale is None:
+                self._observer.looked_up("miss")
+                raise
+            self._observer.looked_up("stale")
+            return LookupResult(stale, "stale", kind)
+        self._observer.looked_up("miss")
+        return LookupResult(entry, "miss")
+
+    def _stale(self, key: UserQuery, now: float) -> DirectoryEntry | None:
+        record = self._entries.get(key)
+        if record is None or len(record) == _STAMP.size or now - _read_at(record) >= self._policy.stale_seconds:
+            return None
+        return self._packer.unpack(record)
+
+    # -- single-flight ----------------------------------------------------------------------------
+
+    async def _shared_lookup(self, key: UserQuery, query: UserQuery, deadline: float) -> DirectoryEntry | None:
+        """Join the lookup in flight for ``key`` or start it; wait for it until ``deadline`` at most."""
+        shared = self._in_flight.get(key)
+        future, lookup_deadline = shared if shared is not None else (self._start(key, query, deadline), deadline)
+        if lookup_deadline <= deadline:
+            # The lookup ends by its own deadline, no later than this caller's, with the directory's own
+            # DeadlineExceeded (which knows the stage). Shielded: a cancelled caller must not cancel it.
+            return await asyncio.shield(future)
+        try:  # a lookup allowed to run longer than this caller may wait (a refresh started earlier)
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - self._clock()))
+        except TimeoutError:
+            # The shared lookup carries on for the others; this caller's own deadline has passed.
+            raise DeadlineExceeded("search") from None
+
+    def _start(self, key: UserQuery, query: UserQuery, deadline: float) -> asyncio.Future[DirectoryEntry | None]:
+        task = asyncio.ensure_future(self._read(key, query, deadline))
+        self._in_flight[key] = (task, deadline)
+        task.add_done_callback(lambda done: self._finished(key, done))
+        return task
+
+    def _finished(self, key: UserQuery, task: asyncio.Future[DirectoryEntry | None]) -> None:
+        shared = self._in_flight.get(key)
+        if shared is not None and shared[0] is task:
+            del self._in_flight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have given up on it already
+
+    async def _read(self, key: UserQuery, query: UserQuery, deadline: float) -> DirectoryEntry | None:
+        entry = (await self._directory.find_user(query, deadline)).entry
+        self._store(key, entry)
+        return entry
+
+    def _store(self, key: UserQuery, entry: DirectoryEntry | None) -> None:
+        policy = self._policy
+        keep = policy.negative_seconds if entry is None else max(policy.fresh_seconds, policy.stale_seconds)
+        if keep <= 0 or policy.max_entries <= 0:
+            self._entries.pop(key, None)  # a deleted user's stale entry must not outlive the news
+            return
+        self._entries[key] = self._packer.pack(entry, self._clock())
+        self._entries.move_to_end(key)
+        while len(self._entries) > policy.max_entries:
+            self._entries.popitem(last=False)
+            self._observer.evicted()
+
+    # -- refresh-ahead ----------------------------------------------------------------------------
+
+    def _refresh_ahead(self, key: UserQuery, query: UserQuery) -> None:
+        if key in self._in_flight or self._refreshing >= MAX_CONCURRENT_REFRESHES:
+            return
+        self._refreshing += 1
+        task = self._start(key, query, self._clock() + self._policy.refresh_budget_seconds)
+        task.add_done_callback(self._refresh_done)
+
+    def _refresh_done(self, task: asyncio.Future[DirectoryEntry | None]) -> None:
+        self._refreshing -= 1
+        if task.cancelled():
+            self._observer.refreshed("cancelled")
+            return
+        error = task.exception()
+        self._observer.refreshed(None if error is None else _kind(error))
+
+
+_STAMP = struct.Struct("d")
+#: Distinct attribute-name layouts remembered; entries of other layouts carry their names themselves.
+_MAX_SHAPES = 1024
+
+Shape = tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]
+
+
+class _Packer:
+    """One bytes object per entry: the read time, then the entry in marshal's compact form, with the
+    attribute names (the same for almost every entry) replaced by the number of their layout. A third
+    of the size of the same entry as dicts and tuples. Memory only: never written anywhere.
+
+    The entry's groups travel with it (each membership read: its names and whether the walk was
+    complete), so an answer from memory carries the same group claims and truncation flag."""
+
+    def __init__(self) -> None:
+        self._shapes: dict[Shape, int] = {}
+        self._by_number: list[Shape] = []
+
+    def pack(self, entry: DirectoryEntry | None, read_at: float) -> bytes:
+        stamp = _STAMP.pack(read_at)
+        if entry is None:
+            return stamp
+        linked = entry.linked
+        shape: Shape = (tuple(entry.attributes), tuple(tuple(values) for values in linked.values()))
+        number = self._shapes.get(shape)
+        if number is None and len(self._by_number) < _MAX_SHAPES:
+            number = self._shapes[shape] = len(self._by_number)
+            self._by_number.append(shape)
+        values = (
+            tuple(entry.attributes.values()),
+            tuple(linked),
+            tuple(tuple(attributes.values()) for attributes in linked.values()),
+            tuple((membership, groups.names, groups.complete) for membership, groups in entry.groups.items()),
+        )
+        return stamp + marshal.dumps(
+            (entry.dn, -1 if number is None else number, shape if number is None else (), values)
+        )
+
+    def unpack(self, record: bytes) -> DirectoryEntry:
+        dn, number, shape, (values, targets, linked_values, groups) = marshal.loads(memoryview(record)[_STAMP.size :])
+        names, linked_names = self._by_number[number] if number >= 0 else shape
+        return DirectoryEntry(
+            dn,
+            dict(zip(names, values, strict=True)),
+            {
+                target: dict(zip(target_names, target_values, strict=True))
+                for target, target_names, target_values in zip(targets, linked_names, linked_values, strict=True)
+            },
+            {membership: Groups(names, complete) for membership, names, complete in groups},
+        )
+
+
+def _read_at(record: bytes) -> float:
+    return float(_STAMP.unpack_from(record)[0])
+
+
+def _kind(error: BaseException) -> str:
+    if isinstance(error, DeadlineExceeded):
+        return "deadline"
+    if isinstance(error, DirectoryError):
+        return error.kind
+    return type(error).__name__
+
+
+_NEGATIVE_HIT = LookupResult(None, "negative_hit")
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class RecentAnswers(Generic[K, V]):
+    """Answers given in the last ``window_seconds``, at most ``max_entries``: Okta re-sends an event it
+    got no answer for in time (same eventId), and the retry must get the answer the first call got."""
+
+    def __init__(self, window_seconds: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic):
+        self._window = window_seconds
+        self._max = max_entries
+        self._clock = clock
+        self._answers: OrderedDict[K, tuple[V, float]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        record = self._answers.get(key)
+        if record is None:
+            return None
+        if self._clock() - record[1] >= self._window:
+            del self._answers[key]
+            return None
+        return record[0]
+
+    def put(self, key: K, value: V) -> None:
+        if self._window <= 0 or self._max <= 0:
+            return
+        self._answers[key] = (value, self._clock())
+        self._answers.move_to_end(key)
+        while len(self._answers) > self._max:
+            self._answers.popitem(last=False)
+
+    def clear(self) -> None:
+        self._answers.clear()
+
+
+__all__ = ["CacheObserver", "CachePolicy", "CachedDirectory", "NullCacheObserver", "RecentAnswers"]

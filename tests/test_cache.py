@@ -1,0 +1,526 @@
+"""Answering from memory, against a real slapd: fresh hits, stale answers while slapd is frozen
+(SIGSTOP), changes visible after the fresh time, single-flight, refresh-ahead, the LRU bound, `0` to turn
+it off, Okta's retry, and SIGHUP emptying the cache of a real service process.
+
+Each test drives the in-process app (``create_apps`` + Sanic's ASGI client) inside one event loop, and
+counts LDAP searches with the service's own metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import ldap3
+import pytest
+from conftest import SECRET, directory_config, service_config, unchanged
+from groups_support import ADA_DIRECT, ADA_MAILS, ADA_NESTED, groups_ldif
+from okta_spec import example, registration_for
+from sanic import Sanic
+
+from service.cache import _MAX_SHAPES, CachedDirectory, CachePolicy, _Packer
+from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
+from service.directory import (
+    Directory,
+    DirectoryConfig,
+    DirectoryEntry,
+    Groups,
+    LookupResult,
+    Membership,
+    UserQuery,
+    UserSearch,
+)
+from service.hooks import Hook
+from service.okta import HookType, parse_event
+from service.server import cache_policy, create_apps
+from service.settings import ConfigError, Secrets, parse_settings
+from service.telemetry import Metrics, Telemetry
+
+T = TypeVar("T")
+ROSARIO = "rosario.jones@example.com"
+KNOWN = [
+    "carol.chen@example.com",
+    "alice.wong@example.com",
+    "john.smith@example.com",
+    "jose.muller@example.com",
+    "zoe.angstrom@example.com",
+]
+
+
+class App:
+    """The service in this process, on ``ldap_url``, with ``cache`` settings for the registration hook.
+
+    Sanic's ASGI test client starts and stops the app around every request (which would close the
+    directory each time); :meth:`running` starts it once for a whole scenario, the same way."""
+
+    def __init__(self, ldap_url: str, cache: dict[str, Any], deadline: float = 2.5, **directory: Any) -> None:
+        Sanic.test_mode = True
+        config = service_config(ldap_url)
+        config["directory"].update(directory)
+        registration = copy.deepcopy(config["hooks"]["registration"])
+        registration.update(cache=cache, deadline_seconds=deadline)
+        config["hooks"] = {"registration": registration}
+        self.deadline = deadline
+        self.telemetry = Telemetry(Metrics())
+        self.app, _ = create_apps(
+            parse_settings(config),
+            Secrets((SECRET,), SERVICE_BIND_PASSWORD),
+            self.telemetry,
+            name=f"cache{free_port()}",
+        )
+        self.app.asgi = True
+        self._client: httpx.AsyncClient | None = None
+
+    async def run(self, scenario: Callable[[], Awaitable[T]]) -> T:
+        """Start the app (listeners included), run ``scenario``, stop the app."""
+        app = self.app
+        app.router.reset()
+        app.signal_router.reset()
+        await app._startup()
+        await app._server_event("init", "before")
+        await app._server_event("init", "after")
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=10) as client:
+                self._client = client
+                return await scenario()
+        finally:
+            self._client = None
+            await app._server_event("shutdown", "before")
+            await app._server_event("shutdown", "after")
+
+    async def register(self, email: str, event_id: str | None = None) -> tuple[dict[str, Any], float]:
+        """The registration hook's answer for ``email`` and how long it took."""
+        event = registration_for(email)
+        event["eventId"] = event_id or f"evt-{time.monotonic_ns()}"
+        assert self._client is not None, "call from within App.run"
+        started = time.monotonic()
+        response = await self._client.post("/hooks/registration", json=event, headers={"Authorization": SECRET})
+        assert response.status_code == 200
+        return response.json(), time.monotonic() - started
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.telemetry.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+    def searches(self) -> float:
+        return self.metric("okta_hook_ldap_operation_duration_seconds_count", operation="search")
+
+    def lookups(self, result: str) -> float:
+        return self.metric("okta_hook_cache_lookups_total", hook_type="registration", result=result)
+
+
+def run(service: App, scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(service.run(scenario))
+
+
+def outcome(body: dict[str, Any]) -> str:
+    return body["debugContext"]["outcome"]
+
+
+def title(body: dict[str, Any]) -> str:
+    return body["commands"][0]["value"]["title"]
+
+
+@pytest.fixture
+def own_slapd(tmp_path: Path) -> Iterator[Slapd]:
+    """A directory of this test's own, to freeze or modify."""
+    with Slapd(tmp_path / "ldap", demo_ldif()) as server:
+        yield server
+
+
+def test_frozen_directory_cached_users_stay_enriched_uncached_fall_back(own_slapd: Slapd) -> None:
+    service = App(own_slapd.url, {"fresh_seconds": 0.2, "stale_seconds": 3600}, deadline=1.0)
+    assert own_slapd.pid is not None
+
+    async def scenario() -> tuple[list[tuple[dict[str, Any], float]], list[tuple[dict[str, Any], float]]]:
+        for email in (ROSARIO, *KNOWN[:2]):
+            body, _ = await service.register(email)
+            assert outcome(body) == "enriched" and body["debugContext"]["cache"] == "miss"
+        await asyncio.sleep(0.3)  # past the fresh time: the next lookups must ask the directory
+        os.kill(own_slapd.pid, signal.SIGSTOP)
+        try:
+            cached = await asyncio.gather(*(service.register(e) for e in (ROSARIO, *KNOWN[:2])))
+            uncached = await asyncio.gather(*(service.register(e) for e in KNOWN[2:]))
+        finally:
+            os.kill(own_slapd.pid, signal.SIGCONT)
+        return cached, uncached
+
+    cached, uncached = run(service, scenario)
+
+    for body, elapsed in cached:
+        assert outcome(body) == "enriched_stale"
+        assert body["debugContext"]["cache"] == "stale" and body["debugContext"]["error"] == "deadline"
+        assert body["commands"][0]["value"]["department"]  # the claims applications authorize on
+        assert elapsed < service.deadline + 0.5  # within the deadline (plus the test client's own time)
+    assert title(cached[0][0]) == "Senior Software Engineer"
+    for body, elapsed in uncached:
+        assert unchanged(body)["outcome"] == "fallback_deadline"
+        assert elapsed < service.deadline + 0.5
+    assert service.lookups("stale") == 3
+    assert service.metric("okta_hook_requests_total", hook_type="registration", outcome="enriched_stale") == 3
+
+
+def test_a_change_in_the_directory_shows_after_the_fresh_time(own_slapd: Slapd) -> None:
+    fresh = 1.0
+    service = App(own_slapd.url, {"fresh_seconds": fresh, "refresh_ahead_seconds": 0})
+    admin = ldap3.Connection(own_slapd.url, own_slapd.admin_dn, own_slapd.admin_password, auto_bind=True)
+
+    async def scenario() -> list[str]:
+        seen = [title((await service.register(ROSARIO))[0])]
+        read_at = time.monotonic()
+        admin.modify(
+            "uid=rosario.jones,ou=people,dc=example,dc=com", {"title": [(ldap3.MODIFY_REPLACE, ["Chief Cartographer"])]}
+        )
+        seen.append(title((await service.register(ROSARIO))[0]))  # still fresh: from memory
+        await asyncio.sleep(max(0.0, read_at + fresh + 0.05 - time.monotonic()))
+        seen.append(title((await service.register(ROSARIO))[0]))
+        return seen
+
+    try:
+        seen = run(service, scenario)
+    finally:
+        admin.unbind()
+    assert seen == ["Senior Software Engineer", "Senior Software Engineer", "Chief Cartographer"]
+    assert service.lookups("hit") == 1 and service.lookups("miss") == 2
+
+
+def test_fifty_concurrent_calls_for_a_new_user_make_one_search(slapd: Slapd) -> None:
+    service = App(slapd.url, {})
+
+    async def burst() -> list[tuple[dict[str, Any], float]]:
+        return await asyncio.gather(*(service.register(ROSARIO) for _ in range(50)))
+
+    answers = run(service, burst)
+
+    assert [outcome(body) for body, _ in answers] == ["enriched"] * 50
+    assert service.searches() == 1
+    assert service.metric("okta_hook_ldap_operation_duration_seconds_count", operation="resolve") == 1  # manager
+
+
+def test_refresh_ahead_rereads_a_hot_entry_in_the_background(slapd: Slapd) -> None:
+    service = App(slapd.url, {"fresh_seconds": 1.0, "refresh_ahead_seconds": 0.5})
+
+    async def scenario() -> list[str]:
+        caches = [(await service.register(ROSARIO))[0]["debugContext"]["cache"]]
+        await asyncio.sleep(0.6)  # within refresh_ahead of going stale
+        caches.append((await service.register(ROSARIO))[0]["debugContext"]["cache"])
+        for _ in range(100):  # the refresh runs in the background; the answer above did not wait for it
+            if service.metric("okta_hook_cache_refreshes_total", hook_type="registration", result="ok"):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # past the first read's fresh time, not the refreshed one's
+        caches.append((await service.register(ROSARIO))[0]["debugContext"]["cache"])
+        return caches
+
+    assert run(service, scenario) == ["miss", "hit", "hit"]
+    assert service.metric("okta_hook_cache_refreshes_total", hook_type="registration", result="ok") == 1
+    assert service.searches() == 2
+
+
+def test_the_least_recently_used_entry_goes_at_the_bound(slapd: Slapd) -> None:
+    service = App(slapd.url, {"max_entries": 3})
+    users = [ROSARIO, *KNOWN[:3]]
+
+    async def scenario() -> list[str]:
+        for email in users:  # four users into three places: the first one is dropped
+            await service.register(email)
+        again = [(await service.register(email))[0]["debugContext"]["cache"] for email in users[1:]]
+        again.append((await service.register(ROSARIO))[0]["debugContext"]["cache"])
+        return again
+
+    assert run(service, scenario) == ["hit", "hit", "hit", "miss"]
+    assert service.metric("okta_hook_cache_evictions_total", hook_type="registration") == 2
+    assert service.metric("okta_hook_cache_entries", hook_type="registration") == 3
+
+
+def test_unknown_users_are_remembered_for_the_negative_time(slapd: Slapd) -> None:
+    service = App(slapd.url, {"negative_seconds": 60})
+
+    async def scenario() -> list[str]:
+        return [unchanged((await service.register("nobody.here@example.com"))[0])["cache"] for _ in range(3)]
+
+    assert run(service, scenario) == ["miss", "negative_hit", "negative_hit"]
+    assert service.searches() == 1
+
+
+def test_zero_turns_caching_off(slapd: Slapd) -> None:
+    service = App(slapd.url, {"fresh_seconds": 0, "stale_seconds": 0, "negative_seconds": 0, "replay_seconds": 0})
+
+    async def scenario() -> list[dict[str, Any]]:
+        return [(await service.register(ROSARIO, event_id="same-event"))[0] for _ in range(3)]
+
+    answers = run(service, scenario)
+    assert [a["debugContext"] for a in answers] == [{"outcome": "enriched", "directoryMs": d} for d in _ms(answers)]
+    assert service.searches() == 3
+    assert service.metric("okta_hook_cache_entries", hook_type="registration") == 0
+
+
+def test_okta_retry_of_an_event_gets_the_same_answer(slapd: Slapd) -> None:
+    # no cache of directory answers: only the memory of answers given, so the count of searches shows it
+    service = App(slapd.url, {"fresh_seconds": 0, "stale_seconds": 0, "negative_seconds": 0, "replay_seconds": 10})
+
+    async def scenario() -> list[dict[str, Any]]:
+        first = (await service.register(ROSARIO, event_id="evt-1"))[0]
+        retry = (await service.register(ROSARIO, event_id="evt-1"))[0]
+        other_user = (await service.register(KNOWN[0], event_id="evt-1"))[0]  # not a retry: someone else
+        other_event = (await service.register(ROSARIO, event_id="evt-2"))[0]
+        return [first, retry, other_user, other_event]
+
+    first, retry, other_user, other_event = run(service, scenario)
+    assert retry == first  # byte for byte, debugContext included
+    assert title(other_user) == "VP Engineering"
+    assert other_event["debugContext"]["directoryMs"] >= 0 and title(other_event) == title(first)
+    assert service.searches() == 3
+    assert service.metric("okta_hook_replayed_answers_total", hook_type="registration") == 1
+
+
+def test_a_fallback_is_not_replayed(own_slapd: Slapd) -> None:
+    """Okta's retry after a failed lookup is a second chance to enrich, not a copy of the failure."""
+    service = App(own_slapd.url, {"fresh_seconds": 0, "stale_seconds": 0, "negative_seconds": 0}, deadline=0.5)
+    assert own_slapd.pid is not None
+
+    async def scenario() -> list[str]:
+        await service.register(KNOWN[0])  # a pooled connection exists
+        os.kill(own_slapd.pid, signal.SIGSTOP)
+        try:
+            first = outcome((await service.register(ROSARIO, event_id="evt-r"))[0])
+        finally:
+            os.kill(own_slapd.pid, signal.SIGCONT)
+        for _ in range(50):
+            retry = outcome((await service.register(ROSARIO, event_id="evt-r"))[0])
+            if retry == "enriched":
+                break
+            await asyncio.sleep(0.1)
+        return [first, retry]
+
+    assert run(service, scenario) == ["fallback_deadline", "enriched"]
+
+
+def test_sighup_empties_the_cache_of_a_running_service(slapd: Slapd, start_service) -> None:
+    service = start_service(service_config(slapd.url))
+
+    def cache_of(email: str) -> str:
+        return service.post("registration", registration_for(email)).json()["debugContext"]["cache"]
+
+    assert cache_of(ROSARIO) == "miss"
+    assert cache_of(ROSARIO) == "miss"  # the same event again: Okta's retry, the very same answer
+    assert 'okta_hook_replayed_answers_total{hook_type="registration"} 1.0' in service.metrics()
+    token = example("token")
+    assert service.post("token", token).json()["debugContext"]["cache"] == "miss"
+    assert 'okta_hook_cache_entries{hook_type="registration"} 1.0' in service.metrics()
+
+    service.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "okta_hook_cache_flushes_total 1.0" not in service.metrics():
+        assert time.monotonic() < deadline, service.log()[-2000:]
+        time.sleep(0.05)
+
+    metrics = service.metrics()
+    assert 'okta_hook_cache_entries{hook_type="registration"} 0.0' in metrics
+    assert 'okta_hook_cache_entries{hook_type="token"} 0.0' in metrics
+    assert cache_of(ROSARIO) == "miss" and service.post("token", token).json()["debugContext"]["cache"] == "miss"
+    assert service.process.poll() is None  # still serving: SIGHUP does not stop it
+    assert '"event": "cache_flushed"' in service.log() and '"entries": 2' in service.log()
+    hook_lines = [json.loads(line) for line in service.log().splitlines() if '"hook_request"' in line]
+    assert [line["cache"] for line in hook_lines if line["hook_type"] == "registration"] == [
+        "miss",
+        "replay",
+        "miss",
+    ]
+
+
+def _ms(answers: list[dict[str, Any]]) -> list[int]:
+    return [answer["debugContext"]["directoryMs"] for answer in answers]
+
+
+@pytest.mark.parametrize(
+    "cache, message",
+    [
+        ({"fresh_seconds": 600, "stale_seconds": 60}, "hooks.registration.cache: stale_seconds must be 0 (off)"),
+        ({"max_entries": -1}, "hooks.registration.cache.max_entries"),
+        ({"fresh_secs": 5}, "hooks.registration.cache.fresh_secs: unknown key"),
+    ],
+)
+def test_bad_cache_settings_name_the_key(cache: dict[str, Any], message: str) -> None:
+    config = service_config("ldap://127.0.0.1:389")
+    config["hooks"]["registration"]["cache"] = cache
+    with pytest.raises(ConfigError) as error:
+        parse_settings(config)
+    assert message in str(error.value)
+
+
+def test_stale_up_to_zero_fresh_still_serves_stale_on_errors(own_slapd: Slapd) -> None:
+    """fresh_seconds: 0 asks the directory every time, and still has the last answer for an outage."""
+    service = App(own_slapd.url, {"fresh_seconds": 0, "stale_seconds": 60}, deadline=0.8)
+    assert own_slapd.pid is not None
+
+    async def scenario() -> list[str]:
+        seen = [(await service.register(ROSARIO))[0]["debugContext"]["cache"] for _ in range(2)]
+        os.kill(own_slapd.pid, signal.SIGSTOP)
+        try:
+            seen.append((await service.register(ROSARIO))[0]["debugContext"]["cache"])
+        finally:
+            os.kill(own_slapd.pid, signal.SIGCONT)
+        return seen
+
+    assert run(service, scenario) == ["miss", "miss", "stale"]
+    assert service.searches() >= 2
+
+
+def test_several_matching_entries_are_never_answered_from_memory(own_slapd: Slapd) -> None:
+    """Once a second entry carries the user's mail, the old answer could be someone else's: it is
+    dropped, not served stale, even when the directory fails afterwards."""
+    service = App(own_slapd.url, {"fresh_seconds": 0.2, "stale_seconds": 3600}, deadline=0.8)
+    admin = ldap3.Connection(own_slapd.url, own_slapd.admin_dn, own_slapd.admin_password, auto_bind=True)
+    assert own_slapd.pid is not None
+
+    async def scenario() -> list[str]:
+        seen = [outcome((await service.register(ROSARIO))[0])]
+        admin.add(
+            "uid=rosario.twin,ou=people,dc=example,dc=com",
+            ["inetOrgPerson"],
+            {"cn": "Twin", "sn": "Twin", "uid": "rosario.twin", "mail": ROSARIO},
+        )
+        await asyncio.sleep(0.3)
+        seen.append(outcome((await service.register(ROSARIO))[0]))
+        os.kill(own_slapd.pid, signal.SIGSTOP)
+        try:
+            seen.append(outcome((await service.register(ROSARIO))[0]))
+        finally:
+            os.kill(own_slapd.pid, signal.SIGCONT)
+        return seen
+
+    try:
+        seen = run(service, scenario)
+    finally:
+        admin.unbind()
+    assert seen == ["enriched", "fallback_ldap_error", "fallback_deadline"]
+    assert service.lookups("stale") == 0
+
+
+def test_entries_come_back_whole_whatever_their_layout() -> None:
+    """Entries are stored packed (attribute names by layout number, up to a bound of layouts); an entry
+    read back must equal the one stored, for the common layouts and the rare ones past the bound."""
+    packer = _Packer()
+    entries = [
+        DirectoryEntry(
+            f"uid=user{i},ou=people,dc=example,dc=com",
+            {f"attribute{i}": (f"value {i}", "é ünïcode"), "title": ()},
+            {f"cn=group{i},ou=groups,dc=example,dc=com": {"cn": (f"group{i}",)}} if i % 2 else {},
+            _groups(i),
+        )
+        for i in range(_MAX_SHAPES + 50)  # a layout each: the last 50 carry their names themselves
+    ]
+    records = [packer.pack(entry, float(i)) for i, entry in enumerate(entries)]
+    unpacked = [packer.unpack(record) for record in records]
+    assert unpacked == entries
+    # the groups too: names (order, case, commas), the complete flag, which memberships were read
+    assert unpacked[3].groups == {"nested": Groups(("R&D, Europe", "app-All Staff", "group3"), complete=False)}
+    assert unpacked[5].groups == {
+        "direct": Groups(("R&D, Europe", "group5")),
+        "nested": Groups(("R&D, Europe", "app-All Staff", "group5")),
+    }
+    assert unpacked[6].groups == {"direct": Groups()}  # read, and in no group: not the same as not read
+    assert len(packer.pack(None, 1.0)) == 8  # "no such user": the read time only
+
+
+def _groups(i: int) -> dict[Membership, Groups]:
+    """Every combination of memberships read, with and without names, complete or cut by a walk bound."""
+    kind = i % 4
+    if kind == 0:
+        return {}
+    if kind == 1:
+        return {
+            "direct": Groups(("R&D, Europe", f"group{i}")),
+            "nested": Groups(("R&D, Europe", "app-All Staff", f"group{i}")),
+        }
+    if kind == 2:
+        return {"direct": Groups()}
+    return {"nested": Groups(("R&D, Europe", "app-All Staff", f"group{i}"), complete=False)}
+
+
+def test_the_groups_a_hook_needs_are_part_of_the_key(tmp_path: Path) -> None:
+    """A token hook needing nested groups, after a registration hook that read only the direct groups of
+    the same person through the same cache, gets the nested groups: the direct-only entry is another
+    key, never its answer. (Each hook type has a cache of its own in the service; one shared cache is
+    the strictest case.)"""
+    ada = ADA_MAILS[1]  # the login of Okta's token example
+    hooks = {
+        "registration": {"subject": "email", "profile": {"groups": {"source": "groups"}}},
+        "token": {"subject": "login", "access_token": {"roles": {"source": "groups", "nested": True}}},
+    }
+    groups = {"base_dn": "ou=groups,dc=example,dc=com", "filter": "(objectClass=groupOfNames)"}
+    with Slapd(tmp_path / "ldap", groups_ldif()) as server:
+        config = service_config(server.url, directory=directory_config(server.url, groups=groups), hooks=hooks)
+        settings = parse_settings(config)
+        assert settings.hooks.registration is not None and settings.hooks.token is not None
+        directory = Directory(settings.directory, SERVICE_BIND_PASSWORD)
+        cache = CachedDirectory(directory, cache_policy(settings.hooks.token))
+        registration = Hook(HookType.REGISTRATION, settings.hooks.registration, cache)
+        token = Hook(HookType.TOKEN, settings.hooks.token, cache)
+
+        def event(hook_type: HookType, document: dict[str, Any], event_id: str) -> Any:
+            return parse_event(json.dumps({**document, "eventId": event_id}).encode(), hook_type)
+
+        async def scenario() -> list[Any]:
+            return [
+                await registration.answer(
+                    event(HookType.REGISTRATION, registration_for(ada), "evt-1"), time.monotonic()
+                ),
+                await token.answer(event(HookType.TOKEN, example("token"), "evt-2"), time.monotonic()),
+                await token.answer(event(HookType.TOKEN, example("token"), "evt-3"), time.monotonic()),
+                await registration.answer(
+                    event(HookType.REGISTRATION, registration_for(ada), "evt-4"), time.monotonic()
+                ),
+            ]
+
+        try:
+            first, nested, again, direct_again = asyncio.run(scenario())
+        finally:
+            directory.close()
+
+    assert first.cache == "miss" and first.body["commands"][0]["value"]["groups"] == ADA_DIRECT
+    assert nested.cache == "miss"  # not a hit on the entry read without the nested walk
+    assert _claims(nested.body)["roles"] == ADA_NESTED
+    assert again.cache == "hit" and _claims(again.body)["roles"] == ADA_NESTED
+    assert direct_again.cache == "hit" and direct_again.body["commands"][0]["value"]["groups"] == ADA_DIRECT
+    assert len(cache) == 2
+
+
+def _claims(body: dict[str, Any]) -> dict[str, Any]:
+    return {op["path"].rsplit("/", 1)[1]: op["value"] for command in body["commands"] for op in command["value"]}
+
+
+def test_the_key_is_the_value_the_directory_compares(slapd: Slapd) -> None:
+    """With strip_domains, two logins in the company's domains that the directory searches as one uid
+    share one entry; a login the directory cannot match (outside the domains, or without one) is
+    passed through and never stored, so it can never answer for, or be answered by, the local part."""
+    search = UserSearch(
+        "ou=people,dc=example,dc=com", match_attribute="uid", strip_domains=("corp.example.org", "example.org")
+    )
+    config = DirectoryConfig(urls=(slapd.url,), user_search=search, bind_dn=SERVICE_BIND_DN, bind_password_env="X")
+    directory = Directory(config, SERVICE_BIND_PASSWORD)
+    cache = CachedDirectory(directory, CachePolicy())
+    template = UserQuery.of("", frozenset({"title"}), {})
+
+    async def scenario() -> list[LookupResult]:
+        logins = ["Alice.Wong@corp.example.org", "alice.wong@EXAMPLE.org", "alice.wong@evil.example", "alice.wong"]
+        return [await cache.find_user(template.with_identifier(login), time.monotonic() + 2.5) for login in logins]
+
+    try:
+        corp, other_domain, foreign, bare = asyncio.run(scenario())
+    finally:
+        directory.close()
+    assert corp.cache == "miss" and corp.entry is not None and corp.entry.values("title") == ("Software Engineer",)
+    assert other_domain.cache == "hit" and other_domain.entry == corp.entry
+    assert foreign == LookupResult(None) and bare == LookupResult(None)  # nobody, and not from memory
+    assert len(cache) == 1
