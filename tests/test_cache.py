@@ -163,7 +163,8 @@ def test_frozen_directory_cached_users_stay_enriched_uncached_fall_back(own_slap
         assert elapsed < service.deadline + 0.5  # within the deadline (plus the test client's own time)
     assert title(cached[0][0]) == "Senior Software Engineer"
     for body, elapsed in uncached:
-        assert unchanged(body)["outcome"] == "fallback_deadline"
+        # the deadline, or the cooldown the frozen server earned meanwhile: a fallback, in time, either way
+        assert unchanged(body)["outcome"] in ("fallback_deadline", "fallback_ldap_error")
         assert elapsed < service.deadline + 0.5
     assert service.lookups("stale") == 3
     assert service.metric("okta_hook_requests_total", hook_type="registration", outcome="enriched_stale") == 3

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from conftest import HangingServer, directory_config, service_config, unchanged
-from okta_spec import example
+from okta_spec import example, registration_for
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif
-from service.directory import Directory, DirectoryConfig, DirectoryError, UserSearch
+from service.directory import Directory, DirectoryConfig, DirectoryError, UserQuery, UserSearch
 
 ATTRIBUTES = frozenset({"mail", "title"})
 
@@ -69,9 +69,8 @@ def make_directory(*urls: str, log: ServerLog, password: str = SERVICE_BIND_PASS
 
 def find(directory: Directory, identifier: str = "rosario.jones@example.com", budget: float = 3.0):
     async def run():
-        return await directory.find_user(
-            identifier, attributes=ATTRIBUTES, resolve={}, deadline=time.monotonic() + budget
-        )
+        lookup = await directory.find_user(UserQuery.of(identifier, ATTRIBUTES, {}), time.monotonic() + budget)
+        return lookup.entry
 
     return asyncio.run(run())
 
@@ -133,14 +132,10 @@ def test_concurrent_lookups_with_a_server_down_try_it_once(slapd: Slapd, closed_
 
     async def burst() -> list[object]:
         deadline = time.monotonic() + 5
-        first = await directory.find_user(
-            "rosario.jones@example.com", attributes=ATTRIBUTES, resolve={}, deadline=deadline
-        )
-        rest = [
-            directory.find_user("alice.wong@example.com", attributes=ATTRIBUTES, resolve={}, deadline=deadline)
-            for _ in range(12)
-        ]
-        return [first, *await asyncio.gather(*rest)]
+        first = await directory.find_user(UserQuery.of("rosario.jones@example.com", ATTRIBUTES, {}), deadline)
+        alice = UserQuery.of("alice.wong@example.com", ATTRIBUTES, {})
+        rest = [directory.find_user(alice, deadline) for _ in range(12)]
+        return [lookup.entry for lookup in (first, *await asyncio.gather(*rest))]
 
     try:
         results = asyncio.run(burst())
@@ -207,7 +202,7 @@ def test_default_max_age_keeps_reusing(slapd: Slapd) -> None:
 
 
 def test_saturated_pool_is_the_pool_wait_stage(hanging_directory: HangingServer, start_in_process) -> None:
-    """One connection, two registrations at once: the first waits on a bind that never answers, the
+    """One connection, two registrations (two people) at once: the first waits on a bind that never answers, the
     second never gets a worker. Both answer at the deadline; the second says ``pool_wait``."""
     url = hanging_directory.url
     config = service_config(url, directory=directory_config(url, pool_size=1, operation_timeout_seconds=10.0))
@@ -217,7 +212,8 @@ def test_saturated_pool_is_the_pool_wait_stage(hanging_directory: HangingServer,
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(service.post, "registration", example("registration"))
         time.sleep(0.1)  # let the first take the only worker
-        second = pool.submit(service.post, "registration", example("registration"))
+        # another person: two calls for one person would share one lookup
+        second = pool.submit(service.post, "registration", registration_for("carol.chen@example.com"))
         answers = [first.result(timeout=10), second.result(timeout=10)]
 
     stages = sorted(unchanged(answer.json())["deadlineStage"] for answer in answers)
