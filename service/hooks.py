@@ -85,9 +85,10 @@ class Hook:
         if refusal is not None:  # no lookup at all: the directory cannot be trusted to compare it
             return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, refusal=refusal)
         deadline = received_at + self.settings.deadline_seconds
-        if deadline - started < self.settings.min_lookup_seconds:
-            # Queued too long behind other requests (overload): a lookup could not finish in time, and
-            # starting it would only delay the requests queued behind this one. Answer now.
+        if deadline - started < self.settings.min_lookup_seconds + self._directory.queue_wait():
+            # Queued too long behind other requests (overload), or too many lookups already waiting for
+            # a worker thread: a lookup could not finish in time, and starting it would only delay the
+            # requests queued behind this one. Answer now.
             return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage="queue")
         try:
             entry = await self._directory.find_user(
