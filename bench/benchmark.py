@@ -13,7 +13,8 @@ Variants:
   hook, overload            the pooled service with 200 connections: more than one process can serve
                             in time, to see load shedding keep the slowest answer within the deadline
 
-``--only TEXT`` runs just the variants whose name contains TEXT (e.g. ``--only overload``).
+``--only TEXT`` runs just the variants whose name contains TEXT (e.g. ``--only overload``); repeat it to
+run several (``--only pooled --only overload``).
 
 wrk and the service share the machine's cores, so absolute figures are pessimistic; compare rows of
 the same run. Results go to stdout (Markdown) and bench-results/<timestamp>.json.
@@ -233,6 +234,7 @@ def measure_service(
             row["shed_queue"] = int(delta.get("stage:queue", 0))
             row["service_late"] = int(delta.get("timed:all", 0) - delta.get("timed:in_time", 0))
         row["connections"] = connections
+        row["load"] = os.getloadavg()[0]  # the machine is shared: how busy it was as this run ended
         return row
     finally:
         stop(process)
@@ -254,7 +256,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=75)
     parser.add_argument("--lookups", type=int, default=2000, help="lookups per ldap3 loop")
     parser.add_argument("--overload-connections", type=int, default=200, help="connections of the overload variant")
-    parser.add_argument("--only", default="", help="run only the variants whose name contains this text")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only the variants whose name contains this text (repeatable: any of them)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install -y wrk (or make setup)", file=sys.stderr)
@@ -274,9 +281,12 @@ def main() -> int:
             config["directory"]["urls"] = [ldap.url]
             config["logging"] = {"level": "info", "format": "json"}
 
-            if args.only in "ldap3 loop, pooled connection":
+            def chosen(name: str) -> bool:
+                return not args.only or any(text in name for text in args.only)
+
+            if chosen("ldap3 loop, pooled connection"):
                 rows["ldap3 loop, pooled connection"] = ldap3_loop(ldap.url, args.users, args.lookups, False)
-            if args.only in "ldap3 loop, connect+bind per lookup":
+            if chosen("ldap3 loop, connect+bind per lookup"):
                 rows["ldap3 loop, connect+bind per lookup"] = ldap3_loop(ldap.url, args.users, args.lookups // 4, True)
 
             sink = ThreadingHTTPServer(("127.0.0.1", free_port()), OtlpSink)
@@ -301,7 +311,7 @@ def main() -> int:
                 ),
                 (f"hook, overload ({overload} connections)", config, {}, None, overload),
             ]
-            variants = [variant for variant in variants if args.only in variant[0]]
+            variants = [variant for variant in variants if chosen(variant[0])]
             runs: dict[str, list[dict]] = {name: [] for name, *_ in variants}
             for round_ in range(args.rounds):  # interleaved, so a slow minute of the machine hits every variant
                 for name, variant_config, env, wrapper, connections in variants:
@@ -312,6 +322,7 @@ def main() -> int:
                 rows[name] = sorted(results, key=lambda row: row["rate"])[len(results) // 2]
                 rows[name]["rates"] = [round(row["rate"]) for row in results]
                 rows[name]["max_ms_each"] = [round(row["max_ms"]) for row in results]
+                rows[name]["load_each"] = [round(row["load"], 1) for row in results]
             if "hook, tracing 10 % sampled" in rows:
                 rows["hook, tracing 10 % sampled"]["otlp_exports"] = OtlpSink.received
             sink.shutdown()
@@ -337,6 +348,8 @@ def main() -> int:
             f"| {slowest} | {row['errors']} | {enriched} | {ratio} | {each} |"
         )
     for name, row in rows.items():
+        if "load_each" in row:
+            print(f"\n{name}: load average (1 min) at the end of each run: {row['load_each']}")
         if "shed_queue" in row:
             print(
                 f"\n{name}: fallback_deadline {row['fallback_deadline_pct']:.1f} % of answers, "
