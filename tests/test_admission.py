@@ -63,7 +63,8 @@ def test_lookups_that_cannot_start_in_time_are_shed_at_once(
     assert "enriched" in outcomes, outcomes  # those that could start in time were served
     shed = [answer for answer in answers if answer.get("deadlineStage") == "queue"]
     assert shed, answers  # the rest answered at once, without joining the queue
-    assert all(answer["outcome"] == "fallback_deadline" and answer["directoryMs"] < 100 for answer in shed), shed
+    # answered without a lookup: one through the proxy takes two replies, 500 ms at least
+    assert all(answer["outcome"] == "fallback_deadline" and answer["directoryMs"] < 500 for answer in shed), shed
 
     metrics = service.metrics()
     queue = metric_value(metrics, "okta_hook_deadline_exceeded_total", hook_type="registration", stage="queue")
