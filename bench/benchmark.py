@@ -25,7 +25,9 @@ Cache variants (``--only cache`` runs only these and the baselines they are comp
                             (no coordinated omission), latency from the planned send time
   RSS, 100,000 cached       bench/cache_memory.py: the whole process with 100,000 entries in the cache
 
-``--only service``, ``--only cache`` or ``--only overload`` runs just that group (and its baselines).
+``--only TEXT`` runs just the variants whose name contains TEXT (e.g. ``--only overload``); repeat it to
+run several (``--only pooled --only overload``). ``--only cache`` runs the cache variants with the
+baselines they are compared with (bare Sanic, the pooled ldap3 loop), the open loop and the RSS figure.
 
 wrk and the service share the machine's cores, so absolute figures are pessimistic; compare rows of
 the same run. Results go to stdout (Markdown) and bench-results/<timestamp>.json.
@@ -279,6 +281,7 @@ def measure_service(
             row["shed_queue"] = int(delta.get("stage:queue", 0))
             row["service_late"] = int(delta.get("timed:all", 0) - delta.get("timed:in_time", 0))
         row["connections"] = connections
+        row["load"] = os.getloadavg()[0]  # the machine is shared: how busy it was as this run ended
         return row
     finally:
         stop(process)
@@ -419,9 +422,9 @@ def main() -> int:
     parser.add_argument("--open-rate", type=float, default=300, help="requests/s of the open-loop run")
     parser.add_argument(
         "--only",
-        choices=("all", "cache", "service", "overload"),
-        default="all",
-        help="cache: the cache variants and baselines; service: the hook variants; overload: 200 connections",
+        action="append",
+        default=[],
+        help="run only the variants whose name contains this text (repeatable: any of them)",
     )
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -448,67 +451,59 @@ def main() -> int:
             cache_off = {"fresh_seconds": 0, "stale_seconds": 0, "negative_seconds": 0, "replay_seconds": 0}
             config["hooks"]["registration"]["cache"] = cache_off
 
-            rows["ldap3 loop, pooled connection"] = ldap3_loop(ldap.url, args.users, args.lookups, False)
-            if args.only == "all":
+            # --only cache: the cache variants and the baselines they are compared with
+            cache_run = not args.only or "cache" in args.only
+
+            def chosen(name: str) -> bool:
+                return not args.only or any(text in name for text in args.only)
+
+            if cache_run or chosen("ldap3 loop, pooled connection"):
+                rows["ldap3 loop, pooled connection"] = ldap3_loop(ldap.url, args.users, args.lookups, False)
+            if chosen("ldap3 loop, connect+bind per lookup"):
                 rows["ldap3 loop, connect+bind per lookup"] = ldap3_loop(ldap.url, args.users, args.lookups // 4, True)
 
             sink = ThreadingHTTPServer(("127.0.0.1", free_port()), OtlpSink)
             threading.Thread(target=sink.serve_forever, daemon=True).start()
             otlp = f"http://127.0.0.1:{sink.server_address[1]}"
             no_reuse = {**config, "directory": {**config["directory"], "connection_max_age_seconds": 1e-9}}
-            variants: list[tuple[str, Any]] = []
-            if args.only in ("all", "service"):
-                variants += [
-                    (
-                        "hook, pooled (metrics + logs on)",
-                        lambda: measure_service(config, workdir, {}, None, script, args),
-                    ),
-                    (
-                        "hook, connect+bind per request",
-                        lambda: measure_service(no_reuse, workdir, {}, None, script, args),
-                    ),
-                    (
-                        "hook, telemetry off",
-                        lambda: measure_service(config, workdir, {}, "no_telemetry.py", script, args),
-                    ),
-                    (
-                        "hook, tracing 10 % sampled",
-                        lambda: measure_service(
-                            config,
-                            workdir,
-                            {
-                                "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
-                                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                                "OTEL_TRACES_SAMPLER_ARG": "0.1",
-                            },
-                            None,
-                            script,
-                            args,
-                        ),
-                    ),
-                ]
-            if args.only in ("all", "overload"):
-                overload = args.overload_connections
-                variants.append(
-                    (
-                        f"hook, overload ({overload} connections)",
-                        lambda: measure_service(config, workdir, {}, None, script, args, overload),
-                    )
-                )
-            if args.only in ("all", "cache"):
-                offsets = iter(range(0, 10 * args.rounds * 2))
-                variants += [
-                    ("bare Sanic (HTTP ceiling)", lambda: measure_bare_sanic(hot, args)),
-                    ("hook, cache, hot set of 200", lambda: measure_service(cached, workdir, {}, None, hot, args)),
-                    (
-                        "hook, cache off, new users",
-                        lambda: measure_stream(config, workdir, template, args, next(offsets) * args.users // 20),
-                    ),
-                    (
-                        "hook, cache, new users",
-                        lambda: measure_stream(cached, workdir, template, args, next(offsets) * args.users // 20),
-                    ),
-                ]
+            overload = args.overload_connections
+            offsets = iter(range(0, 10 * args.rounds * 2))
+            tracing = {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.1",
+            }
+            variants: list[tuple[str, Any]] = [
+                ("hook, pooled (metrics + logs on)", lambda: measure_service(config, workdir, {}, None, script, args)),
+                ("hook, connect+bind per request", lambda: measure_service(no_reuse, workdir, {}, None, script, args)),
+                (
+                    "hook, telemetry off",
+                    lambda: measure_service(config, workdir, {}, "no_telemetry.py", script, args),
+                ),
+                (
+                    "hook, tracing 10 % sampled",
+                    lambda: measure_service(config, workdir, tracing, None, script, args),
+                ),
+                (
+                    f"hook, overload ({overload} connections)",
+                    lambda: measure_service(config, workdir, {}, None, script, args, overload),
+                ),
+                ("bare Sanic (HTTP ceiling)", lambda: measure_bare_sanic(hot, args)),
+                ("hook, cache, hot set of 200", lambda: measure_service(cached, workdir, {}, None, hot, args)),
+                (
+                    "hook, cache off, new users",
+                    lambda: measure_stream(config, workdir, template, args, next(offsets) * args.users // 20),
+                ),
+                (
+                    "hook, cache, new users",
+                    lambda: measure_stream(cached, workdir, template, args, next(offsets) * args.users // 20),
+                ),
+            ]
+            variants = [
+                (name, measure)
+                for name, measure in variants
+                if chosen(name) or (cache_run and name == "bare Sanic (HTTP ceiling)")
+            ]
             runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
             for round_ in range(args.rounds):  # interleaved, so a slow minute of the machine hits every variant
                 for name, measure in variants:
@@ -519,10 +514,11 @@ def main() -> int:
                 rows[name] = sorted(results, key=lambda row: row["rate"])[len(results) // 2]
                 rows[name]["rates"] = [round(row["rate"]) for row in results]
                 rows[name]["max_ms_each"] = [round(row.get("max_ms", 0)) for row in results]
+                rows[name]["load_each"] = [round(row.get("load", 0), 1) for row in results]
             if "hook, tracing 10 % sampled" in rows:
                 rows["hook, tracing 10 % sampled"]["otlp_exports"] = OtlpSink.received
             sink.shutdown()
-            if args.only in ("all", "cache"):
+            if cache_run:
                 print(f"open loop at {args.open_rate:.0f} req/s on the hot set...", file=sys.stderr)
                 rows[f"hook, cache, hot set, open loop {args.open_rate:.0f} req/s"] = measure_open_loop(
                     cached, workdir, template, args
@@ -554,6 +550,8 @@ def main() -> int:
             f"| {slowest} | {row['errors']} | {enriched} | {ratio} | {each} |"
         )
     for name, row in rows.items():
+        if "load_each" in row:
+            print(f"\n{name}: load average (1 min) at the end of each run: {row['load_each']}")
         if "shed_queue" in row:
             print(
                 f"\n{name}: fallback_deadline {row['fallback_deadline_pct']:.1f} % of answers, "
@@ -561,7 +559,7 @@ def main() -> int:
                 f"timed them (from the first byte); slowest answer of each run (ms), as wrk saw it: "
                 f"{', '.join(str(v) for v in row['max_ms_each'])}"
             )
-    if args.only in ("all", "cache"):
+    if cache_run:
         bare = rows["bare Sanic (HTTP ceiling)"]["rate"]
         raw = rows["ldap3 loop, pooled connection"]["rate"]
         open_row = rows[f"hook, cache, hot set, open loop {args.open_rate:.0f} req/s"]

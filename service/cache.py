@@ -114,10 +114,10 @@ class CachedDirectory:
     def search_value(self, identifier: str) -> str | None:
         return self._directory.search_value(identifier)
 
-    async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
+    async def find_user(self, query: UserQuery, deadline: float, start_by: float | None = None) -> LookupResult:
         value = self._directory.search_value(query.identifier)
         if value is None:  # matches nobody (the hooks refuse it before asking): nothing to remember
-            return await self._directory.find_user(query, deadline)
+            return await self._directory.find_user(query, deadline, start_by)
         # Keyed by what the directory compares: with strip_domains, alice@corp.example.com and
         # alice@example.com are one search, so one entry. The rest of the query (attributes, DN
         # resolutions, group memberships) is part of the key too.
@@ -137,7 +137,7 @@ class CachedDirectory:
                     self._refresh_ahead(key, query)
                 return LookupResult(self._packer.unpack(record), "hit")
         try:
-            entry = await self._shared_lookup(key, query, deadline)
+            entry = await self._shared_lookup(key, query, deadline, start_by)
         except (DeadlineExceeded, DirectoryError) as error:
             kind = _kind(error)
             if kind == "ambiguous":  # the directory now matches several entries: the old one is no answer
@@ -159,10 +159,14 @@ class CachedDirectory:
 
     # -- single-flight ----------------------------------------------------------------------------
 
-    async def _shared_lookup(self, key: UserQuery, query: UserQuery, deadline: float) -> DirectoryEntry | None:
+    async def _shared_lookup(
+        self, key: UserQuery, query: UserQuery, deadline: float, start_by: float | None
+    ) -> DirectoryEntry | None:
         """Join the lookup in flight for ``key`` or start it; wait for it until ``deadline`` at most."""
         shared = self._in_flight.get(key)
-        future, lookup_deadline = shared if shared is not None else (self._start(key, query, deadline), deadline)
+        future, lookup_deadline = (
+            shared if shared is not None else (self._start(key, query, deadline, start_by), deadline)
+        )
         if lookup_deadline <= deadline:
             # The lookup ends by its own deadline, no later than this caller's, with the directory's own
             # DeadlineExceeded (which knows the stage). Shielded: a cancelled caller must not cancel it.
@@ -173,8 +177,10 @@ class CachedDirectory:
             # The shared lookup carries on for the others; this caller's own deadline has passed.
             raise DeadlineExceeded("search") from None
 
-    def _start(self, key: UserQuery, query: UserQuery, deadline: float) -> asyncio.Future[DirectoryEntry | None]:
-        task = asyncio.ensure_future(self._read(key, query, deadline))
+    def _start(
+        self, key: UserQuery, query: UserQuery, deadline: float, start_by: float | None = None
+    ) -> asyncio.Future[DirectoryEntry | None]:
+        task = asyncio.ensure_future(self._read(key, query, deadline, start_by))
         self._in_flight[key] = (task, deadline)
         task.add_done_callback(lambda done: self._finished(key, done))
         return task
@@ -186,8 +192,10 @@ class CachedDirectory:
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter may have given up on it already
 
-    async def _read(self, key: UserQuery, query: UserQuery, deadline: float) -> DirectoryEntry | None:
-        entry = (await self._directory.find_user(query, deadline)).entry
+    async def _read(
+        self, key: UserQuery, query: UserQuery, deadline: float, start_by: float | None
+    ) -> DirectoryEntry | None:
+        entry = (await self._directory.find_user(query, deadline, start_by)).entry
         self._store(key, entry)
         return entry
 

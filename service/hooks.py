@@ -140,12 +140,10 @@ class Hook:
         if refusal is not None:  # no lookup at all: the directory cannot be trusted to compare it
             return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, refusal=refusal)
         deadline = received_at + self.settings.deadline_seconds
-        if deadline - started < self.settings.min_lookup_seconds:
-            # Queued too long behind other requests (overload): a lookup could not finish in time, and
-            # starting it would only delay the requests queued behind this one. Answer now.
-            return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage="queue")
+        # A lookup started after this could not finish in time: the directory sheds it (stage "queue").
+        start_by = deadline - self.settings.min_lookup_seconds
         try:
-            lookup = await self._directory.find_user(self._query.with_identifier(identifier), deadline)
+            lookup = await self._directory.find_user(self._query.with_identifier(identifier), deadline, start_by)
         except DeadlineExceeded as exceeded:
             return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage=exceeded.stage)
         except DirectoryError as error:

@@ -14,7 +14,7 @@ import time
 
 from conftest import service_config
 from connection_support import connect, metric_value, request_bytes
-from okta_spec import example
+from okta_spec import registration_for
 
 from service.demo.slapd import Slapd
 
@@ -22,20 +22,20 @@ HOOK = "/hooks/registration"
 _SENT = itertools.count()
 
 
-def event() -> dict:
-    """Okta's example with an eventId of its own: a repeated one would be answered as Okta's retry,
-    from memory, before any deadline check."""
-    body = example("registration")
+def event(email: str = "rosario.jones@example.com") -> dict:
+    """A registration for ``email`` with an eventId of its own: a repeated one would be answered as
+    Okta's retry, from memory, before any deadline check."""
+    body = registration_for(email)
     body["eventId"] = f"overload{next(_SENT)}"
     return body
 DEADLINE = 1.5
 MIN_LOOKUP = 1.0
 
 
-def answer_after(port: int, delay: float) -> tuple[dict, float]:
-    """POST the registration example with its body ``delay`` s after its headers; the answer's JSON and
-    the seconds from the first byte sent to the last byte received."""
-    whole = request_bytes(HOOK, event())
+def answer_after(port: int, delay: float, email: str = "rosario.jones@example.com") -> tuple[dict, float]:
+    """POST a registration for ``email`` with its body ``delay`` s after its headers; the answer's JSON
+    and the seconds from the first byte sent to the last byte received."""
+    whole = request_bytes(HOOK, event(email))
     head_end = whole.index(b"\r\n\r\n") + 4
     with connect(port) as sock:
         started = time.monotonic()
@@ -71,7 +71,7 @@ def test_a_request_that_waited_too_long_is_shed_with_stage_queue(slapd: Slapd, s
     prompt, _ = answer_after(service.hook_port, 0.0)
     assert prompt["debugContext"]["outcome"] == "enriched", prompt
     # 0.8 s of the 1.5 s gone before the handler: 0.7 s left, less than the 1.0 s a lookup may need
-    late, elapsed = answer_after(service.hook_port, 0.8)
+    late, elapsed = answer_after(service.hook_port, 0.8, "alice.wong@example.com")  # not in the cache
     assert set(late) == {"debugContext"}, late  # nothing from the directory
     assert late["debugContext"]["outcome"] == "fallback_deadline"
     assert late["debugContext"]["deadlineStage"] == "queue"
@@ -81,6 +81,24 @@ def test_a_request_that_waited_too_long_is_shed_with_stage_queue(slapd: Slapd, s
     metrics = service.metrics()
     assert metric_value(metrics, "okta_hook_deadline_exceeded_total", hook_type="registration", stage="queue") == 1
     assert metric_value(metrics, "okta_hook_requests_total", hook_type="registration", outcome="fallback_deadline") == 1
+    assert metric_value(metrics, "okta_hook_ldap_operation_duration_seconds_count", operation="search") == 1
+
+
+def test_a_late_request_for_a_cached_user_is_answered_from_the_cache(slapd: Slapd, start_service) -> None:
+    """Shedding spares the directory, not the cache: an entry in memory needs no lookup, so a request
+    that waited too long for one is still answered enriched."""
+    config = service_config(slapd.url)
+    config["hooks"]["registration"]["deadline_seconds"] = DEADLINE
+    config["hooks"]["registration"]["min_lookup_seconds"] = MIN_LOOKUP
+    service = start_service(config)
+
+    assert answer_after(service.hook_port, 0.0)[0]["debugContext"]["cache"] == "miss"
+    late, _ = answer_after(service.hook_port, 0.8)  # the same person, now in the cache
+    assert late["debugContext"]["outcome"] == "enriched", late
+    assert late["debugContext"]["cache"] == "hit"
+    assert late["commands"][0]["value"]["department"]
+    metrics = service.metrics()
+    assert metric_value(metrics, "okta_hook_deadline_exceeded_total", hook_type="registration", stage="queue") == 0
     assert metric_value(metrics, "okta_hook_ldap_operation_duration_seconds_count", operation="search") == 1
 
 
@@ -104,7 +122,7 @@ def test_time_the_process_was_not_running_counts(slapd: Slapd, start_service) ->
     service = start_service(config)
     assert answer_after(service.hook_port, 0.0)[0]["debugContext"]["outcome"] == "enriched"
 
-    whole = request_bytes(HOOK, event())
+    whole = request_bytes(HOOK, event("alice.wong@example.com"))  # not in the cache: a lookup is needed
     with connect(service.hook_port) as sock:
         service.process.send_signal(signal.SIGSTOP)
         try:

@@ -33,6 +33,8 @@ MAX_RESOLVED_VALUES = 25
 
 _SCOPES = {"subtree": ldap3.SUBTREE, "one": ldap3.LEVEL}
 _LDAP_SUCCESS, _LDAP_SIZE_LIMIT, _LDAP_NO_SUCH_OBJECT = 0, 4, 32
+#: Weight of the latest lookup in the moving average of lookup time: about the last ten lookups count.
+_AVERAGE_WEIGHT = 0.1
 
 
 @dataclass(slots=True)
@@ -57,6 +59,8 @@ class Directory:
         # Health checks get their own thread so that a saturated pool cannot starve them.
         self._checker = ThreadPoolExecutor(1, thread_name_prefix="ldap-health")
         self._progress_lock = threading.Lock()
+        #: Moving average of the seconds a lookup holds a worker thread (0 until one has run).
+        self._lookup_seconds = 0.0
         filter_template = config.user_search.filter
         if config.dialect == "active_directory" and not config.user_search.include_disabled:
             filter_template += f"(!{DISABLED_ACCOUNT})"
@@ -68,6 +72,13 @@ class Directory:
         outside ``user_search.strip_domains``), so the caller need not ask the directory."""
         return self._config.user_search.search_value(identifier)
 
+    def queue_wait(self) -> float:
+        """Seconds a lookup asked for now would wait for a worker thread: the lookups already waiting,
+        ``pool_size`` at a time, each taking the recent average. A caller whose time left cannot cover
+        this wait and a lookup answers at once instead of joining a queue that cannot serve it in time
+        (and that would only delay the requests behind it)."""
+        return self._pool.waiting * self._lookup_seconds / self._config.pool_size
+
     def pool_state(self) -> tuple[int, int, int]:
         """Connections open, connections lent out, lookups waiting for a worker thread."""
         return self._pool.state()
@@ -76,7 +87,7 @@ class Directory:
     def servers(self) -> list[str]:
         return [server.name for server in self._pool.servers]
 
-    async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
+    async def find_user(self, query: UserQuery, deadline: float, start_by: float | None = None) -> LookupResult:
         """The one entry whose match attribute equals ``query.identifier`` (its local part with
         ``strip_domains``); entry None when there is none. ``query.groups`` says which memberships to
         read with it (``direct``, ``nested``); it needs ``directory.groups``.
@@ -85,6 +96,11 @@ class Directory:
         and :class:`DirectoryError` when the directory fails or several entries match (``ambiguous``: a
         guess could hand one person's attributes to another).
         """
+        if start_by is not None and time.monotonic() + self.queue_wait() > start_by:
+            # Queued too long behind other requests (overload), or too many lookups already waiting for
+            # a worker thread: this one could not finish in time, and starting it would only delay the
+            # requests queued behind it. Nothing was asked of the directory.
+            raise DeadlineExceeded("queue")
         progress = _Progress()
         identifier, attributes, resolve, groups = query.identifier, query.attributes, dict(query.resolve), query.groups
         self._pool.adjust_waiting(+1)
@@ -191,6 +207,27 @@ class Directory:
         self._started(progress)
         if progress.abandoned or time.monotonic() >= deadline:
             return None  # nobody is waiting for the answer any more
+        began = time.monotonic()
+        try:
+            return self._run_lookup(identifier, attributes, resolve, groups, progress)
+        finally:
+            self._learn(time.monotonic() - began)
+
+    def _learn(self, seconds: float) -> None:
+        """Fold one lookup's time into the moving average (the first one is taken whole). A lost update
+        between two threads only delays the average a little."""
+        average = self._lookup_seconds
+        self._lookup_seconds = seconds if average == 0 else average + _AVERAGE_WEIGHT * (seconds - average)
+
+    def _run_lookup(
+        self,
+        identifier: str,
+        attributes: frozenset[str],
+        resolve: Mapping[str, frozenset[str]],
+        groups: frozenset[Membership],
+        progress: _Progress,
+    ) -> DirectoryEntry | None:
+        """The lookup proper, stopping between two operations once its caller has stopped waiting."""
 
         def on_stage(stage: Stage) -> None:
             if progress.abandoned:

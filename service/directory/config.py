@@ -134,7 +134,9 @@ class DirectoryConfig:
     #: Socket timeout of each LDAP operation (bind, search). Keep it below the hook deadline.
     operation_timeout_seconds: float = 2.0
     #: Bound connections kept open, and threads running ldap3 calls: the number of lookups in flight.
-    pool_size: int = 8
+    #: ldap3 decodes replies in Python, under the GIL: beyond a few threads, busy ones only take the GIL
+    #: from the event loop, which then accepts and reads new requests late (README, "Performance").
+    pool_size: int = 3
     server_cooldown_seconds: float = 5.0
     #: Connections older than this are replaced, before an idle-timeout on a firewall or DC drops them.
     connection_max_age_seconds: float = 300.0

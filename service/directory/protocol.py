@@ -76,8 +76,12 @@ class UserDirectory(Protocol):
         ``user_search.strip_domains``); None when it can match nobody, so callers need not ask."""
         ...
 
-    async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
+    async def find_user(self, query: UserQuery, deadline: float, start_by: float | None = None) -> LookupResult:
         """The one entry matching ``query``, within ``deadline`` (a :func:`time.monotonic` instant).
+
+        ``start_by`` is the latest instant a directory lookup may start and still finish in time: past
+        it (counting the wait for a worker thread), the directory raises ``DeadlineExceeded("queue")`` at
+        once instead of queueing (load shedding); what needs no lookup (a cached entry) is still answered.
 
         Raises :class:`~service.directory.DeadlineExceeded` when the deadline passes and
         :class:`~service.directory.DirectoryError` when the directory fails or is ambiguous.
