@@ -70,6 +70,10 @@ class HookResult:
     groups_cut: bool = False
     #: A group claim came from a nested walk stopped by ``max_depth``/``max_groups``.
     groups_incomplete: bool = False
+    #: Password import: ``verified``, ``unverified`` (the person's password was refused, or there is no
+    #: such single person) or ``error`` (the directory could not say), and why, in a fixed vocabulary.
+    credential: Literal["verified", "unverified", "error"] | None = None
+    credential_reason: str | None = None
     #: The unexpected exception behind ``fallback_internal_error``: telemetry logs its type and frames.
     exception: Exception | None = None
 

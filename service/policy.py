@@ -14,6 +14,8 @@ class Outcome(StrEnum):
     ENRICHED = "enriched"  # the directory (or a fresh cache entry) answered; mapped attributes returned
     ENRICHED_STALE = "enriched_stale"  # the directory failed; attributes from an older answer in the cache
     NO_MATCH = "no_match"  # the user is not in the directory
+    VERIFIED = "verified"  # password import: the directory accepted the person's password
+    UNVERIFIED = "unverified"  # password import: the directory refused it (wrong, empty, locked, expired...)
     #: The event's identifier cannot be a real login (control characters, too long, a foreign domain...):
     #: never looked up, answered like an unknown user (``on_unknown_user``).
     REFUSED_IDENTIFIER = "refused_identifier"

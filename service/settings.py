@@ -104,7 +104,9 @@ class CacheSettings(_Section):
         return self
 
 
-class HookSettings(_Section):
+class HookBase(_Section):
+    """What every hook type has: which identifier is looked up, and the deadline."""
+
     #: Which identifier of the Okta user is looked up in ``directory.user_search.match_attribute``.
     #: When the event lacks it, the other one is used.
     subject: Literal["login", "email"] = "login"
@@ -113,6 +115,25 @@ class HookSettings(_Section):
     #: When less than this is left of the deadline as the handler starts (the request queued behind
     #: others), the fallback is answered at once instead of starting a lookup that cannot finish.
     min_lookup_seconds: float = Field(0.1, ge=0)
+
+    @model_validator(mode="after")
+    def _lookup_fits_the_deadline(self) -> HookBase:
+        if self.min_lookup_seconds >= self.deadline_seconds:
+            raise ValueError("min_lookup_seconds must be less than deadline_seconds")
+        return self
+
+    def rule_sets(self) -> list[AttributeMap]:
+        """The mapping rule sets of this hook type (none for password import)."""
+        return []
+
+    def rules(self) -> list[MappingRule]:
+        """Every rule of this hook, whatever Okta name it feeds: what the directory must read."""
+        return [rule for rules in self.rule_sets() for rule in rules.values()]
+
+
+class HookSettings(HookBase):
+    """The hook types that enrich: look the user up (through the cache) and map attributes."""
+
     #: What to answer when the directory is slow, down, failing, or matches several entries.
     on_directory_error: FailureAction = FailureAction.CONTINUE
     #: What to answer when the directory has no such user.
@@ -121,25 +142,12 @@ class HookSettings(_Section):
     cache: CacheSettings = CacheSettings()
 
     @model_validator(mode="after")
-    def _lookup_fits_the_deadline(self) -> HookSettings:
-        if self.min_lookup_seconds >= self.deadline_seconds:
-            raise ValueError("min_lookup_seconds must be less than deadline_seconds")
-        return self
-
-    @model_validator(mode="after")
     def _deny_only_for_registration(self) -> HookSettings:
         if not isinstance(self, RegistrationSettings):
             for key in ("on_directory_error", "on_unknown_user"):
                 if getattr(self, key) is FailureAction.DENY:
                     raise ValueError(f"{key}: deny is only an answer for registration hooks")
         return self
-
-    def rule_sets(self) -> list[AttributeMap]:
-        raise NotImplementedError
-
-    def rules(self) -> list[MappingRule]:
-        """Every rule of this hook, whatever Okta name it feeds: what the directory must read."""
-        return [rule for rules in self.rule_sets() for rule in rules.values()]
 
 
 class RegistrationSettings(HookSettings):
@@ -199,6 +207,12 @@ class UserImportSettings(HookSettings):
         return [self.profile, self.app_user_profile]
 
 
+class PasswordImportSettings(HookBase):
+    """Password import: Okta's ``username`` is looked up (never through the cache), then the password
+    is checked by a bind as the user's DN. Every failure answers UNVERIFIED (Okta asks again at the next
+    sign-in), so there is no failure action to choose. Needs TLS to the directory (see ``Settings``)."""
+
+
 class HooksSettings(_Section):
     """One section per hook type to answer; a type without a section has no endpoint."""
 
@@ -206,14 +220,15 @@ class HooksSettings(_Section):
     token: TokenSettings | None = None
     saml: SamlSettings | None = None
     user_import: UserImportSettings | None = None
+    password_import: PasswordImportSettings | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> HooksSettings:
         if not self.enabled():
-            raise ValueError("configure at least one of registration, token, saml, user_import")
+            raise ValueError("configure at least one of registration, token, saml, user_import, password_import")
         return self
 
-    def enabled(self) -> dict[HookType, HookSettings]:
+    def enabled(self) -> dict[HookType, HookBase]:
         return {hook_type: section for hook_type in HookType if (section := getattr(self, hook_type.value)) is not None}
 
 
@@ -243,8 +258,20 @@ class Settings(_Section):
                         )
         return self
 
+    @model_validator(mode="after")
+    def _passwords_over_tls(self) -> Settings:
+        """A password import sends the person's password to the directory in a bind: never in clear."""
+        directory = self.directory
+        plain = not directory.start_tls and any(not server.tls for server in directory.servers)
+        if self.hooks.password_import is not None and plain:
+            raise ValueError(
+                "hooks.password_import: passwords go to the directory only over TLS; "
+                "use ldaps:// URLs or set directory.start_tls"
+            )
+        return self
 
-def _rule_set_keys(section: HookSettings) -> list[str]:
+
+def _rule_set_keys(section: HookBase) -> list[str]:
     """The configuration keys of ``section.rule_sets()``, in the same order."""
     return [name for name, info in type(section).model_fields.items() if info.annotation == AttributeMap]
 
