@@ -72,7 +72,8 @@ Send Okta's sample registration event (rosario.jones@example.com) and see the en
 
   {curl}
 
-Or send Okta's example of every hook type (registration, token, SAML, user import, password import)\nand see each answer:
+Or send Okta's example of every hook type (registration, token, SAML, user import, password import)
+and see each answer:
 
   {try_command}      (installed: okta-ldap-hook try --url http://127.0.0.1:{hook_port})
 
