@@ -125,7 +125,8 @@ def _result(
         context["deadlineStage"] = stage
     if error_kind:
         context["error"] = error_kind
-    body = {**credential_verdict(credential == "verified"), "debugContext": context}
+    # Password import's failure policy (service.policy) has one answer for every outcome but VERIFIED.
+    body = {**credential_verdict(outcome is Outcome.VERIFIED), "debugContext": context}
     return HookResult(
         outcome,
         body,

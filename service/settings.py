@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,7 +22,7 @@ from service.mapping import MappingRule
 from service.oauth import OAuthConfig
 from service.okta import RESERVED_CLAIMS, HookType
 from service.okta.commands import ACCESS_TOKEN_MODIFIABLE
-from service.policy import FailureAction
+from service.policy import FailureAction, FailurePolicy
 
 #: Okta gives up after 3 s; the answer must leave before that, network time included.
 OKTA_TIMEOUT_SECONDS = 3.0
@@ -107,6 +107,9 @@ class CacheSettings(_Section):
 class HookBase(_Section):
     """What every hook type has: which identifier is looked up, and the deadline."""
 
+    #: The hook type this section configures (each subclass names its own).
+    hook_type: ClassVar[HookType]
+
     #: Which identifier of the Okta user is looked up in ``directory.user_search.match_attribute``.
     #: When the event lacks it, the other one is used.
     subject: Literal["login", "email"] = "login"
@@ -121,6 +124,10 @@ class HookBase(_Section):
         if self.min_lookup_seconds >= self.deadline_seconds:
             raise ValueError("min_lookup_seconds must be less than deadline_seconds")
         return self
+
+    def failure_policy(self) -> FailurePolicy:
+        """What this hook answers when it cannot do its job (``service.policy``)."""
+        return FailurePolicy.of(self.hook_type)
 
     def rule_sets(self) -> list[AttributeMap]:
         """The mapping rule sets of this hook type (none for password import)."""
@@ -142,15 +149,16 @@ class HookSettings(HookBase):
     cache: CacheSettings = CacheSettings()
 
     @model_validator(mode="after")
-    def _deny_only_for_registration(self) -> HookSettings:
-        if not isinstance(self, RegistrationSettings):
-            for key in ("on_directory_error", "on_unknown_user"):
-                if getattr(self, key) is FailureAction.DENY:
-                    raise ValueError(f"{key}: deny is only an answer for registration hooks")
+    def _answers_of_this_hook_type(self) -> HookSettings:
+        self.failure_policy()  # raises when the hook type has no such answer (deny outside registration)
         return self
+
+    def failure_policy(self) -> FailurePolicy:
+        return FailurePolicy.of(self.hook_type, self.on_unknown_user, self.on_directory_error)
 
 
 class RegistrationSettings(HookSettings):
+    hook_type = HookType.REGISTRATION
     #: Shown to the person registering when the policy denies them.
     deny_message: str = Field("Registration cannot be completed at this time.", min_length=1)
     #: Okta profile attribute -> rule.
@@ -161,6 +169,7 @@ class RegistrationSettings(HookSettings):
 
 
 class TokenSettings(HookSettings):
+    hook_type = HookType.TOKEN
     #: Claims added to the ID token, when Okta mints one in the flow.
     id_token: AttributeMap = Field(default_factory=dict)
     #: Claims added to the access token, when Okta mints one in the flow.
@@ -182,6 +191,7 @@ class TokenSettings(HookSettings):
 
 
 class SamlSettings(HookSettings):
+    hook_type = HookType.SAML
     #: SAML attribute statements added to (or replaced in) the assertion.
     attributes: AttributeMap = Field(default_factory=dict)
 
@@ -190,6 +200,7 @@ class SamlSettings(HookSettings):
 
 
 class UserImportSettings(HookSettings):
+    hook_type = HookType.USER_IMPORT
     #: Okta user profile attributes set on the imported user.
     profile: AttributeMap = Field(default_factory=dict)
     #: App user profile attributes (they reach the Okta profile through the app's mappings).
@@ -211,6 +222,8 @@ class PasswordImportSettings(HookBase):
     """Password import: Okta's ``username`` is looked up (never through the cache), then the password
     is checked by a bind as the user's DN. Every failure answers UNVERIFIED (Okta asks again at the next
     sign-in), so there is no failure action to choose. Needs TLS to the directory (see ``Settings``)."""
+
+    hook_type = HookType.PASSWORD_IMPORT
 
 
 class HooksSettings(_Section):

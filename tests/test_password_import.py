@@ -29,6 +29,7 @@ from prometheus_client import generate_latest
 from service.demo.slapd import DEMO_USER_PASSWORD, free_port
 from service.directory.credentials import BindRefusal, ppolicy_error, refusal_reason
 from service.okta import HookType, credential_verdict, parse_event
+from service.policy import ANSWERS, Answer, FailureAction, FailurePolicy, Outcome, can_deny
 from service.settings import ConfigError, parse_settings
 
 PATH = "/hooks/password-import"
@@ -297,3 +298,29 @@ def test_user_binds_need_no_pooled_connection(ldap: PolicySlapd, tmp_path: Path)
         # the next check searches on a pooled connection: were it bound as Pia, her ACL would hide others
         assert credential(check(running, "nina.unicode@example.com", NON_ASCII)) == "VERIFIED"
         assert credential(check(running, "twin@example.com", RIGHT)) == "UNVERIFIED"
+
+
+# -- the failure policy, one object per hook type --------------------------------------------------------
+
+
+def test_each_hook_type_has_one_failure_policy() -> None:
+    deny = FailurePolicy.of(HookType.REGISTRATION, FailureAction.DENY, FailureAction.CONTINUE)
+    assert (deny.answer(Outcome.NO_MATCH), deny.answer(Outcome.REFUSED_IDENTIFIER)) == (Answer.DENY, Answer.DENY)
+    assert deny.answer(Outcome.FALLBACK_DEADLINE) is Answer.CONTINUE
+    for hook_type in (HookType.TOKEN, HookType.SAML, HookType.USER_IMPORT):
+        assert not can_deny(hook_type)
+        with pytest.raises(ValueError, match="on_unknown_user: deny is only an answer for registration hooks"):
+            FailurePolicy.of(hook_type, FailureAction.DENY)
+    password = FailurePolicy.of(HookType.PASSWORD_IMPORT, FailureAction.CONTINUE, FailureAction.CONTINUE)
+    for outcome in (Outcome.NO_MATCH, Outcome.UNVERIFIED, Outcome.FALLBACK_LDAP_ERROR, Outcome.FALLBACK_DEADLINE):
+        assert password.answer(outcome) is Answer.UNVERIFIED
+    assert can_deny(HookType.REGISTRATION) and not can_deny(HookType.PASSWORD_IMPORT)
+    assert set(ANSWERS) == set(HookType)
+
+
+def test_password_import_has_no_failure_actions_to_configure(ldap: PolicySlapd) -> None:
+    settings = config(ldap)
+    settings["hooks"]["password_import"] = {"on_directory_error": "continue"}
+    with pytest.raises(ConfigError, match=r"hooks\.password_import\.on_directory_error: unknown key"):
+        parse_settings(settings)
+    assert parse_settings(config(ldap)).hooks.password_import.failure_policy().on_directory_error is Answer.UNVERIFIED

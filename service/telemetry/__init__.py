@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 import structlog
 from opentelemetry.trace import TracerProvider
 
-from service.okta import IdentifierRefusal
-from service.policy import DENIAL_REASONS, Outcome
+from service.okta import HookType, IdentifierRefusal
+from service.policy import DENIAL_REASONS, Outcome, can_deny
 from service.telemetry.cache import CacheTelemetry
 from service.telemetry.directory import DirectoryTelemetry, current_tracer
 from service.telemetry.logs import configure_logging
@@ -51,7 +51,7 @@ class Telemetry:
                 m.groups_truncated.labels(hook_type, limit)
             for refusal in IdentifierRefusal:
                 m.refused_identifiers.labels(hook_type, refusal.value)
-            if hook_type == "registration":
+            if can_deny(HookType(hook_type)):
                 for reason in DENIAL_REASONS.values():
                     m.denials.labels(hook_type, reason)
         for server in servers:
