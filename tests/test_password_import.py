@@ -11,6 +11,7 @@ from typing import Any
 
 import ldap3
 import pytest
+import yaml
 from conftest import HangingServer, directory_config
 from hostile_support import InProcessService, captured_logs, in_process
 from okta_spec import example, validate_response
@@ -324,3 +325,35 @@ def test_password_import_has_no_failure_actions_to_configure(ldap: PolicySlapd) 
     with pytest.raises(ConfigError, match=r"hooks\.password_import\.on_directory_error: unknown key"):
         parse_settings(settings)
     assert parse_settings(config(ldap)).hooks.password_import.failure_policy().on_directory_error is Answer.UNVERIFIED
+
+
+# -- the chart -------------------------------------------------------------------------------------------
+
+
+def _chart_hooks(directory: dict[str, Any]) -> dict[str, Any]:
+    hooks = {name: None for name in ("registration", "token", "saml", "user_import")}
+    return {"config": {"directory": directory, "hooks": {**hooks, "password_import": {"deadline_seconds": 2.0}}}}
+
+
+def test_the_chart_serves_password_import_over_tls_only() -> None:
+    import helm_python as helm
+    from chart_tools import render_objects
+
+    base = {"urls": ["ldaps://ldap.example.com"], "user_search": {"base_dn": "ou=people,dc=example,dc=com"}}
+    rendered = render_objects(_chart_hooks(base))
+    (configmap,) = [cm for cm in rendered.of_kind("ConfigMap") if "config.yaml" in cm.get("data", {})]
+    settings = yaml.safe_load(configmap["data"]["config.yaml"])
+    assert settings["hooks"]["password_import"] == {"deadline_seconds": 2.0}
+    (container,) = rendered.one("Pod", hook=True)["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["HOOK_URL"].endswith(PATH)
+    event = parse_event(env["EVENT"].encode(), HookType.PASSWORD_IMPORT)
+    assert (event.subject.login, bool(event.password())) == ("helm-test@example.invalid", True)
+    render_objects(_chart_hooks({**base, "urls": ["ldap://ldap.example.com"], "start_tls": True}))
+    with pytest.raises(helm.HelmRenderError, match=r"config\.hooks\.password_import: .*TLS"):
+        render_objects(_chart_hooks({**base, "urls": ["ldap://ldap.example.com"]}))
+    with pytest.raises(helm.HelmValuesError):
+        render_objects(
+            _chart_hooks(base)
+            | {"config": {**_chart_hooks(base)["config"], "hooks": {"password_import": {"cache": {}}}}}
+        )
