@@ -137,6 +137,17 @@ def test_a_wrong_password_is_one_bind_never_retried(service: InProcessService) -
     assert user_binds(service) == binds + 1
 
 
+def test_each_check_binds_on_a_fresh_connection_closed_after(service: InProcessService) -> None:
+    """One connection opened per check (never a pooled one, never kept): the pool holds service
+    connections only, and none is left lent out."""
+    connects = service.metric(USER_BIND, {"operation": "user_connect"})
+    for password in (RIGHT, "wrong", RIGHT):
+        check(service, "pia.pass@example.com", password)
+    assert service.metric(USER_BIND, {"operation": "user_connect"}) == connects + 3
+    assert service.metric("okta_hook_ldap_pool_in_use", {}) == 0
+    assert service.metric("okta_hook_ldap_pool_size", {}) <= 4  # directory_config's pool_size
+
+
 def test_a_locked_account_is_unverified_even_with_the_right_password(service: InProcessService) -> None:
     for _ in range(MAX_FAILURES):
         body = check(service, "lou.locked@example.com", "guess")
