@@ -414,6 +414,21 @@ def rows() -> list[tuple[str, list[Panel]]]:
             ),
             "opm",
         ),
+        timeseries(
+            "Password import checks by result and reason",
+            "Password import calls per minute. verified: Okta keeps the password. unverified: the person's "
+            "sign-in is refused (invalid_credentials, locked, password_expired, account_disabled... from "
+            "the directory; unknown_user, ambiguous_user, empty_password, refused_identifier). error: the "
+            "directory could not say (deadline, directory_error): Okta asks again at the next sign-in. A "
+            "rise of locked or expired accounts is a migration problem to tell the help desk about.",
+            targets(
+                (
+                    f"60 * sum by (result, reason) (rate(okta_hook_password_verifications_total{{{SEL}}}[{RI}]))",
+                    "{{result}} {{reason}}",
+                )
+            ),
+            "opm",
+        ),
     ]
     deadline = [
         timeseries(

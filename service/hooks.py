@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import marshal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from service import mapping
 from service.cache import RecentAnswers
@@ -35,7 +34,7 @@ from service.okta import (
     token_patch,
     with_debug_context,
 )
-from service.policy import FailureAction, Outcome
+from service.policy import Answer, Outcome
 from service.settings import (
     HookSettings,
     RegistrationSettings,
@@ -70,18 +69,24 @@ class HookResult:
     groups_cut: bool = False
     #: A group claim came from a nested walk stopped by ``max_depth``/``max_groups``.
     groups_incomplete: bool = False
+    #: Password import: ``verified``, ``unverified`` (the person's password was refused, or there is no
+    #: such single person) or ``error`` (the directory could not say), and why, in a fixed vocabulary.
+    credential: Literal["verified", "unverified", "error"] | None = None
+    credential_reason: str | None = None
     #: The unexpected exception behind ``fallback_internal_error``: telemetry logs its type and frames.
     exception: Exception | None = None
 
 
 class Hook:
+    """The hook types that enrich (registration, token, SAML, user import): look the user up, map their
+    entry with the type's :class:`Step`, or answer what the type's failure policy says."""
+
     def __init__(self, hook_type: HookType, settings: HookSettings, directory: UserDirectory) -> None:
         self.type = hook_type
         self.settings = settings
         self._directory = directory
-        self._enrich = _ENRICHERS[hook_type]
-        # Only registration has a deny answer; settings validation refuses `deny` for the other types.
-        self._deny_message = settings.deny_message if isinstance(settings, RegistrationSettings) else None
+        self._step = step_for(settings)
+        self._policy = settings.failure_policy()
         rules = settings.rules()
         # The cache key: the groups are in it, so an entry read without the nested walk never answers
         # a mapping that needs nested groups.
@@ -155,7 +160,7 @@ class Hook:
             return self._fallback(event, Outcome.NO_MATCH, started, cache=cache)
         mapper = _Mapper(entry)
         try:
-            body = self._enrich(self.settings, event, mapper)
+            body = self._step.enrich(event, mapper)
         except Exception as error:
             return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error=error, cache=cache)
         elapsed = time.monotonic() - started
@@ -191,11 +196,8 @@ class Hook:
     ) -> HookResult:
         if error is not None:
             error_kind = type(error).__name__
-        unknown = outcome in (Outcome.NO_MATCH, Outcome.REFUSED_IDENTIFIER)
-        action = self.settings.on_unknown_user if unknown else self.settings.on_directory_error
-        deny_message = self._deny_message if action is FailureAction.DENY else None
-        deny = deny_message is not None
-        body = denial(deny_message) if deny_message is not None else no_change()
+        deny = self._policy.answer(outcome) is Answer.DENY
+        body = self._step.denial() if deny else no_change()
         elapsed = time.monotonic() - started
         diagnostics = _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind, refusal=refusal, cache=cache)
         body = with_debug_context(body, diagnostics)
@@ -260,30 +262,71 @@ def _diagnostics(
     return context
 
 
-def _registration(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
-    s: RegistrationSettings = settings
-    assert event.registration_kind is not None
-    return registration_update(event.registration_kind, apply(s.profile))
+class Step(Protocol):
+    """What one enriching hook type does with a found entry, with its own typed settings."""
+
+    def enrich(self, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
+        """Okta's commands for ``event``, from the values ``apply`` maps out of the entry."""
+        ...
+
+    def denial(self) -> dict[str, Any]:
+        """The answer when the failure policy says deny (only registration's policy ever does)."""
+        ...
 
 
-def _token(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
-    s: TokenSettings = settings
-    return token_patch(event, apply(s.id_token), apply(s.access_token))
+@dataclass(frozen=True, slots=True)
+class RegistrationStep:
+    settings: RegistrationSettings
+
+    def enrich(self, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
+        assert event.registration_kind is not None
+        return registration_update(event.registration_kind, apply(self.settings.profile))
+
+    def denial(self) -> dict[str, Any]:
+        return denial(self.settings.deny_message)
 
 
-def _saml(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
-    s: SamlSettings = settings
-    return saml_patch(event, apply(s.attributes))
+@dataclass(frozen=True, slots=True)
+class TokenStep:
+    settings: TokenSettings
+
+    def enrich(self, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
+        return token_patch(event, apply(self.settings.id_token), apply(self.settings.access_token))
+
+    def denial(self) -> dict[str, Any]:
+        return no_change()  # no deny answer in Okta's contract: the policy never asks one
 
 
-def _user_import(settings: Any, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
-    s: UserImportSettings = settings
-    return import_update(apply(s.profile), apply(s.app_user_profile))
+@dataclass(frozen=True, slots=True)
+class SamlStep:
+    settings: SamlSettings
+
+    def enrich(self, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
+        return saml_patch(event, apply(self.settings.attributes))
+
+    def denial(self) -> dict[str, Any]:
+        return no_change()
 
 
-_ENRICHERS: dict[HookType, Callable[[Any, HookEvent, _Mapper], dict[str, Any]]] = {
-    HookType.REGISTRATION: _registration,
-    HookType.TOKEN: _token,
-    HookType.SAML: _saml,
-    HookType.USER_IMPORT: _user_import,
-}
+@dataclass(frozen=True, slots=True)
+class UserImportStep:
+    settings: UserImportSettings
+
+    def enrich(self, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
+        return import_update(apply(self.settings.profile), apply(self.settings.app_user_profile))
+
+    def denial(self) -> dict[str, Any]:
+        return no_change()
+
+
+def step_for(settings: HookSettings) -> Step:
+    """The step of the hook type ``settings`` configures."""
+    if isinstance(settings, RegistrationSettings):
+        return RegistrationStep(settings)
+    if isinstance(settings, TokenSettings):
+        return TokenStep(settings)
+    if isinstance(settings, SamlSettings):
+        return SamlStep(settings)
+    if isinstance(settings, UserImportSettings):
+        return UserImportStep(settings)
+    raise TypeError(f"no enrichment step for {type(settings).__name__}")

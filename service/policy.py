@@ -1,19 +1,27 @@
-"""What the hook answers when it cannot enrich: outcomes and the failure policy per hook type.
+"""What the hook answers when it cannot do its job: outcomes, and the failure policy of each hook type.
 
-Okta fails closed for registration (a timeout denies the user) and open for the other types, so the
-service never lets Okta time out: it answers within its deadline with the configured action, and the
-outcome says why, for metrics and logs.
+Okta fails closed for registration and password import (a timeout denies the user) and open for the
+other types, so the service never lets Okta time out: it answers within its deadline with the answer its
+policy gives for the outcome, and the outcome says why, for metrics and logs. The decision lives here
+and only here: which answers a hook type can give at all (deny for registration only, UNVERIFIED for
+password import only), and which one each outcome gets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
+
+from service.okta import HookType
 
 
 class Outcome(StrEnum):
     ENRICHED = "enriched"  # the directory (or a fresh cache entry) answered; mapped attributes returned
     ENRICHED_STALE = "enriched_stale"  # the directory failed; attributes from an older answer in the cache
     NO_MATCH = "no_match"  # the user is not in the directory
+    VERIFIED = "verified"  # password import: the directory accepted the person's password
+    UNVERIFIED = "unverified"  # password import: the directory refused it (wrong, empty, locked, expired...)
     #: The event's identifier cannot be a real login (control characters, too long, a foreign domain...):
     #: never looked up, answered like an unknown user (``on_unknown_user``).
     REFUSED_IDENTIFIER = "refused_identifier"
@@ -27,11 +35,71 @@ class Outcome(StrEnum):
 
 
 class FailureAction(StrEnum):
-    """``continue``: let Okta go on without enrichment. ``deny``: refuse the registration (the only hook
-    type where a deny is an answer; for the others Okta's own default is to continue)."""
+    """What the configuration may choose (``on_unknown_user``, ``on_directory_error``): ``continue``
+    lets Okta go on without enrichment; ``deny`` refuses the registration (where a hook type allows it,
+    see :data:`ANSWERS`)."""
 
     CONTINUE = "continue"
     DENY = "deny"
+
+
+class Answer(StrEnum):
+    """What Okta is told when the hook cannot do its job."""
+
+    CONTINUE = "continue"  # no command: Okta's default (registration allowed, token unchanged...)
+    DENY = "deny"  # refuse the registration, with the configured message
+    UNVERIFIED = "unverified"  # refuse the imported password: Okta asks again at the next sign-in
+
+
+#: Outcomes about the person rather than the directory: the ``on_unknown_user`` answer.
+PERSON_OUTCOMES = frozenset({Outcome.NO_MATCH, Outcome.REFUSED_IDENTIFIER, Outcome.UNVERIFIED})
+
+#: The answers each hook type can give on failure. Registration is the only type with a deny answer in
+#: Okta's contract; password import has no "continue" (an unverified password must not pass), so it
+#: answers UNVERIFIED to everything, and its configuration has no failure actions.
+ANSWERS: Mapping[HookType, frozenset[Answer]] = {
+    HookType.REGISTRATION: frozenset({Answer.CONTINUE, Answer.DENY}),
+    HookType.TOKEN: frozenset({Answer.CONTINUE}),
+    HookType.SAML: frozenset({Answer.CONTINUE}),
+    HookType.USER_IMPORT: frozenset({Answer.CONTINUE}),
+    HookType.PASSWORD_IMPORT: frozenset({Answer.UNVERIFIED}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePolicy:
+    """What one hook type answers for each outcome that is not a success."""
+
+    hook_type: HookType
+    on_unknown_user: Answer
+    on_directory_error: Answer
+
+    @classmethod
+    def of(
+        cls,
+        hook_type: HookType,
+        on_unknown_user: FailureAction = FailureAction.CONTINUE,
+        on_directory_error: FailureAction = FailureAction.CONTINUE,
+    ) -> FailurePolicy:
+        """The policy of ``hook_type`` with the configured actions; ValueError (naming the key) when the
+        hook type cannot give that answer. Password import ignores the actions: always UNVERIFIED."""
+        if ANSWERS[hook_type] == {Answer.UNVERIFIED}:
+            return cls(hook_type, Answer.UNVERIFIED, Answer.UNVERIFIED)
+        for key, action in (("on_directory_error", on_directory_error), ("on_unknown_user", on_unknown_user)):
+            answer = Answer(action.value)
+            if answer not in ANSWERS[hook_type]:
+                allowed = ", ".join(other.value for other, answers in ANSWERS.items() if answer in answers)
+                raise ValueError(f"{key}: {action.value} is only an answer for {allowed} hooks")
+        return cls(hook_type, Answer(on_unknown_user.value), Answer(on_directory_error.value))
+
+    def answer(self, outcome: Outcome) -> Answer:
+        """The answer for ``outcome`` (one that is not a success)."""
+        return self.on_unknown_user if outcome in PERSON_OUTCOMES else self.on_directory_error
+
+
+def can_deny(hook_type: HookType) -> bool:
+    """Whether ``hook_type`` has a deny answer at all (its denials are counted, its config may ask one)."""
+    return Answer.DENY in ANSWERS[hook_type]
 
 
 #: Reason label of a denial, by the outcome that caused it.

@@ -42,8 +42,9 @@ from service.directory import Directory, UserDirectory
 from service.hooks import Hook
 from service.oauth import FETCH_ERRORS, BearerVerifier, IssuerKeys, Rejection
 from service.okta import EventError, parse_event
+from service.password_import import VERIFICATION_REASONS, PasswordImportHook
 from service.policy import Outcome
-from service.settings import HookSettings, Secrets, Settings
+from service.settings import HookSettings, PasswordImportSettings, Secrets, Settings
 from service.telemetry import Telemetry
 from service.telemetry.logs import log_exception
 from service.telemetry.requests import RequestObservation
@@ -241,8 +242,14 @@ def create_apps(
     verifier, issuer_keys = _authenticator(settings, secrets, telemetry)
     directory = Directory(settings.directory, secrets.bind_password, telemetry.directory)
     caches: list[CachedDirectory] = []
-    hooks = []
+    hooks: list[Hook | PasswordImportHook] = []
     for hook_type, hook_settings in settings.hooks.enabled().items():
+        if isinstance(hook_settings, PasswordImportSettings):
+            # the directory itself: a credential check never goes through the cache
+            hooks.append(PasswordImportHook(hook_settings, directory))
+            telemetry.declare_password_verifications(VERIFICATION_REASONS)
+            continue
+        assert isinstance(hook_settings, HookSettings)
         policy = cache_policy(hook_settings)
         source: UserDirectory = directory
         if policy.enabled:
@@ -391,7 +398,9 @@ def _authenticator(
     return HookAuthenticator(secret, bearer), keys
 
 
-def _hook_handler(hook: Hook, verifier: HookAuthenticator) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
+def _hook_handler(
+    hook: Hook | PasswordImportHook, verifier: HookAuthenticator
+) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
     async def handle(request: Request) -> HTTPResponse:
         received_at: float = getattr(request, "received_at", None) or time.monotonic()
         # every value of the header: a repeated one is refused, not resolved by picking one

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,7 +22,7 @@ from service.mapping import MappingRule
 from service.oauth import OAuthConfig
 from service.okta import RESERVED_CLAIMS, HookType
 from service.okta.commands import ACCESS_TOKEN_MODIFIABLE
-from service.policy import FailureAction
+from service.policy import FailureAction, FailurePolicy
 
 #: Okta gives up after 3 s; the answer must leave before that, network time included.
 OKTA_TIMEOUT_SECONDS = 3.0
@@ -104,7 +104,12 @@ class CacheSettings(_Section):
         return self
 
 
-class HookSettings(_Section):
+class HookBase(_Section):
+    """What every hook type has: which identifier is looked up, and the deadline."""
+
+    #: The hook type this section configures (each subclass names its own).
+    hook_type: ClassVar[HookType]
+
     #: Which identifier of the Okta user is looked up in ``directory.user_search.match_attribute``.
     #: When the event lacks it, the other one is used.
     subject: Literal["login", "email"] = "login"
@@ -113,6 +118,29 @@ class HookSettings(_Section):
     #: When less than this is left of the deadline as the handler starts (the request queued behind
     #: others), the fallback is answered at once instead of starting a lookup that cannot finish.
     min_lookup_seconds: float = Field(0.1, ge=0)
+
+    @model_validator(mode="after")
+    def _lookup_fits_the_deadline(self) -> HookBase:
+        if self.min_lookup_seconds >= self.deadline_seconds:
+            raise ValueError("min_lookup_seconds must be less than deadline_seconds")
+        return self
+
+    def failure_policy(self) -> FailurePolicy:
+        """What this hook answers when it cannot do its job (``service.policy``)."""
+        return FailurePolicy.of(self.hook_type)
+
+    def rule_sets(self) -> list[AttributeMap]:
+        """The mapping rule sets of this hook type (none for password import)."""
+        return []
+
+    def rules(self) -> list[MappingRule]:
+        """Every rule of this hook, whatever Okta name it feeds: what the directory must read."""
+        return [rule for rules in self.rule_sets() for rule in rules.values()]
+
+
+class HookSettings(HookBase):
+    """The hook types that enrich: look the user up (through the cache) and map attributes."""
+
     #: What to answer when the directory is slow, down, failing, or matches several entries.
     on_directory_error: FailureAction = FailureAction.CONTINUE
     #: What to answer when the directory has no such user.
@@ -121,28 +149,16 @@ class HookSettings(_Section):
     cache: CacheSettings = CacheSettings()
 
     @model_validator(mode="after")
-    def _lookup_fits_the_deadline(self) -> HookSettings:
-        if self.min_lookup_seconds >= self.deadline_seconds:
-            raise ValueError("min_lookup_seconds must be less than deadline_seconds")
+    def _answers_of_this_hook_type(self) -> HookSettings:
+        self.failure_policy()  # raises when the hook type has no such answer (deny outside registration)
         return self
 
-    @model_validator(mode="after")
-    def _deny_only_for_registration(self) -> HookSettings:
-        if not isinstance(self, RegistrationSettings):
-            for key in ("on_directory_error", "on_unknown_user"):
-                if getattr(self, key) is FailureAction.DENY:
-                    raise ValueError(f"{key}: deny is only an answer for registration hooks")
-        return self
-
-    def rule_sets(self) -> list[AttributeMap]:
-        raise NotImplementedError
-
-    def rules(self) -> list[MappingRule]:
-        """Every rule of this hook, whatever Okta name it feeds: what the directory must read."""
-        return [rule for rules in self.rule_sets() for rule in rules.values()]
+    def failure_policy(self) -> FailurePolicy:
+        return FailurePolicy.of(self.hook_type, self.on_unknown_user, self.on_directory_error)
 
 
 class RegistrationSettings(HookSettings):
+    hook_type = HookType.REGISTRATION
     #: Shown to the person registering when the policy denies them.
     deny_message: str = Field("Registration cannot be completed at this time.", min_length=1)
     #: Okta profile attribute -> rule.
@@ -153,6 +169,7 @@ class RegistrationSettings(HookSettings):
 
 
 class TokenSettings(HookSettings):
+    hook_type = HookType.TOKEN
     #: Claims added to the ID token, when Okta mints one in the flow.
     id_token: AttributeMap = Field(default_factory=dict)
     #: Claims added to the access token, when Okta mints one in the flow.
@@ -174,6 +191,7 @@ class TokenSettings(HookSettings):
 
 
 class SamlSettings(HookSettings):
+    hook_type = HookType.SAML
     #: SAML attribute statements added to (or replaced in) the assertion.
     attributes: AttributeMap = Field(default_factory=dict)
 
@@ -182,6 +200,7 @@ class SamlSettings(HookSettings):
 
 
 class UserImportSettings(HookSettings):
+    hook_type = HookType.USER_IMPORT
     #: Okta user profile attributes set on the imported user.
     profile: AttributeMap = Field(default_factory=dict)
     #: App user profile attributes (they reach the Okta profile through the app's mappings).
@@ -199,6 +218,14 @@ class UserImportSettings(HookSettings):
         return [self.profile, self.app_user_profile]
 
 
+class PasswordImportSettings(HookBase):
+    """Password import: Okta's ``username`` is looked up (never through the cache), then the password
+    is checked by a bind as the user's DN. Every failure answers UNVERIFIED (Okta asks again at the next
+    sign-in), so there is no failure action to choose. Needs TLS to the directory (see ``Settings``)."""
+
+    hook_type = HookType.PASSWORD_IMPORT
+
+
 class HooksSettings(_Section):
     """One section per hook type to answer; a type without a section has no endpoint."""
 
@@ -206,14 +233,15 @@ class HooksSettings(_Section):
     token: TokenSettings | None = None
     saml: SamlSettings | None = None
     user_import: UserImportSettings | None = None
+    password_import: PasswordImportSettings | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> HooksSettings:
         if not self.enabled():
-            raise ValueError("configure at least one of registration, token, saml, user_import")
+            raise ValueError("configure at least one of registration, token, saml, user_import, password_import")
         return self
 
-    def enabled(self) -> dict[HookType, HookSettings]:
+    def enabled(self) -> dict[HookType, HookBase]:
         return {hook_type: section for hook_type in HookType if (section := getattr(self, hook_type.value)) is not None}
 
 
@@ -243,8 +271,20 @@ class Settings(_Section):
                         )
         return self
 
+    @model_validator(mode="after")
+    def _passwords_over_tls(self) -> Settings:
+        """A password import sends the person's password to the directory in a bind: never in clear."""
+        directory = self.directory
+        plain = not directory.start_tls and any(not server.tls for server in directory.servers)
+        if self.hooks.password_import is not None and plain:
+            raise ValueError(
+                "hooks.password_import: passwords go to the directory only over TLS; "
+                "use ldaps:// URLs or set directory.start_tls"
+            )
+        return self
 
-def _rule_set_keys(section: HookSettings) -> list[str]:
+
+def _rule_set_keys(section: HookBase) -> list[str]:
     """The configuration keys of ``section.rule_sets()``, in the same order."""
     return [name for name, info in type(section).model_fields.items() if info.annotation == AttributeMap]
 

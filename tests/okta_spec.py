@@ -21,6 +21,7 @@ RESPONSE_SCHEMAS = {
     "token": "TokenHookResponse",
     "saml": "SAMLHookResponse",
     "user_import": "UserImportResponse",
+    "password_import": "PasswordImportResponse",
 }
 
 #: The example request of each supported hook type (Okta's examples, unmodified).
@@ -30,6 +31,7 @@ REQUEST_EXAMPLES = {
     "token": "TokenPayLoadExample",
     "saml": "SAMLPayLoadExample",
     "user_import": "UserImportPayloadExample",
+    "password_import": "PasswordImportPayloadExample",
 }
 
 

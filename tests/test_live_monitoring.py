@@ -116,8 +116,15 @@ def monitored(tmp_path: Path, start_service):
     with Slapd(tmp_path / "ldap", (REPO / "service/demo/data/demo.ldif").read_text()) as ldap:
         proxy = SwitchableProxy(ldap.port)
         # a long socket timeout: the hang shows as deadline fallbacks for the whole test
-        config = service_config(proxy.url, directory=directory_config(proxy.url, operation_timeout_seconds=60.0))
-        config["hooks"] = {"registration": config["hooks"]["registration"], "token": config["hooks"]["token"]}
+        # StartTLS through the proxy: password import (its panel) needs TLS to the directory
+        tls = {"start_tls": True, "ca_file": str(ldap.ca_file)}
+        directory = directory_config(proxy.url, operation_timeout_seconds=60.0, **tls)
+        config = service_config(proxy.url, directory=directory)
+        config["hooks"] = {
+            "registration": config["hooks"]["registration"],
+            "token": config["hooks"]["token"],
+            "password_import": {},
+        }
         issuer = IssuerServer([SigningKey.rsa("live-1")])  # OAuth beside the header secret: its panels fill
         config["auth"]["oauth"] = oauth_section(issuer)
         service = start_service(config)

@@ -31,7 +31,12 @@ SPEC_EXAMPLE_OF = {
     "token-event.json": "token",
     "saml-event.json": "saml",
     "user-import-event.json": "user_import",
+    "password-import-event.json": "password_import",
 }
+#: Okta's password import example aimed at a demo user, with the password the demo LDIF gives everyone.
+RETARGETED = {"password-import-event.json": ("alice.wong@example.com", "demo-user-password")}
+#: What a right answer says, per example: enriched, or for password import, verified.
+OUTCOMES = {name: "verified" if name in RETARGETED else "enriched" for name in SPEC_EXAMPLE_OF}
 
 
 @dataclass
@@ -77,7 +82,11 @@ def test_the_demo_data_has_okta_s_own_example_of_every_hook_type() -> None:
     assert {example.name for example in found} == set(SPEC_EXAMPLE_OF)
     assert {example.hook_type for example in found} == set(HookType)
     for example in found:
-        assert json.loads(example.body) == okta_spec.example(SPEC_EXAMPLE_OF[example.name]), example.name
+        expected = okta_spec.example(SPEC_EXAMPLE_OF[example.name])
+        if example.name in RETARGETED:
+            username, password = RETARGETED[example.name]
+            expected["data"]["context"]["credential"] = {"username": username, "password": password}
+        assert json.loads(example.body) == expected, example.name
 
 
 def test_the_demo_answers_every_example_enriched(demo: Demo) -> None:
@@ -85,7 +94,7 @@ def test_the_demo_answers_every_example_enriched(demo: Demo) -> None:
         answer = send(example, demo.hook_url, "Authorization", DEMO_SECRET)
         assert answer.status == 200, example.name
         assert answer.body is not None
-        assert answer.body["debugContext"]["outcome"] == "enriched", (example.name, answer.body)
+        assert answer.body["debugContext"]["outcome"] == OUTCOMES[example.name], (example.name, answer.body)
         assert answer.body["commands"], example.name
         okta_spec.validate_response(example.hook_type.value, answer.body)
 
@@ -102,7 +111,9 @@ def test_try_prints_every_answer(demo: Demo) -> None:
     for name in SPEC_EXAMPLE_OF:
         assert f"[{name}]" in result.stdout
     assert result.stdout.count("HTTP 200") == len(SPEC_EXAMPLE_OF)
-    assert result.stdout.count("outcome: enriched") == len(SPEC_EXAMPLE_OF)
+    assert result.stdout.count("outcome: enriched") == len(SPEC_EXAMPLE_OF) - len(RETARGETED)
+    assert result.stdout.count("outcome: verified") == len(RETARGETED)
+    assert '{"credential": "VERIFIED"}' in result.stdout
     for command_type in ("com.okta.user.profile.update", "com.okta.user.progressive.profile.update",
                          "com.okta.identity.patch", "com.okta.access.patch", "com.okta.assertion.patch",
                          "com.okta.appUser.profile.update"):

@@ -38,6 +38,11 @@ def run_demo(hook_port: int, ops_port: int) -> int:
         Slapd(Path(workdir) / "ldap", demo_ldif()) as slapd,
     ):
         document["directory"]["urls"] = [slapd.url]
+        # Password import sends passwords to the directory, so it needs TLS: the demo slapd's StartTLS,
+        # with the CA it made. The section is added here because demo-config.yaml is also the README's
+        # example, for any directory URL (see its commented-out password_import section).
+        document["directory"].update(start_tls=True, ca_file=str(slapd.ca_file))
+        document["hooks"]["password_import"] = {"subject": "login", "deadline_seconds": 2.5}
         document["server"].update(hook_port=hook_port, ops_port=ops_port)
         settings = parse_settings(document, origin="demo-config.yaml")
         os.environ.setdefault("OKTA_HOOK_SECRET", DEMO_SECRET)
@@ -60,14 +65,15 @@ def _banner(ldap_url: str, hook_port: int, ops_port: int, event: Path) -> str:
     return f"""
 okta-ldap-hook demo
   demo directory : {ldap_url}  (users under ou=people,dc=example,dc=com)
-  hook endpoints : http://127.0.0.1:{hook_port}/hooks/{{registration,token,saml,user-import}}
+  hook endpoints : http://127.0.0.1:{hook_port}/hooks/{{registration,token,saml,user-import,password-import}}
   ops endpoints  : http://127.0.0.1:{ops_port}/{{livez,readyz,metrics}}
 
 Send Okta's sample registration event (rosario.jones@example.com) and see the enriched answer:
 
   {curl}
 
-Or send Okta's example of every hook type (registration, token, SAML, user import) and see each answer:
+Or send Okta's example of every hook type (registration, token, SAML, user import, password import)
+and see each answer:
 
   {try_command}      (installed: okta-ldap-hook try --url http://127.0.0.1:{hook_port})
 

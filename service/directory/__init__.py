@@ -5,15 +5,18 @@ servers, timeouts, filter escaping, DN resolution, group membership (nested too)
 boundary that keeps blocking ldap3 calls off the event loop.
 """
 
-from service.directory.client import Directory
+from service.directory.client import Directory, PasswordCheck
 from service.directory.config import DirectoryConfig, GroupSearch, UserSearch
+from service.directory.credentials import BindRefusal
 from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError
 from service.directory.observer import DirectoryObserver, NullObserver
-from service.directory.protocol import CacheResult, LookupResult, UserDirectory, UserQuery
+from service.directory.protocol import CacheResult, CredentialDirectory, LookupResult, UserDirectory, UserQuery
 
 __all__ = [
+    "BindRefusal",
     "CacheResult",
+    "CredentialDirectory",
     "DeadlineExceeded",
     "Directory",
     "DirectoryConfig",
@@ -25,6 +28,7 @@ __all__ = [
     "LookupResult",
     "Membership",
     "NullObserver",
+    "PasswordCheck",
     "UserDirectory",
     "UserQuery",
     "UserSearch",

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import ldap3
 from ldap3.utils.conv import escape_filter_chars
 
 from service.directory.config import DirectoryConfig
 from service.directory.connections import Connection, ConnectionPool
+from service.directory.credentials import BindRefusal, CredentialChecker
 from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError, Stage
 from service.directory.groups import DISABLED_ACCOUNT, GroupReader
@@ -50,6 +51,24 @@ class _Abandoned(Exception):
     """The caller stopped waiting; the thread stops at the next step."""
 
 
+#: What a worker returns when the caller stopped waiting before or during the work.
+_ABANDONED = object()
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    """The result of :meth:`Directory.verify_password`: whether the user exists, and when it does,
+    None for the right password or why the bind was refused."""
+
+    found: bool
+    refusal: BindRefusal | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.found and self.refusal is None
+
+
 class Directory:
     def __init__(self, config: DirectoryConfig, password: str = "", observer: DirectoryObserver | None = None) -> None:
         self._config = config
@@ -66,6 +85,7 @@ class Directory:
             filter_template += f"(!{DISABLED_ACCOUNT})"
         self._filter_prefix = f"(&{filter_template}({config.user_search.match_attribute}="
         self._groups = GroupReader(config.groups, config.dialect, self._pool) if config.groups else None
+        self._credentials = CredentialChecker(config, self._pool)
 
     def search_value(self, identifier: str) -> str | None:
         """What the user search compares for ``identifier``; None when it can match nobody (a login
@@ -101,16 +121,37 @@ class Directory:
             # a worker thread: this one could not finish in time, and starting it would only delay the
             # requests queued behind it. Nothing was asked of the directory.
             raise DeadlineExceeded("queue")
-        progress = _Progress()
         identifier, attributes, resolve, groups = query.identifier, query.attributes, dict(query.resolve), query.groups
+
+        def work(on_stage: Callable[[Stage], None]) -> DirectoryEntry | None:
+            return self._attempt(identifier, attributes, resolve, groups, on_stage, retry=True)
+
+        return LookupResult(await self._in_thread(work, deadline))
+
+    async def verify_password(self, identifier: str, password: str, deadline: float) -> PasswordCheck:
+        """Find the one entry for ``identifier`` with the service account (never through a cache: a
+        credential check must see the directory as it is now), then bind as it with ``password`` on a
+        connection of its own. No retry of the bind. Raises like :meth:`find_user`; ``ambiguous`` when
+        several entries match."""
+
+        def work(on_stage: Callable[[Stage], None]) -> PasswordCheck:
+            entry = self._attempt(identifier, frozenset(), {}, frozenset(), on_stage, retry=True)
+            if entry is None:
+                return PasswordCheck(found=False)
+            return PasswordCheck(found=True, refusal=self._credentials.check(entry.dn, password, on_stage))
+
+        return await self._in_thread(work, deadline)
+
+    async def _in_thread(self, work: Callable[[Callable[[Stage], None]], T], deadline: float) -> T:
+        """Run blocking ``work(on_stage)`` in a worker thread, waiting up to ``deadline``
+        (:class:`DeadlineExceeded` names the stage it had reached)."""
+        progress = _Progress()
         self._pool.adjust_waiting(+1)
         context = contextvars.copy_context()  # keeps the trace and log context in the thread
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self._executor, context.run, self._lookup, identifier, attributes, resolve, groups, deadline, progress
-        )
+        future = loop.run_in_executor(self._executor, context.run, self._run_work, work, deadline, progress)
         try:
-            return LookupResult(await asyncio.wait_for(future, timeout=max(0.0, deadline - time.monotonic())))
+            result = await asyncio.wait_for(future, timeout=max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             progress.abandoned = True
             raise DeadlineExceeded(progress.stage) from None
@@ -119,6 +160,9 @@ class Directory:
             raise
         finally:
             self._started(progress)
+        if result is _ABANDONED:
+            raise DeadlineExceeded(progress.stage)
+        return cast(T, result)
 
     def lookup(
         self,
@@ -204,40 +248,35 @@ class Directory:
         deadline: float,
         progress: _Progress,
     ) -> DirectoryEntry | None:
+        def work(on_stage: Callable[[Stage], None]) -> DirectoryEntry | None:
+            return self._attempt(identifier, attributes, resolve, groups, on_stage, retry=True)
+
+        result = self._run_work(work, deadline, progress)
+        return None if result is _ABANDONED else cast(DirectoryEntry | None, result)
+
+    def _run_work(self, work: Callable[[Callable[[Stage], None]], T], deadline: float, progress: _Progress) -> object:
         self._started(progress)
         if progress.abandoned or time.monotonic() >= deadline:
-            return None  # nobody is waiting for the answer any more
-        began = time.monotonic()
-        try:
-            return self._run_lookup(identifier, attributes, resolve, groups, progress)
-        finally:
-            self._learn(time.monotonic() - began)
-
-    def _learn(self, seconds: float) -> None:
-        """Fold one lookup's time into the moving average (the first one is taken whole). A lost update
-        between two threads only delays the average a little."""
-        average = self._lookup_seconds
-        self._lookup_seconds = seconds if average == 0 else average + _AVERAGE_WEIGHT * (seconds - average)
-
-    def _run_lookup(
-        self,
-        identifier: str,
-        attributes: frozenset[str],
-        resolve: Mapping[str, frozenset[str]],
-        groups: frozenset[Membership],
-        progress: _Progress,
-    ) -> DirectoryEntry | None:
-        """The lookup proper, stopping between two operations once its caller has stopped waiting."""
+            return _ABANDONED  # nobody is waiting for the answer any more
 
         def on_stage(stage: Stage) -> None:
             if progress.abandoned:
                 raise _Abandoned
             progress.stage = stage
 
+        began = time.monotonic()
         try:
-            return self._attempt(identifier, attributes, resolve, groups, on_stage, retry=True)
+            return work(on_stage)
         except _Abandoned:
-            return None
+            return _ABANDONED
+        finally:
+            self._learn(time.monotonic() - began)
+
+    def _learn(self, seconds: float) -> None:
+        """Fold one lookup's time into the moving average that :meth:`queue_wait` uses (the first one is
+        taken whole). A lost update between two threads only delays the average a little."""
+        average = self._lookup_seconds
+        self._lookup_seconds = seconds if average == 0 else average + _AVERAGE_WEIGHT * (seconds - average)
 
     def _attempt(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 ErrorKind = Literal["timeout", "connect", "tls", "bind_failed", "session_lost", "ambiguous", "server_error", "other"]
-Stage = Literal["queue", "pool_wait", "connect", "bind", "search", "resolve", "groups"]
+Stage = Literal["queue", "pool_wait", "connect", "bind", "search", "resolve", "groups", "user_bind"]
 
 
 class DirectoryError(Exception):

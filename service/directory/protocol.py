@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from service.directory.entry import DirectoryEntry, Membership
+
+if TYPE_CHECKING:
+    from service.directory.client import PasswordCheck
 
 #: Where an answer came from when a cache stands in front of the directory: ``hit`` (fresh entry),
 #: ``negative_hit`` (fresh "no such user"), ``miss`` (asked the directory), ``stale`` (the directory
@@ -86,4 +89,17 @@ class UserDirectory(Protocol):
         Raises :class:`~service.directory.DeadlineExceeded` when the deadline passes and
         :class:`~service.directory.DirectoryError` when the directory fails or is ambiguous.
         """
+        ...
+
+
+class CredentialDirectory(Protocol):
+    """What the password import hook needs: the directory itself, never a cache in front of it."""
+
+    def search_value(self, identifier: str) -> str | None:
+        """As :meth:`UserDirectory.search_value`."""
+        ...
+
+    async def verify_password(self, identifier: str, password: str, deadline: float) -> PasswordCheck:
+        """Find the user with the service account, then bind as them with ``password`` on a connection
+        of its own. Raises like :meth:`UserDirectory.find_user`."""
         ...

@@ -6,6 +6,7 @@ this package alone. Standard library only: the contract is tested without any se
 
 from service.okta.commands import (
     RESERVED_CLAIMS,
+    credential_verdict,
     denial,
     import_update,
     no_change,
@@ -34,6 +35,7 @@ __all__ = [
     "IdentifierRefusal",
     "RegistrationKind",
     "Subject",
+    "credential_verdict",
     "denial",
     "identifier_refusal",
     "import_update",

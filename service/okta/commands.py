@@ -120,6 +120,13 @@ def import_update(profile: Mapping[str, Value], app_user_profile: Mapping[str, V
     return {"commands": commands} if commands else no_change()
 
 
+def credential_verdict(verified: bool) -> Document:
+    """The password import answer: Okta stores the password it was sent when ``VERIFIED``, and refuses
+    the sign-in (asking again next time) when ``UNVERIFIED``. Always explicit, never an empty body."""
+    value = "VERIFIED" if verified else "UNVERIFIED"
+    return {"commands": [{"type": "com.okta.action.update", "value": {"credential": value}}]}
+
+
 def with_debug_context(document: Document, context: Mapping[str, str | int]) -> Document:
     """Add Okta's free-form ``debugContext``, which Okta writes into the System Log event
     ``inline_hook.response.processed``: an Okta admin sees why a user was or was not enriched without

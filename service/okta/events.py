@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NoReturn
 
@@ -65,6 +65,7 @@ class HookType(StrEnum):
     TOKEN = "token"
     SAML = "saml"
     USER_IMPORT = "user_import"
+    PASSWORD_IMPORT = "password_import"
 
     @property
     def event_type(self) -> str:
@@ -81,6 +82,7 @@ _EVENT_TYPES = {
     HookType.TOKEN: "com.okta.oauth2.tokens.transform",
     HookType.SAML: "com.okta.saml.tokens.transform",
     HookType.USER_IMPORT: "com.okta.import.transform",
+    HookType.PASSWORD_IMPORT: "com.okta.user.credential.password.import",
 }
 
 
@@ -116,7 +118,8 @@ class HookEvent:
     #: Okta's id for this call; empty when the event has none or one that is not a short URL-safe string.
     event_id: str
     subject: Subject
-    data: dict[str, Any]
+    #: The event's ``data``; not in the repr, which would show a password import's cleartext password.
+    data: dict[str, Any] = field(repr=False)
     registration_kind: RegistrationKind | None = None
     #: The event carried an ``eventId`` that was not logged because it does not look like Okta's.
     event_id_rejected: bool = False
@@ -129,6 +132,12 @@ class HookEvent:
             return None
         claims = section.get("claims")
         return claims if isinstance(claims, dict) else {}
+
+    def password(self) -> str:
+        """The cleartext password of a password import event (``data.context.credential.password``);
+        empty when absent or not a string. Never log, store or repeat it."""
+        value = _object(_object(self.data, "context"), "credential").get("password")
+        return value if isinstance(value, str) else ""
 
     def assertion_claims(self) -> dict[str, Any]:
         """Attribute statements already in a SAML assertion."""
@@ -265,6 +274,9 @@ def _subject(hook_type: HookType, kind: RegistrationKind | None, data: dict[str,
     if hook_type is HookType.SAML:
         name_id = _text(_object(_object(data, "assertion"), "subject"), "nameId")
         return Subject(_text(user_profile, "login") or name_id, _text(user_profile, "email"))
+    if hook_type is HookType.PASSWORD_IMPORT:
+        # what the person typed at sign-in: their Okta login (Okta's Users API caps it at 100 characters)
+        return Subject(_text(_object(context, "credential"), "username"), None)
     okta_profile = _object(_object(data, "user"), "profile")
     app_profile = _object(_object(data, "appUser"), "profile")
     return Subject(

@@ -7,13 +7,13 @@ observer, the OAuth key cache and token checks through the :class:`OAuthTelemetr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 from opentelemetry.trace import TracerProvider
 
-from service.okta import IdentifierRefusal
-from service.policy import DENIAL_REASONS, Outcome
+from service.okta import HookType, IdentifierRefusal
+from service.policy import DENIAL_REASONS, Outcome, can_deny
 from service.telemetry.cache import CacheTelemetry
 from service.telemetry.directory import DirectoryTelemetry, current_tracer
 from service.telemetry.logs import configure_logging
@@ -23,7 +23,7 @@ from service.telemetry.requests import RequestTelemetry
 from service.telemetry.tracing import provider_from_environment, shutdown
 
 #: Where a deadline can hit: ``queue`` before the lookup starts (load shedding), then the directory's stages.
-STAGES = ("queue", "pool_wait", "connect", "bind", "search", "resolve", "groups")
+STAGES = ("queue", "pool_wait", "connect", "bind", "search", "resolve", "groups", "user_bind")
 GROUP_LIMITS = ("claim_max", "walk_bound")
 #: Refusals declared at zero on every hook route (the handler and Sanic may use finer reasons too).
 ROUTE_REFUSALS = ("unauthorized", "bad_request", "method_not_allowed", "too_large", "request_timeout", "client_closed")
@@ -51,11 +51,17 @@ class Telemetry:
                 m.groups_truncated.labels(hook_type, limit)
             for refusal in IdentifierRefusal:
                 m.refused_identifiers.labels(hook_type, refusal.value)
-            if hook_type == "registration":
+            if can_deny(HookType(hook_type)):
                 for reason in DENIAL_REASONS.values():
                     m.denials.labels(hook_type, reason)
         for server in servers:
             m.ldap_up.labels(server)
+
+    def declare_password_verifications(self, reasons: Mapping[str, Iterable[str]]) -> None:
+        """Create every (result, reason) series of the password import checks at zero."""
+        for result, names in reasons.items():
+            for reason in names:
+                self.metrics.password_verifications.labels(result, reason)
 
     def declare_routes(self, routes: Iterable[str]) -> None:
         """Create the refusal series of each hook route at zero, for the reasons any caller can cause."""

@@ -91,6 +91,14 @@ class Metrics:
             ["hook_type", "reason"],
             registry=registry,
         )
+        self.password_verifications = Counter(
+            "okta_hook_password_verifications",
+            "Password import checks by result: verified, unverified (the person: wrong password, locked, "
+            "unknown...) or error (the directory could not say; Okta asks again at the next sign-in), and "
+            "reason (a fixed vocabulary).",
+            ["result", "reason"],
+            registry=registry,
+        )
         self.ldap_duration = Histogram(
             "okta_hook_ldap_operation_duration_seconds",
             "Duration of LDAP operations.",

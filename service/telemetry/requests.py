@@ -127,6 +127,9 @@ class RequestTelemetry:
                 self._metrics.groups_truncated.labels(hook_type, "claim_max").inc()
             if result is not None and getattr(result, "groups_incomplete", False):
                 self._metrics.groups_truncated.labels(hook_type, "walk_bound").inc()
+            credential = getattr(result, "credential", None)
+            if credential is not None:
+                self._metrics.password_verifications.labels(credential, getattr(result, "credential_reason", "")).inc()
             refusal = getattr(result, "refusal", None)
             if refusal is not None:
                 self._metrics.refused_identifiers.labels(hook_type, refusal.value).inc()
@@ -147,6 +150,8 @@ class RequestTelemetry:
                 stage=getattr(result, "stage", None),
                 error_kind=getattr(result, "error_kind", None),
                 cache=getattr(result, "cache", None),
+                credential=getattr(result, "credential", None),
+                credential_reason=getattr(result, "credential_reason", None),
                 groups_truncated=getattr(result, "groups_cut", False) or getattr(result, "groups_incomplete", False),
                 duration_ms=round(elapsed * 1000, 2),
                 directory_ms=round(getattr(result, "directory_seconds", 0.0) * 1000, 2),

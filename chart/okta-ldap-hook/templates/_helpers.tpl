@@ -165,7 +165,7 @@ bind-password
 {{/* Hook types configured in config.hooks, as a JSON list of {type, path} (path as served). */}}
 {{- define "okta-ldap-hook.hookPaths" -}}
 {{- $paths := list -}}
-{{- range $type := list "registration" "token" "saml" "user_import" -}}
+{{- range $type := list "registration" "token" "saml" "user_import" "password_import" -}}
 {{- if not (kindIs "invalid" (index $.Values.config.hooks $type)) -}}
 {{- $paths = append $paths (dict "type" $type "path" (printf "/hooks/%s" (replace "_" "-" $type))) -}}
 {{- end -}}
@@ -247,7 +247,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail "containerPorts.hook and containerPorts.ops must differ" -}}
 {{- end -}}
 {{- if not (include "okta-ldap-hook.hookPaths" . | fromJsonArray) -}}
-{{- fail "config.hooks: configure at least one of registration, token, saml, user_import" -}}
+{{- fail "config.hooks: configure at least one of registration, token, saml, user_import, password_import" -}}
+{{- end -}}
+{{- if not (kindIs "invalid" (index .Values.config.hooks "password_import")) -}}
+{{- $plain := false -}}
+{{- range .Values.config.directory.urls -}}
+{{- if hasPrefix "ldap://" . -}}{{- $plain = true -}}{{- end -}}
+{{- end -}}
+{{- if and $plain (not .Values.config.directory.start_tls) -}}
+{{- fail "config.hooks.password_import: passwords go to the directory only over TLS; use ldaps:// URLs or set config.directory.start_tls" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -265,6 +274,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- else if eq .type "saml" -}}
 {{- $_ := set $event "eventType" "com.okta.saml.tokens.transform" -}}
 {{- $_ := set $event "data" (dict "context" (dict "user" (dict "profile" $user)) "assertion" (dict "subject" (dict "nameId" $user.login) "claims" (dict))) -}}
+{{- else if eq .type "password_import" -}}
+{{- $_ := set $event "eventType" "com.okta.user.credential.password.import" -}}
+{{- $_ := set $event "data" (dict "context" (dict "credential" (dict "username" $user.login "password" "helm-test-not-a-password")) "action" (dict "credential" "UNVERIFIED")) -}}
 {{- else -}}
 {{- $_ := set $event "eventType" "com.okta.import.transform" -}}
 {{- $_ := set $event "data" (dict "user" (dict "profile" $user) "appUser" (dict "profile" (dict "email" $user.email))) -}}

@@ -1,0 +1,202 @@
+"""Checking a person's password: one simple bind as their DN, on a connection of its own.
+
+The bind never uses a pooled service connection (a pooled connection re-bound as a user would serve
+the next lookup with that user's rights), is never retried (each failed try counts towards the
+account's lockout), and its connection is closed right after. The password is handed to ldap3 and to
+nothing else: no message, log field, span attribute or exception here ever holds it.
+
+Why a bind was refused is read from what the server says, in a fixed vocabulary
+(:class:`BindRefusal`): Active Directory's "data NNN" code in the diagnostic message, or the password
+policy response control (OpenLDAP's ppolicy overlay, draft-behera-ldap-password-policy), which says
+``accountLocked`` or ``passwordExpired`` when the bind asked for it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from enum import StrEnum
+from typing import Any
+
+import ldap3
+
+from service.directory.config import DirectoryConfig
+from service.directory.connections import ConnectionPool, Server
+from service.directory.errors import DirectoryError, Stage
+
+#: Request control of the password policy draft: the server answers it with the account's state.
+PPOLICY_OID = "1.3.6.1.4.1.42.2.27.8.5.1"
+
+_INVALID_CREDENTIALS = 49
+#: Results that refuse the person, not the directory: invalidCredentials, inappropriateAuthentication,
+#: insufficientAccessRights, unwillingToPerform (a disabled account on some servers).
+_REFUSED = frozenset({_INVALID_CREDENTIALS, 48, 50, 53})
+
+
+class BindRefusal(StrEnum):
+    """Why the directory refused a person's password: the metric's ``reason`` label."""
+
+    INVALID_CREDENTIALS = "invalid_credentials"
+    NOT_PERMITTED_NOW = "not_permitted_now"
+    WORKSTATION = "workstation"
+    PASSWORD_EXPIRED = "password_expired"
+    ACCOUNT_DISABLED = "account_disabled"
+    ACCOUNT_EXPIRED = "account_expired"
+    MUST_CHANGE_PASSWORD = "must_change_password"
+    LOCKED = "locked"
+
+
+#: Active Directory's sub-codes of invalidCredentials (the ``data 52e`` in "AcceptSecurityContext
+#: error, data 52e, v4563"). 525 (no such user) cannot happen after the search found the entry, and is
+#: reported as a wrong password like any unknown code.
+AD_DATA_CODES: Mapping[str, BindRefusal] = {
+    "52e": BindRefusal.INVALID_CREDENTIALS,
+    "530": BindRefusal.NOT_PERMITTED_NOW,
+    "531": BindRefusal.WORKSTATION,
+    "532": BindRefusal.PASSWORD_EXPIRED,
+    "533": BindRefusal.ACCOUNT_DISABLED,
+    "701": BindRefusal.ACCOUNT_EXPIRED,
+    "773": BindRefusal.MUST_CHANGE_PASSWORD,
+    "775": BindRefusal.LOCKED,
+}
+_AD_DATA = re.compile(r"\bdata ([0-9a-fA-F]{3,4})\b")
+
+#: ppolicy's ``error`` enumeration (draft-behera, PasswordPolicyResponseValue).
+_PPOLICY_ERRORS: Mapping[int, BindRefusal] = {
+    0: BindRefusal.PASSWORD_EXPIRED,
+    1: BindRefusal.LOCKED,
+    2: BindRefusal.MUST_CHANGE_PASSWORD,
+}
+
+
+def refusal_reason(result: Mapping[str, Any]) -> BindRefusal:
+    """Why a bind refused with ``result`` (ldap3's result dict) was refused; the message and control
+    are read, never kept or repeated."""
+    message = result.get("message")
+    if isinstance(message, str):
+        found = _AD_DATA.search(message)
+        if found is not None:
+            return AD_DATA_CODES.get(found.group(1).lower(), BindRefusal.INVALID_CREDENTIALS)
+    controls = result.get("controls")
+    control = controls.get(PPOLICY_OID) if isinstance(controls, dict) else None
+    value = control.get("value") if isinstance(control, dict) else None
+    if isinstance(value, bytes):
+        error = ppolicy_error(value)
+        if error is not None and error in _PPOLICY_ERRORS:
+            return _PPOLICY_ERRORS[error]
+    return BindRefusal.INVALID_CREDENTIALS
+
+
+def ppolicy_error(value: bytes) -> int | None:
+    """The ``error`` field of a PasswordPolicyResponseValue (BER: ``SEQUENCE { warning [0] OPTIONAL,
+    error [1] ENUMERATED OPTIONAL }``), or None. A small reader, because ldap3 does not decode it and
+    only the one enumerated value matters; anything malformed is None."""
+    if len(value) < 2 or value[0] != 0x30:
+        return None
+    position, end = _length(value, 1)
+    if position is None or end > len(value):
+        return None
+    while position < end:
+        tag = value[position]
+        start, stop = _length(value, position + 1)
+        if start is None or stop > end:
+            return None
+        if tag == 0x81 and stop - start == 1:  # [1] primitive: the error
+            return value[start]
+        position = stop
+    return None
+
+
+def _length(value: bytes, position: int) -> tuple[int | None, int]:
+    """BER definite length at ``position``: (first content byte, end of content)."""
+    if position >= len(value):
+        return None, 0
+    first = value[position]
+    if first < 0x80:
+        return position + 1, position + 1 + first
+    count = first & 0x7F
+    if count == 0 or count > 2 or position + 1 + count > len(value):
+        return None, 0
+    length = int.from_bytes(value[position + 1 : position + 1 + count], "big")
+    start = position + 1 + count
+    return start, start + length
+
+
+class CredentialChecker:
+    """Binds as a person on a fresh connection per check, with the directory's servers, failover and
+    TLS settings. Runs in a worker thread (ldap3 is blocking)."""
+
+    def __init__(self, config: DirectoryConfig, pool: ConnectionPool) -> None:
+        self._config = config
+        self._pool = pool
+
+    def check(self, dn: str, password: str, on_stage: Callable[[Stage], None]) -> BindRefusal | None:
+        """None when ``password`` is the password of the entry at ``dn``, else why it was refused.
+
+        A server that cannot be reached or fails TLS is skipped for the next one (no password was
+        sent to it); once a server has answered the bind, its answer is final, right or wrong.
+        Raises :class:`DirectoryError` when no server answered."""
+        if not password:  # an LDAP simple bind with a DN and no password is an anonymous bind
+            return BindRefusal.INVALID_CREDENTIALS
+        now = time.monotonic()
+        candidates = [server for server in self._pool.servers if server.available(now)]
+        if not candidates:
+            raise DirectoryError("connect", "every directory server is in its failure cooldown")
+        last: DirectoryError | None = None
+        for server in candidates:
+            try:
+                return self._bind_on(server, dn, password, on_stage)
+            except _NotSent as not_sent:
+                server.mark_down(self._config.server_cooldown_seconds)
+                last = not_sent.error
+        assert last is not None
+        raise last
+
+    def _bind_on(self, server: Server, dn: str, password: str, on_stage: Callable[[Stage], None]) -> BindRefusal | None:
+        conn = ldap3.Connection(
+            server.ldap3_server(),
+            user=dn,
+            password=password,
+            client_strategy=ldap3.SAFE_SYNC,
+            receive_timeout=math.ceil(self._config.operation_timeout_seconds),
+            read_only=True,
+            raise_exceptions=False,
+            auto_referrals=False,
+        )
+        try:
+            on_stage("connect")
+            try:
+                with self._pool.operation("user_connect", server):
+                    conn.open(read_server_info=False)
+                    conn.socket.settimeout(self._config.operation_timeout_seconds)
+                    if self._config.start_tls:
+                        started, *_ = conn.start_tls(read_server_info=False)
+                        if not started:
+                            raise DirectoryError("tls", "StartTLS was refused by the server")
+                        conn.socket.settimeout(self._config.operation_timeout_seconds)
+            except DirectoryError as error:
+                raise _NotSent(error) from None
+            on_stage("user_bind")
+            with self._pool.operation("user_bind", server):
+                ok, result, _, _ = conn.bind(controls=[(PPOLICY_OID, False, None)])
+                if ok:
+                    return None
+                code = result.get("result") if isinstance(result, dict) else None
+                if code in _REFUSED:
+                    return refusal_reason(result)
+                raise DirectoryError("server_error", f"bind refused with LDAP result code {code}")
+        finally:
+            conn.password = None
+            with suppress(Exception):
+                conn.unbind()
+
+
+class _NotSent(Exception):
+    """The connection failed before the bind: the password never left, another server may be tried."""
+
+    def __init__(self, error: DirectoryError) -> None:
+        super().__init__(str(error))
+        self.error = error
