@@ -130,6 +130,19 @@ def title(body: dict[str, Any]) -> str:
     return body["commands"][0]["value"]["title"]
 
 
+def freeze(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until every one of its threads has stopped: kill() returns before a
+    thread running on the other core is interrupted, and such a thread could still answer a request."""
+    os.kill(pid, signal.SIGSTOP)
+    tasks = Path(f"/proc/{pid}/task")
+    for _ in range(500):
+        states = [(task / "stat").read_text().rpartition(")")[2].split()[0] for task in tasks.iterdir()]
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"process {pid} did not stop")
+
+
 @pytest.fixture
 def own_slapd(tmp_path: Path) -> Iterator[Slapd]:
     """A directory of this test's own, to freeze or modify."""
@@ -146,7 +159,7 @@ def test_frozen_directory_cached_users_stay_enriched_uncached_fall_back(own_slap
             body, _ = await service.register(email)
             assert outcome(body) == "enriched" and body["debugContext"]["cache"] == "miss"
         await asyncio.sleep(0.3)  # past the fresh time: the next lookups must ask the directory
-        os.kill(own_slapd.pid, signal.SIGSTOP)
+        freeze(own_slapd.pid)
         try:
             cached = await asyncio.gather(*(service.register(e) for e in (ROSARIO, *KNOWN[:2])))
             uncached = await asyncio.gather(*(service.register(e) for e in KNOWN[2:]))
@@ -291,7 +304,7 @@ def test_a_fallback_is_not_replayed(own_slapd: Slapd) -> None:
 
     async def scenario() -> list[str]:
         await service.register(KNOWN[0])  # a pooled connection exists
-        os.kill(own_slapd.pid, signal.SIGSTOP)
+        freeze(own_slapd.pid)
         try:
             first = outcome((await service.register(ROSARIO, event_id="evt-r"))[0])
         finally:
@@ -366,7 +379,7 @@ def test_stale_up_to_zero_fresh_still_serves_stale_on_errors(own_slapd: Slapd) -
 
     async def scenario() -> list[str]:
         seen = [(await service.register(ROSARIO))[0]["debugContext"]["cache"] for _ in range(2)]
-        os.kill(own_slapd.pid, signal.SIGSTOP)
+        freeze(own_slapd.pid)
         try:
             seen.append((await service.register(ROSARIO))[0]["debugContext"]["cache"])
         finally:
@@ -393,7 +406,7 @@ def test_several_matching_entries_are_never_answered_from_memory(own_slapd: Slap
         )
         await asyncio.sleep(0.3)
         seen.append(outcome((await service.register(ROSARIO))[0]))
-        os.kill(own_slapd.pid, signal.SIGSTOP)
+        freeze(own_slapd.pid)
         try:
             seen.append(outcome((await service.register(ROSARIO))[0]))
         finally:
