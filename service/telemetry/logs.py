@@ -9,6 +9,8 @@ can hold user data.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import sys
 import traceback
@@ -96,6 +98,17 @@ def _frames(tb: TracebackType | None) -> list[dict[str, Any]]:
     return [{"file": frame.filename, "line": frame.lineno, "function": frame.name} for frame in summary]
 
 
+@functools.cache
+def _encoder(default: Any) -> json.JSONEncoder:
+    return json.JSONEncoder(default=default)
+
+
+def _dumps(event: dict[str, Any], default: Any = None) -> str:
+    """What ``json.dumps(event, default=default)`` returns, with one encoder built once per ``default``
+    (structlog's renderer passes the same fallback every time) instead of one per log line."""
+    return _encoder(default).encode(event)
+
+
 def configure_logging(level: str = "info", output: str = "auto") -> None:
     """Configure structlog and route the stdlib loggers (Sanic, asyncio) through it. ldap3's own
     logging stays off: at its detailed levels it logs requests, i.e. filters and credentials."""
@@ -103,7 +116,7 @@ def configure_logging(level: str = "info", output: str = "auto") -> None:
     if output == "console" or (output == "auto" and sys.stdout.isatty()):
         renderer = structlog.dev.ConsoleRenderer()
     else:
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
