@@ -40,6 +40,7 @@ from service.auth import HookAuthenticator, SecretVerifier
 from service.cache import CachedDirectory, CachePolicy
 from service.directory import Directory, UserDirectory
 from service.hooks import Hook
+from service.json_text import encoder
 from service.oauth import FETCH_ERRORS, BearerVerifier, IssuerKeys, Rejection
 from service.okta import EventError, parse_event
 from service.policy import Outcome
@@ -100,6 +101,10 @@ _REFUSAL_REASONS: tuple[tuple[type[BaseException], str], ...] = (
 _STATUS_REASONS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
+
+#: Okta's answer as Sanic's ``json()`` writes it (``json.dumps`` with compact separators), with the
+#: encoder built once rather than on every call.
+_answer_json = encoder(separators=(",", ":"))
 
 
 #: Offset of ``tcpi_last_data_recv`` (u32, milliseconds) in Linux's ``struct tcp_info``: eight u8
@@ -406,7 +411,7 @@ def _hook_handler(hook: Hook, verifier: HookAuthenticator) -> Callable[[Request]
             _refused(request, Outcome.BAD_REQUEST, error.reason)
             return json({"message": str(error)}, status=400)
         request.ctx.result = result = await hook.answer(event, received_at)
-        return json(result.body)
+        return json(result.body, dumps=_answer_json)
 
     handle.__name__ = f"{hook.type.value}_hook"
     return handle

@@ -10,15 +10,17 @@ can hold user data.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import structlog
 from opentelemetry import trace
+
+from service import json_text
 
 _REDACTED_KEYS = ("password", "secret", "token", "authorization", "cookie", "credential")
 
@@ -99,14 +101,14 @@ def _frames(tb: TracebackType | None) -> list[dict[str, Any]]:
 
 
 @functools.cache
-def _encoder(default: Any) -> json.JSONEncoder:
-    return json.JSONEncoder(default=default)
+def _encoder(default: Any) -> Callable[[Any], str]:
+    return json_text.encoder(default=default)
 
 
 def _dumps(event: dict[str, Any], default: Any = None) -> str:
     """What ``json.dumps(event, default=default)`` returns, with one encoder built once per ``default``
     (structlog's renderer passes the same fallback every time) instead of one per log line."""
-    return _encoder(default).encode(event)
+    return _encoder(default)(event)
 
 
 def configure_logging(level: str = "info", output: str = "auto") -> None:
