@@ -112,16 +112,16 @@ _answer_json = encoder(separators=(",", ":"))
 _TCPI_LAST_DATA_RECV = 52
 
 
-def _kernel_wait(transport: Any) -> float:
+def _kernel_wait(sock: Any) -> float:
     """Seconds the bytes just read had waited in the kernel (Linux ``TCP_INFO.tcpi_last_data_recv``).
 
     A request's bytes wait there while the process is not reading: the event loop is busy with other
     requests, or the process is not scheduled at all (CPU-throttled at its Kubernetes limit, a saturated
     node), or the connection is still in the accept queue. Okta's clock runs meanwhile. 0 where the
-    kernel does not say (another OS, a test transport)."""
-    sock = transport.get_extra_info("socket") if transport is not None else None
+    kernel does not say (another OS, a test transport). ``sock`` is the connection's socket, as its
+    transport's ``get_extra_info("socket")`` gave it (None when there is none)."""
     try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)  # type: ignore[union-attr]
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
         (milliseconds,) = struct.unpack_from("I", info, _TCPI_LAST_DATA_RECV)
     except (AttributeError, OSError, struct.error):
         return 0.0
@@ -159,11 +159,17 @@ class _BoundedHttpProtocol(HttpProtocol):
     request arrived (when the process read it, less the time it had waited in the kernel) and closes
     the connection (408) when headers and body are not all in within ``REQUEST_RECEIVE_TIMEOUT`` of it."""
 
-    __slots__ = ("receiving_since",)
+    __slots__ = ("_socket", "receiving_since")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.receiving_since: float | None = None
+        self._socket: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[no-untyped-call]
+        # once per connection: the event loop builds a new socket object on every get_extra_info call
+        self._socket = transport.get_extra_info("socket")
 
     def _receiving(self) -> bool:
         http = self.http
@@ -173,7 +179,7 @@ class _BoundedHttpProtocol(HttpProtocol):
 
     def data_received(self, data: bytes) -> None:
         if not self._receiving():  # the first byte of a request
-            self.receiving_since = time.monotonic() - _kernel_wait(self.transport)
+            self.receiving_since = time.monotonic() - _kernel_wait(self._socket)
         super().data_received(data)
 
     def check_timeouts(self) -> None:

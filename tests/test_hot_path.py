@@ -6,10 +6,14 @@ context, and counts every request in its metrics."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
+import time
 from typing import Any
 
 import pytest
+import structlog
 from conftest import RunningService
 from connection_support import log_lines, metric_value, wait_until
 from okta_spec import example
@@ -17,6 +21,7 @@ from okta_spec import example
 from service.json_text import encoder
 from service.okta import EventError, HookType, parse_event
 from service.okta.events import MAX_DEPTH, MAX_NUMBER_DIGITS
+from service.telemetry.logs import UtcTimestamp
 
 # -- strict JSON: the same refusals -----------------------------------------------------------------
 
@@ -163,3 +168,24 @@ def test_one_line_per_request_and_every_request_counted(service: RunningService)
     assert delta("http_server_request_duration_seconds_count", route=route, status_code="400") == 1
     assert delta("okta_hook_refusals_total", route=route, reason="invalid_json") == 1
     assert metric_value(after, "http_server_requests_in_flight") == 0
+
+
+# -- the log line's timestamp: TimeStamper(fmt="iso", utc=True)'s text, formatted once per second ----
+
+
+@pytest.mark.parametrize(
+    "nanoseconds",
+    [1_795_000_000_000_000_000, 1_795_000_000_000_001_000, 1_795_000_000_999_999_999, 1_795_000_059_123_456_789],
+)
+def test_log_timestamp_is_structlogs_iso_utc_text(nanoseconds: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    stamp = UtcTimestamp()
+    stamp(None, "info", {})  # another second first: the cached text is replaced, not reused
+    monkeypatch.setattr(time, "time_ns", lambda: nanoseconds)
+    second, rest = divmod(nanoseconds, 1_000_000_000)
+    moment = datetime.datetime.fromtimestamp(second, datetime.UTC).replace(microsecond=rest // 1000)
+    assert stamp(None, "info", {})["timestamp"] == moment.isoformat().replace("+00:00", "Z")
+    monkeypatch.undo()
+    now = stamp(None, "info", {})["timestamp"]
+    reference = structlog.processors.TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", now)
+    assert abs(datetime.datetime.fromisoformat(now) - datetime.datetime.fromisoformat(reference)).total_seconds() < 5

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from types import TracebackType
@@ -32,6 +33,28 @@ def add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         event.setdefault("trace_id", format(context.trace_id, "032x"))
         event.setdefault("span_id", format(context.span_id, "016x"))
     return event
+
+
+class UtcTimestamp:
+    """The ``timestamp`` of a log line: what ``structlog.processors.TimeStamper(fmt="iso", utc=True)``
+    writes (``2026-11-29T14:57:37.123456Z``, no fraction at a whole second), with the date and the time
+    to the second formatted once per second rather than on every line."""
+
+    __slots__ = ("_second",)
+
+    def __init__(self) -> None:
+        #: (the Unix second, its ISO text): one tuple, swapped whole, so threads never see half of it
+        self._second: tuple[int, str] = (-1, "")
+
+    def __call__(self, _: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+        cached, text = self._second
+        if second != cached:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        microseconds = nanoseconds // 1000
+        event["timestamp"] = f"{text}.{microseconds:06d}Z" if microseconds else f"{text}Z"
+        return event
 
 
 #: key -> whether it sounds secret. Keys come from the code, a small fixed set: checking each once
@@ -122,7 +145,7 @@ def configure_logging(level: str = "info", output: str = "auto") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UtcTimestamp(),
         add_trace_ids,
         redact,
         safe_traceback,
@@ -131,7 +154,8 @@ def configure_logging(level: str = "info", output: str = "auto") -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        # one write and one flush per line (PrintLogger's print() writes the line and its newline apart)
+        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)
