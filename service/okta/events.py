@@ -276,12 +276,16 @@ def _has_lone_surrogate(document: Any) -> bool:
     return False
 
 
+#: ``requestType`` -> kind: a dict lookup, not a walk over the enum on every registration event.
+_REGISTRATION_KINDS = {kind.value: kind for kind in RegistrationKind}
+
+
 def _registration_kind(request_type: object) -> RegistrationKind:
     if request_type is None:
         return RegistrationKind.SELF_SERVICE  # Classic Engine sends no requestType
-    for kind in RegistrationKind:
-        if request_type == kind.value:
-            return kind
+    kind = _REGISTRATION_KINDS.get(request_type) if isinstance(request_type, str) else None
+    if kind is not None:
+        return kind
     raise EventError(EventReason.UNKNOWN_REQUEST_TYPE, "unknown requestType for a registration event")
 
 
