@@ -40,6 +40,7 @@ from service.auth import HookAuthenticator, SecretVerifier
 from service.cache import CachedDirectory, CachePolicy
 from service.directory import Directory, UserDirectory
 from service.hooks import Hook
+from service.json_text import encoder
 from service.oauth import FETCH_ERRORS, BearerVerifier, IssuerKeys, Rejection
 from service.okta import EventError, parse_event
 from service.password_import import VERIFICATION_REASONS, PasswordImportHook
@@ -102,22 +103,26 @@ _STATUS_REASONS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 40
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
 
+#: Okta's answer as Sanic's ``json()`` writes it (``json.dumps`` with compact separators), with the
+#: encoder built once rather than on every call.
+_answer_json = encoder(separators=(",", ":"))
+
 
 #: Offset of ``tcpi_last_data_recv`` (u32, milliseconds) in Linux's ``struct tcp_info``: eight u8
 #: fields, then ``tcpi_rto`` ... ``tcpi_last_ack_sent`` (11 u32) before it.
 _TCPI_LAST_DATA_RECV = 52
 
 
-def _kernel_wait(transport: Any) -> float:
+def _kernel_wait(sock: Any) -> float:
     """Seconds the bytes just read had waited in the kernel (Linux ``TCP_INFO.tcpi_last_data_recv``).
 
     A request's bytes wait there while the process is not reading: the event loop is busy with other
     requests, or the process is not scheduled at all (CPU-throttled at its Kubernetes limit, a saturated
     node), or the connection is still in the accept queue. Okta's clock runs meanwhile. 0 where the
-    kernel does not say (another OS, a test transport)."""
-    sock = transport.get_extra_info("socket") if transport is not None else None
+    kernel does not say (another OS, a test transport). ``sock`` is the connection's socket, as its
+    transport's ``get_extra_info("socket")`` gave it (None when there is none)."""
     try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)  # type: ignore[union-attr]
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
         (milliseconds,) = struct.unpack_from("I", info, _TCPI_LAST_DATA_RECV)
     except (AttributeError, OSError, struct.error):
         return 0.0
@@ -155,11 +160,17 @@ class _BoundedHttpProtocol(HttpProtocol):
     request arrived (when the process read it, less the time it had waited in the kernel) and closes
     the connection (408) when headers and body are not all in within ``REQUEST_RECEIVE_TIMEOUT`` of it."""
 
-    __slots__ = ("receiving_since",)
+    __slots__ = ("_socket", "receiving_since")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.receiving_since: float | None = None
+        self._socket: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[no-untyped-call]
+        # once per connection: the event loop builds a new socket object on every get_extra_info call
+        self._socket = transport.get_extra_info("socket")
 
     def _receiving(self) -> bool:
         http = self.http
@@ -169,7 +180,7 @@ class _BoundedHttpProtocol(HttpProtocol):
 
     def data_received(self, data: bytes) -> None:
         if not self._receiving():  # the first byte of a request
-            self.receiving_since = time.monotonic() - _kernel_wait(self.transport)
+            self.receiving_since = time.monotonic() - _kernel_wait(self._socket)
         super().data_received(data)
 
     def check_timeouts(self) -> None:
@@ -281,7 +292,7 @@ def create_apps(
     async def observe_request(request: Request) -> None:
         start_observation(request)
 
-    async def close_when_draining(request: Request, response: BaseHTTPResponse) -> None:
+    def close_when_draining(request: Request) -> None:
         """Answer in-flight hooks during shutdown with ``Connection: close``: Sanic closes idle
         connections once at SIGTERM, then waits up to GRACEFUL_SHUTDOWN_TIMEOUT for the others, and a
         connection kept alive after its last answer would hold the pod for all of it."""
@@ -290,6 +301,7 @@ def create_apps(
             stream.keep_alive = False
 
     async def observe_response(request: Request, response: BaseHTTPResponse) -> None:
+        close_when_draining(request)
         if getattr(request.ctx, "observed", False):
             return  # the client left while the answer was on its way: it was recorded once already
         request.ctx.observed = True
@@ -308,9 +320,9 @@ def create_apps(
         observation = getattr(request.ctx, "observation", None) or start_observation(request)
         telemetry.requests.finished(observation, status, outcome, result, reason)
 
-    # response middleware runs in reverse registration order: observe last, after the connection decision
+    # One response middleware, not two: each costs an await on every request. The connection decision
+    # comes first, then the observation.
     hook_app.register_middleware(observe_response, "response")
-    hook_app.register_middleware(close_when_draining, "response")
 
     def flush_caches() -> None:
         """Forget every cached directory answer and every answer kept for Okta's retries."""
@@ -414,7 +426,7 @@ def _hook_handler(
             _refused(request, Outcome.BAD_REQUEST, error.reason)
             return json({"message": str(error)}, status=400)
         request.ctx.result = result = await hook.answer(event, received_at)
-        return json(result.body)
+        return json(result.body, dumps=_answer_json)
 
     handle.__name__ = f"{hook.type.value}_hook"
     return handle

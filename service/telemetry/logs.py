@@ -9,14 +9,19 @@ can hold user data.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import structlog
 from opentelemetry import trace
+
+from service import json_text
 
 _REDACTED_KEYS = ("password", "secret", "token", "authorization", "cookie", "credential")
 
@@ -28,6 +33,28 @@ def add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         event.setdefault("trace_id", format(context.trace_id, "032x"))
         event.setdefault("span_id", format(context.span_id, "016x"))
     return event
+
+
+class UtcTimestamp:
+    """The ``timestamp`` of a log line: what ``structlog.processors.TimeStamper(fmt="iso", utc=True)``
+    writes (``2026-11-29T14:57:37.123456Z``, no fraction at a whole second), with the date and the time
+    to the second formatted once per second rather than on every line."""
+
+    __slots__ = ("_second",)
+
+    def __init__(self) -> None:
+        #: (the Unix second, its ISO text): one tuple, swapped whole, so threads never see half of it
+        self._second: tuple[int, str] = (-1, "")
+
+    def __call__(self, _: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+        cached, text = self._second
+        if second != cached:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        microseconds = nanoseconds // 1000
+        event["timestamp"] = f"{text}.{microseconds:06d}Z" if microseconds else f"{text}Z"
+        return event
 
 
 #: key -> whether it sounds secret. Keys come from the code, a small fixed set: checking each once
@@ -96,6 +123,17 @@ def _frames(tb: TracebackType | None) -> list[dict[str, Any]]:
     return [{"file": frame.filename, "line": frame.lineno, "function": frame.name} for frame in summary]
 
 
+@functools.cache
+def _encoder(default: Any) -> Callable[[Any], str]:
+    return json_text.encoder(default=default)
+
+
+def _dumps(event: dict[str, Any], default: Any = None) -> str:
+    """What ``json.dumps(event, default=default)`` returns, with one encoder built once per ``default``
+    (structlog's renderer passes the same fallback every time) instead of one per log line."""
+    return _encoder(default)(event)
+
+
 def configure_logging(level: str = "info", output: str = "auto") -> None:
     """Configure structlog and route the stdlib loggers (Sanic, asyncio) through it. ldap3's own
     logging stays off: at its detailed levels it logs requests, i.e. filters and credentials."""
@@ -103,11 +141,11 @@ def configure_logging(level: str = "info", output: str = "auto") -> None:
     if output == "console" or (output == "auto" and sys.stdout.isatty()):
         renderer = structlog.dev.ConsoleRenderer()
     else:
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UtcTimestamp(),
         add_trace_ids,
         redact,
         safe_traceback,
@@ -116,7 +154,8 @@ def configure_logging(level: str = "info", output: str = "auto") -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        # one write and one flush per line (PrintLogger's print() writes the line and its newline apart)
+        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)

@@ -14,7 +14,8 @@ import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import NoOpTracer, Span, SpanKind, Status, StatusCode, Tracer
+from prometheus_client.metrics import MetricWrapperBase
 
 from service.policy import DENIAL_REASONS, Outcome
 from service.telemetry.metrics import Metrics
@@ -47,10 +48,34 @@ class RequestObservation:
     reason: str | None = None
 
 
+class _Children:
+    """The labelled children of one metric, resolved once per combination of label values:
+    ``labels()`` takes the metric's lock and validates its arguments on every call, a cost paid on every
+    hook request otherwise. Label values come from fixed vocabularies, so the mapping stays small."""
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: MetricWrapperBase) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 class RequestTelemetry:
     def __init__(self, metrics: Metrics, tracer: Tracer) -> None:
         self._metrics = metrics
         self._tracer = tracer
+        #: No exporter configured: a request without a ``traceparent`` has no span to open or make
+        #: current (the no-op tracer would return the invalid span). With one, the no-op tracer still
+        #: carries the caller's trace context, so that log lines name the caller's trace.
+        self._untraced = isinstance(tracer, NoOpTracer)
+        self._durations = _Children(metrics.request_duration)
+        self._outcomes = _Children(metrics.hook_requests)
 
     def started(
         self,
@@ -67,7 +92,10 @@ class RequestTelemetry:
         observation = RequestObservation(method, route, hook_type)
         if received_at is not None:
             observation.started = received_at
-        parent = propagate.extract(trace_context(headers))
+        carrier = trace_context(headers)
+        if self._untraced and not carrier:
+            return observation
+        parent = propagate.extract(carrier)
         span = self._tracer.start_span(
             f"{method} {route}" if route != "unmatched" else method,
             context=parent,
@@ -109,14 +137,12 @@ class RequestTelemetry:
             context = span.get_span_context()
             if context.is_valid and context.trace_flags.sampled:
                 exemplar = {"trace_id": format(context.trace_id, "032x")}
-        self._metrics.request_duration.labels(observation.method, observation.route, str(status)).observe(
-            elapsed, exemplar=exemplar
-        )
+        self._durations(observation.method, observation.route, str(status)).observe(elapsed, exemplar=exemplar)
         if reason is not None:
             self._metrics.refusals.labels(observation.route, reason).inc()
         hook_type = observation.hook_type
         if hook_type is not None and outcome is not None:
-            self._metrics.hook_requests.labels(hook_type, outcome.value).inc()
+            self._outcomes(hook_type, outcome.value).inc()
             if result is not None and result.denied and outcome in DENIAL_REASONS:
                 self._metrics.denials.labels(hook_type, DENIAL_REASONS[outcome]).inc()
             if result is not None and result.stage is not None and result.cache != "replay":
