@@ -125,6 +125,8 @@ LINE_FIELDS = {
     "error_kind",
     "cache",
     "groups_truncated",
+    "credential",
+    "credential_reason",
     "duration_ms",
     "directory_ms",
 }
