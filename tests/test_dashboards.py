@@ -88,7 +88,7 @@ CATALOGUE = {
 # Label values the queries may match (bounded enums of the service, plus the bucket bounds).
 LABEL_VALUES = {
     "route": {"/hooks/registration", "/hooks/token", "/hooks/saml", "/hooks/user-import", "unmatched"},
-    "hook_type": {"registration", "token", "saml", "user_import"},
+    "hook_type": {"registration", "token", "saml", "user_import", "password_import"},
     "outcome": {
         "enriched",
         "enriched_stale",
