@@ -75,6 +75,38 @@ class Connection:
     reused: bool = False
 
 
+def new_connection(server: Server, config: DirectoryConfig, user: str | None, password: str | None) -> ldap3.Connection:
+    """An unopened ldap3 connection to ``server`` as ``user``: the service account's pooled ones and a
+    person's own for a password check are made alike."""
+    return ldap3.Connection(
+        server.ldap3_server(),
+        user=user,
+        password=password,
+        client_strategy=ldap3.SAFE_SYNC,  # thread-safe, returns results instead of storing them
+        # ldap3 packs this into SO_RCVTIMEO as whole seconds; the exact timeout is set by open_session.
+        receive_timeout=math.ceil(config.operation_timeout_seconds),
+        read_only=True,
+        raise_exceptions=False,
+        return_empty_attributes=False,
+        auto_referrals=False,
+        auto_escape=False,  # the filter value is escaped once, by the caller; never again
+    )
+
+
+def open_session(conn: ldap3.Connection, config: DirectoryConfig) -> None:
+    """Open the socket with the operation timeout and, with ``start_tls``, upgrade it before any bind."""
+    conn.open(read_server_info=False)
+    conn.socket.settimeout(config.operation_timeout_seconds)
+    if config.start_tls:
+        # SAFE_SYNC returns (status, result, response, request): the tuple itself is always true. A
+        # refusal by the server raises LDAPStartTLSError (classified ``tls``).
+        started, *_ = conn.start_tls(read_server_info=False)
+        if not started:
+            raise DirectoryError("tls", "StartTLS was refused by the server")
+        # the TLS socket does not inherit the timeout (ldap3#356)
+        conn.socket.settimeout(config.operation_timeout_seconds)
+
+
 class ConnectionPool:
     """At most ``pool_size`` bound connections, each used by one thread at a time."""
 
@@ -215,35 +247,14 @@ class ConnectionPool:
         return None
 
     def _open_on(self, server: Server, on_stage: Callable[[Stage], None]) -> Connection:
-        conn = ldap3.Connection(
-            server.ldap3_server(),
-            user=self._config.bind_dn or None,
-            password=self._password or None,
-            client_strategy=ldap3.SAFE_SYNC,  # thread-safe, returns results instead of storing them
-            # ldap3 packs this into SO_RCVTIMEO as whole seconds; the exact timeout is set below.
-            receive_timeout=math.ceil(self._config.operation_timeout_seconds),
-            read_only=True,
-            raise_exceptions=False,
-            return_empty_attributes=False,
-            auto_referrals=False,
-            auto_escape=False,  # the filter value is escaped once, by the caller; never again
-        )
+        conn = new_connection(server, self._config, self._config.bind_dn or None, self._password or None)
         connection = Connection(server, conn)
         with self._lock:
             self._lent.add(connection)
         try:
             on_stage("connect")
             with self.operation("connect", server):
-                conn.open(read_server_info=False)
-                conn.socket.settimeout(self._config.operation_timeout_seconds)
-                if self._config.start_tls:
-                    # SAFE_SYNC returns (status, result, response, request): the tuple itself is always
-                    # true. A refusal by the server raises LDAPStartTLSError (classified ``tls``).
-                    started, *_ = conn.start_tls(read_server_info=False)
-                    if not started:
-                        raise DirectoryError("tls", "StartTLS was refused by the server")
-                    # the TLS socket does not inherit the timeout (ldap3#356)
-                    conn.socket.settimeout(self._config.operation_timeout_seconds)
+                open_session(conn, self._config)
             on_stage("bind")
             with self.operation("bind", server):
                 ok, result, _, _ = conn.bind()

@@ -13,7 +13,6 @@ policy response control (OpenLDAP's ppolicy overlay, draft-behera-ldap-password-
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -21,10 +20,8 @@ from contextlib import suppress
 from enum import StrEnum
 from typing import Any
 
-import ldap3
-
 from service.directory.config import DirectoryConfig
-from service.directory.connections import ConnectionPool, Server
+from service.directory.connections import ConnectionPool, Server, new_connection, open_session
 from service.directory.errors import DirectoryError, Stage
 
 #: Request control of the password policy draft: the server answers it with the account's state.
@@ -156,27 +153,12 @@ class CredentialChecker:
         raise last
 
     def _bind_on(self, server: Server, dn: str, password: str, on_stage: Callable[[Stage], None]) -> BindRefusal | None:
-        conn = ldap3.Connection(
-            server.ldap3_server(),
-            user=dn,
-            password=password,
-            client_strategy=ldap3.SAFE_SYNC,
-            receive_timeout=math.ceil(self._config.operation_timeout_seconds),
-            read_only=True,
-            raise_exceptions=False,
-            auto_referrals=False,
-        )
+        conn = new_connection(server, self._config, dn, password)
         try:
             on_stage("connect")
             try:
                 with self._pool.operation("user_connect", server):
-                    conn.open(read_server_info=False)
-                    conn.socket.settimeout(self._config.operation_timeout_seconds)
-                    if self._config.start_tls:
-                        started, *_ = conn.start_tls(read_server_info=False)
-                        if not started:
-                            raise DirectoryError("tls", "StartTLS was refused by the server")
-                        conn.socket.settimeout(self._config.operation_timeout_seconds)
+                    open_session(conn, self._config)
             except DirectoryError as error:
                 raise _NotSent(error) from None
             on_stage("user_bind")
