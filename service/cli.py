@@ -82,12 +82,12 @@ def _serve(config_path: str) -> int:
     from service.telemetry import Telemetry, configure_logging
 
     settings = load_settings(config_path)
+    secrets = _secrets(settings, config_path)  # the configuration's own errors first (exit 2), then the host's
     server = settings.server
     busy = busy_message(server.host, {"server.hook_port": server.hook_port, "server.ops_port": server.ops_port})
     if busy:
         print(f"okta-ldap-hook: {busy}", file=sys.stderr)
         return 1
-    secrets = _secrets(settings, config_path)
     configure_logging(settings.logging.level, settings.logging.format)
     serve(settings, secrets, Telemetry())
     return 0
