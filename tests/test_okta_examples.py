@@ -7,17 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-import httpx
 import okta_spec
 import pytest
 from conftest import REPO
+from demo_support import Demo, running_demo
 
 from service.demo.examples import examples, send
 from service.demo.run import DEMO_SECRET
@@ -39,42 +36,10 @@ RETARGETED = {"password-import-event.json": ("alice.wong@example.com", "demo-use
 OUTCOMES = {name: "verified" if name in RETARGETED else "enriched" for name in SPEC_EXAMPLE_OF}
 
 
-@dataclass
-class Demo:
-    process: subprocess.Popen[str]
-    hook_url: str
-    banner: str
-
-
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Demo]:
-    """``okta-ldap-hook demo`` as ``make run`` starts it, with the secret it chooses itself."""
-    hook_port, ops_port = free_port(), free_port()
-    env = {key: value for key, value in os.environ.items() if key not in ("OKTA_HOOK_SECRET", "LDAP_BIND_PASSWORD")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "demo", "--hook-port", str(hook_port), "--ops-port", str(ops_port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env=env,
-    )
-    try:
-        banner = ""
-        while "Ctrl-C" not in banner:
-            line = process.stdout.readline()
-            assert line, f"demo exited early:\n{banner}"
-            banner += line
-        for _ in range(200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{ops_port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        yield Demo(process, f"http://127.0.0.1:{hook_port}", banner)
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+    with running_demo() as started:
+        yield started
 
 
 def test_the_demo_data_has_okta_s_own_example_of_every_hook_type() -> None:
@@ -105,7 +70,11 @@ def test_try_prints_every_answer(demo: Demo) -> None:
     env = {key: value for key, value in os.environ.items() if key != "OKTA_HOOK_SECRET"}
     result = subprocess.run(
         [sys.executable, "-m", "service", *command.split()[1:]],
-        capture_output=True, text=True, timeout=60, cwd=REPO, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for name in SPEC_EXAMPLE_OF:
@@ -114,9 +83,14 @@ def test_try_prints_every_answer(demo: Demo) -> None:
     assert result.stdout.count("outcome: enriched") == len(SPEC_EXAMPLE_OF) - len(RETARGETED)
     assert result.stdout.count("outcome: verified") == len(RETARGETED)
     assert '{"credential": "VERIFIED"}' in result.stdout
-    for command_type in ("com.okta.user.profile.update", "com.okta.user.progressive.profile.update",
-                         "com.okta.identity.patch", "com.okta.access.patch", "com.okta.assertion.patch",
-                         "com.okta.appUser.profile.update"):
+    for command_type in (
+        "com.okta.user.profile.update",
+        "com.okta.user.progressive.profile.update",
+        "com.okta.identity.patch",
+        "com.okta.access.patch",
+        "com.okta.assertion.patch",
+        "com.okta.appUser.profile.update",
+    ):
         assert command_type in result.stdout
     assert '"department": "Engineering"' in result.stdout  # rosario.jones, Okta's registration example
 
@@ -125,7 +99,11 @@ def test_try_with_a_wrong_secret_fails_visibly(demo: Demo) -> None:
     env = {**os.environ, "OKTA_HOOK_SECRET": "not-the-demo-secret"}
     result = subprocess.run(
         [sys.executable, "-m", "service", "try", "--url", demo.hook_url],
-        capture_output=True, text=True, timeout=60, cwd=REPO, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=env,
     )
     assert result.returncode == 1
     assert result.stdout.count("HTTP 401") == len(SPEC_EXAMPLE_OF)
@@ -135,7 +113,10 @@ def test_try_without_a_service_says_so_in_one_line() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = subprocess.run(
         [sys.executable, "-m", "service", "try", "--url", url],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
     assert result.returncode == 1
     assert f"nothing answers at {url}" in result.stderr
