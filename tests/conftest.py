@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from hook_client import HookClient
 from in_process import InProcessService
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
@@ -137,7 +138,7 @@ def service_config(ldap_url: str, **sections: Any) -> dict[str, Any]:
     return config
 
 
-class RunningService:
+class RunningService(HookClient):
     """The service started as `python -m service serve`, as in production."""
 
     def __init__(self, config: dict[str, Any], workdir: Path, env: dict[str, str]) -> None:
@@ -159,6 +160,7 @@ class RunningService:
                 cwd=REPO,
             )
         self.client = httpx.Client(timeout=10)
+        self.default_secret = SECRET
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -173,23 +175,6 @@ class RunningService:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"service not ready after 15 s:\n{self.log()}")
-
-    def post(
-        self,
-        hook: str,
-        body: dict[str, Any] | bytes,
-        secret: str | None = SECRET,
-        headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        all_headers = {"Content-Type": "application/json", **(headers or {})}
-        if secret is not None:
-            all_headers["Authorization"] = secret
-        content = body if isinstance(body, bytes) else None
-        json_body = None if isinstance(body, bytes) else body
-        return self.client.post(f"{self.hook_url}/hooks/{hook}", content=content, json=json_body, headers=all_headers)
-
-    def metrics(self) -> str:
-        return self.client.get(self.ops_url + "/metrics").text
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

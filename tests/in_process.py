@@ -19,6 +19,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import httpx
+from hook_client import HookClient
 from sanic import Sanic
 
 from service.server import create_apps
@@ -28,7 +29,7 @@ from service.telemetry import Metrics, Telemetry
 _names = itertools.count()
 
 
-class InProcessService:
+class InProcessService(HookClient):
     """Both apps of one configuration, served in a background event loop until :meth:`stop`."""
 
     def __init__(self, config: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -49,7 +50,7 @@ class InProcessService:
         self.hook_url = f"http://127.0.0.1:{self.hook_port}"
         self.ops_url = f"http://127.0.0.1:{self.ops_port}"
         self.client = httpx.Client(timeout=10)
-        self._default_secret = secrets.hook_secrets[0]
+        self.default_secret = secrets.hook_secrets[0]
 
     def _run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 15) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
@@ -84,32 +85,6 @@ class InProcessService:
             await server.wait_closed()
         for server in self._servers:
             await server.after_stop()
-
-    def post(
-        self,
-        hook: str,
-        body: dict[str, Any] | bytes,
-        secret: str | None = "default",
-        headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        all_headers = {"Content-Type": "application/json", **(headers or {})}
-        if secret == "default":
-            secret = self._default_secret
-        if secret is not None:
-            all_headers["Authorization"] = secret
-        content = body if isinstance(body, bytes) else None
-        json_body = None if isinstance(body, bytes) else body
-        return self.client.post(f"{self.hook_url}/hooks/{hook}", content=content, json=json_body, headers=all_headers)
-
-    def metrics(self) -> str:
-        return self.client.get(self.ops_url + "/metrics").text
-
-    def metric(self, series: str) -> float:
-        """The value of one exported series, e.g. ``okta_hook_requests_total{hook_type="token",...}``."""
-        for line in self.metrics().splitlines():
-            if line.startswith(series + " "):
-                return float(line.split()[-1])
-        raise AssertionError(f"{series} not exported")
 
     def stop(self) -> None:
         self.client.close()

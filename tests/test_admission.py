@@ -62,7 +62,7 @@ def test_lookups_that_cannot_start_in_time_are_shed_at_once(
     config["hooks"]["registration"]["min_lookup_seconds"] = 0.1
     config["hooks"]["registration"]["cache"] = NO_CACHE  # every call a lookup: this is about the queue
     service = start_in_process(config)
-    secret = service._default_secret
+    secret = service.default_secret
 
     for number in range(2):  # the service learns how long a lookup takes
         warm = service.post("registration", event(PEOPLE[number], 100 + number))
