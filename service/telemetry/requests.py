@@ -8,7 +8,8 @@ import time
 from collections.abc import Mapping
 from contextvars import Token
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Protocol
 
 import structlog
 from opentelemetry import context as otel_context
@@ -33,6 +34,38 @@ def trace_context(headers: Mapping[str, str]) -> dict[str, str]:
     when well-formed, else nothing (``tracestate`` and ``baggage`` are not read)."""
     value = headers.get("traceparent")
     return {"traceparent": value} if value is not None and _TRACEPARENT.fullmatch(value) else {}
+
+
+class HookAnswer(Protocol):
+    """What telemetry reads of a hook's answer (:class:`~service.hooks.HookResult`), by shape: the
+    hooks are not imported here."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def event_id_rejected(self) -> bool: ...
+    @property
+    def denied(self) -> bool: ...
+    @property
+    def stage(self) -> str | None: ...
+    @property
+    def error_kind(self) -> str | None: ...
+    @property
+    def refusal(self) -> Enum | None: ...
+    @property
+    def directory_seconds(self) -> float: ...
+    @property
+    def cache(self) -> str | None: ...
+    @property
+    def groups_cut(self) -> bool: ...
+    @property
+    def groups_incomplete(self) -> bool: ...
+    @property
+    def credential(self) -> str | None: ...
+    @property
+    def credential_reason(self) -> str | None: ...
+    @property
+    def exception(self) -> Exception | None: ...
 
 
 @dataclass
@@ -113,7 +146,7 @@ class RequestTelemetry:
         observation: RequestObservation,
         status: int,
         outcome: Outcome | None,
-        result: Any | None,
+        result: HookAnswer | None,
         reason: str | None = None,
     ) -> None:
         """Record everything about one finished request. ``result`` is the hook's
@@ -143,44 +176,31 @@ class RequestTelemetry:
         hook_type = observation.hook_type
         if hook_type is not None and outcome is not None:
             self._outcomes(hook_type, outcome.value).inc()
-            if result is not None and result.denied and outcome in DENIAL_REASONS:
-                self._metrics.denials.labels(hook_type, DENIAL_REASONS[outcome]).inc()
-            if result is not None and result.stage is not None and result.cache != "replay":
-                self._metrics.deadline_exceeded.labels(hook_type, result.stage).inc()
-            if result is not None and result.cache == "replay":
-                self._metrics.replayed_answers.labels(hook_type).inc()
-            if result is not None and getattr(result, "groups_cut", False):
-                self._metrics.groups_truncated.labels(hook_type, "claim_max").inc()
-            if result is not None and getattr(result, "groups_incomplete", False):
-                self._metrics.groups_truncated.labels(hook_type, "walk_bound").inc()
-            credential = getattr(result, "credential", None)
-            if credential is not None:
-                self._metrics.password_verifications.labels(credential, getattr(result, "credential_reason", "")).inc()
-            refusal = getattr(result, "refusal", None)
-            if refusal is not None:
-                self._metrics.refused_identifiers.labels(hook_type, refusal.value).inc()
+            if result is not None:
+                self._count(hook_type, outcome, result)
         if hook_type is not None:
-            exception = getattr(result, "exception", None)
+            refusal = result.refusal.value if result is not None and result.refusal is not None else None
+            exception = result.exception if result is not None else None
             # a bug answered with a fallback: the same line, at error level, with the traceback
             # (type and frames only: see telemetry.logs.safe_traceback)
             (log.error if exception is not None else log.info)(
                 "hook_request",
                 exc_info=exception,
-                event_id=getattr(result, "event_id", None) or None,
-                event_id_rejected=getattr(result, "event_id_rejected", False) or None,
+                event_id=(result.event_id or None) if result is not None else None,
+                event_id_rejected=(result.event_id_rejected or None) if result is not None else None,
                 hook_type=hook_type,
                 outcome=outcome.value if outcome else None,
-                reason=reason or getattr(getattr(result, "refusal", None), "value", None),
+                reason=reason or refusal,
                 status=status,
-                denied=getattr(result, "denied", False),
-                stage=getattr(result, "stage", None),
-                error_kind=getattr(result, "error_kind", None),
-                cache=getattr(result, "cache", None),
-                credential=getattr(result, "credential", None),
-                credential_reason=getattr(result, "credential_reason", None),
-                groups_truncated=getattr(result, "groups_cut", False) or getattr(result, "groups_incomplete", False),
+                denied=result.denied if result is not None else False,
+                stage=result.stage if result is not None else None,
+                error_kind=result.error_kind if result is not None else None,
+                cache=result.cache if result is not None else None,
+                credential=result.credential if result is not None else None,
+                credential_reason=result.credential_reason if result is not None else None,
+                groups_truncated=result is not None and (result.groups_cut or result.groups_incomplete),
                 duration_ms=round(elapsed * 1000, 2),
-                directory_ms=round(getattr(result, "directory_seconds", 0.0) * 1000, 2),
+                directory_ms=round(result.directory_seconds * 1000, 2) if result is not None else 0.0,
             )
         elif reason is not None or status >= 500:
             # not a hook's route: its template (or "unmatched"), never the requested path
@@ -196,3 +216,21 @@ class RequestTelemetry:
             span.end()
         if observation.token is not None:
             otel_context.detach(observation.token)
+
+    def _count(self, hook_type: str, outcome: Outcome, result: HookAnswer) -> None:
+        """The counters a hook's answer feeds besides its outcome."""
+        metrics = self._metrics
+        if result.denied and outcome in DENIAL_REASONS:
+            metrics.denials.labels(hook_type, DENIAL_REASONS[outcome]).inc()
+        if result.cache == "replay":
+            metrics.replayed_answers.labels(hook_type).inc()
+        elif result.stage is not None:
+            metrics.deadline_exceeded.labels(hook_type, result.stage).inc()
+        if result.groups_cut:
+            metrics.groups_truncated.labels(hook_type, "claim_max").inc()
+        if result.groups_incomplete:
+            metrics.groups_truncated.labels(hook_type, "walk_bound").inc()
+        if result.credential is not None:
+            metrics.password_verifications.labels(result.credential, result.credential_reason or "").inc()
+        if result.refusal is not None:
+            metrics.refused_identifiers.labels(hook_type, result.refusal.value).inc()
