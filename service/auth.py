@@ -13,6 +13,7 @@ bytes that were sent, and it is never put into a message, a log or a span.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Protocol
@@ -97,10 +98,12 @@ class HookAuthenticator:
         return rejection.value
 
 
+#: A character a header value must not hold: a control character but a tab (RFC 9110 field values),
+#: or a surrogate (a byte that was not UTF-8, surrogate-escaped by Sanic).
+_MALFORMED = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+
+
 def _well_formed(value: str) -> bool:
-    """Valid UTF-8 as sent (no surrogate-escaped bytes) and no control character but a tab (RFC 9110
-    field values)."""
-    return not any(
-        ("\ud800" <= character <= "\udfff") or (character < " " and character != "\t") or character == "\x7f"
-        for character in value
-    )
+    """Valid UTF-8 as sent and no control character but a tab. One regular-expression scan: this runs
+    on every hook call."""
+    return _MALFORMED.search(value) is None

@@ -9,6 +9,7 @@ fail, so a directory entry with odd values never turns into an error for Okta.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -211,12 +212,18 @@ def _finish(rule: MappingRule, values: list[str]) -> Value | None:
     return sorted(set(values)) if rule.values == "all" else values[0]
 
 
+_RDN_END = re.compile("[,+;]")
+
+
 def first_rdn_value(dn: str) -> str:
     """The value of the first RDN of a DN (RFC 4514), unescaped: ``cn=Smith\\, John,ou=people`` ->
     ``Smith, John``. A string that is not a DN comes back unchanged."""
     equals = dn.find("=")
     if equals < 0:
         return dn
+    if "\\" not in dn:  # nothing escaped (nearly every DN): the text up to the next separator
+        match = _RDN_END.search(dn, equals + 1)
+        return dn[equals + 1 : match.start() if match else len(dn)].strip()
     raw = bytearray()
     index = equals + 1
     while index < len(dn):

@@ -104,7 +104,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTION
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
 
 #: Okta's answer as Sanic's ``json()`` writes it (``json.dumps`` with compact separators), with the
-#: encoder built once rather than on every call.
+#: encoder built once rather than on every call (and no JSONResponse, which keeps the body as data too).
 _answer_json = encoder(separators=(",", ":"))
 
 
@@ -274,9 +274,6 @@ def create_apps(
     hook_paths = {hook.type.path: hook.type.value for hook in hooks}
     telemetry.declare_routes(hook_paths)
 
-    for hook in hooks:
-        hook_app.add_route(_hook_handler(hook, verifier), hook.type.path, methods=["POST"], name=hook.type.value)
-
     def start_observation(request: Request) -> RequestObservation:
         # A body refused as too large never reaches routing: its path, if it is a hook's, is the route.
         route = request.uri_template or (request.path if request.path in hook_paths else "unmatched")
@@ -288,9 +285,11 @@ def create_apps(
         request.ctx.observation = observation
         return observation
 
-    @hook_app.on_request
-    async def observe_request(request: Request) -> None:
-        start_observation(request)
+    # Observation starts in the handler (a request middleware would cost an await on every call);
+    # what Sanic refuses before any handler runs (404, 405, 413, 408) is observed when it is answered.
+    for hook in hooks:
+        handler = _hook_handler(hook, verifier, start_observation)
+        hook_app.add_route(handler, hook.type.path, methods=["POST"], name=hook.type.value)
 
     def close_when_draining(request: Request) -> None:
         """Answer in-flight hooks during shutdown with ``Connection: close``: Sanic closes idle
@@ -411,9 +410,12 @@ def _authenticator(
 
 
 def _hook_handler(
-    hook: Hook | PasswordImportHook, verifier: HookAuthenticator
+    hook: Hook | PasswordImportHook,
+    verifier: HookAuthenticator,
+    start_observation: Callable[[Request], RequestObservation],
 ) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
     async def handle(request: Request) -> HTTPResponse:
+        start_observation(request)
         received_at: float = getattr(request, "received_at", None) or time.monotonic()
         # every value of the header: a repeated one is refused, not resolved by picking one
         auth_refusal = await verifier.refusal(request.headers)
@@ -426,7 +428,7 @@ def _hook_handler(
             _refused(request, Outcome.BAD_REQUEST, error.reason)
             return json({"message": str(error)}, status=400)
         request.ctx.result = result = await hook.answer(event, received_at)
-        return json(result.body, dumps=_answer_json)
+        return HTTPResponse(_answer_json(result.body), content_type="application/json")
 
     handle.__name__ = f"{hook.type.value}_hook"
     return handle

@@ -142,8 +142,9 @@ def configure_logging(level: str = "info", output: str = "auto") -> None:
         renderer = structlog.dev.ConsoleRenderer()
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_dumps)
+    # No merge_contextvars: nothing binds structlog context variables (a line's trace ids come from the
+    # current span), and every processor runs on every hook call.
     shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         UtcTimestamp(),
         add_trace_ids,

@@ -179,29 +179,7 @@ class RequestTelemetry:
             if result is not None:
                 self._count(hook_type, outcome, result)
         if hook_type is not None:
-            refusal = result.refusal.value if result is not None and result.refusal is not None else None
-            exception = result.exception if result is not None else None
-            # a bug answered with a fallback: the same line, at error level, with the traceback
-            # (type and frames only: see telemetry.logs.safe_traceback)
-            (log.error if exception is not None else log.info)(
-                "hook_request",
-                exc_info=exception,
-                event_id=(result.event_id or None) if result is not None else None,
-                event_id_rejected=(result.event_id_rejected or None) if result is not None else None,
-                hook_type=hook_type,
-                outcome=outcome.value if outcome else None,
-                reason=reason or refusal,
-                status=status,
-                denied=result.denied if result is not None else False,
-                stage=result.stage if result is not None else None,
-                error_kind=result.error_kind if result is not None else None,
-                cache=result.cache if result is not None else None,
-                credential=result.credential if result is not None else None,
-                credential_reason=result.credential_reason if result is not None else None,
-                groups_truncated=result is not None and (result.groups_cut or result.groups_incomplete),
-                duration_ms=round(elapsed * 1000, 2),
-                directory_ms=round(result.directory_seconds * 1000, 2) if result is not None else 0.0,
-            )
+            _log_hook_request(hook_type, status, outcome, result, reason, elapsed)
         elif reason is not None or status >= 500:
             # not a hook's route: its template (or "unmatched"), never the requested path
             log.info(
@@ -234,3 +212,53 @@ class RequestTelemetry:
             metrics.password_verifications.labels(result.credential, result.credential_reason or "").inc()
         if result.refusal is not None:
             metrics.refused_identifiers.labels(hook_type, result.refusal.value).inc()
+
+
+def _log_hook_request(
+    hook_type: str, status: int, outcome: Outcome | None, result: HookAnswer | None, reason: str | None, elapsed: float
+) -> None:
+    """The ``hook_request`` line: the same fields on every line (null when they do not apply), so that
+    log queries never depend on which path a request took."""
+    if result is None:  # refused before the hook ran (401, 400...)
+        log.info(
+            "hook_request",
+            event_id=None,
+            event_id_rejected=None,
+            hook_type=hook_type,
+            outcome=outcome.value if outcome else None,
+            reason=reason,
+            status=status,
+            denied=False,
+            stage=None,
+            error_kind=None,
+            cache=None,
+            credential=None,
+            credential_reason=None,
+            groups_truncated=False,
+            duration_ms=round(elapsed * 1000, 2),
+            directory_ms=0.0,
+        )
+        return
+    exception = result.exception
+    refusal = result.refusal
+    # a bug answered with a fallback: the same line, at error level, with the traceback (type and
+    # frames only: see telemetry.logs.safe_traceback)
+    (log.info if exception is None else log.error)(
+        "hook_request",
+        exc_info=exception,
+        event_id=result.event_id or None,
+        event_id_rejected=result.event_id_rejected or None,
+        hook_type=hook_type,
+        outcome=outcome.value if outcome else None,
+        reason=reason or (refusal.value if refusal is not None else None),
+        status=status,
+        denied=result.denied,
+        stage=result.stage,
+        error_kind=result.error_kind,
+        cache=result.cache,
+        credential=result.credential,
+        credential_reason=result.credential_reason,
+        groups_truncated=result.groups_cut or result.groups_incomplete,
+        duration_ms=round(elapsed * 1000, 2),
+        directory_ms=round(result.directory_seconds * 1000, 2),
+    )
