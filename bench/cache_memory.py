@@ -51,7 +51,7 @@ class GeneratedDirectory:
     def search_value(self, identifier: str) -> str | None:
         return identifier  # no strip_domains
 
-    async def find_user(self, query: UserQuery, deadline: float) -> LookupResult:
+    async def find_user(self, query: UserQuery, deadline: float, start_by: float | None = None) -> LookupResult:
         i = int(query.identifier[4:9])
         attributes = {
             "departmentnumber": (DEPARTMENTS[i % len(DEPARTMENTS)],),
