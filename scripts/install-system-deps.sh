@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the demo and the tests run for real: OpenLDAP's slapd (the demo
 # directory and every test fixture), Prometheus with promtool (metrics and alert-rule tests), wrk
-# (the benchmark), and buildah, podman and mmdebstrap (tests/test_image.py builds the image from the
-# Dockerfile on a locally made base and runs it). Does nothing when they are all present.
+# and valgrind (the benchmarks), and buildah, podman and mmdebstrap (tests/test_image.py builds the
+# image from the Dockerfile on a locally made base and runs it). Does nothing when they are all present.
 set -euo pipefail
 
 missing=()
@@ -10,6 +10,7 @@ command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing+=(slapd ld
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v buildah >/dev/null 2>&1 || missing+=(buildah)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
