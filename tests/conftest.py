@@ -32,7 +32,10 @@ SECRET = "test-hook-secret"
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """checkov's scans take the most CPU of any fixture: start them as soon as tests that read them are
-    collected, so that they run while the tests before them mostly wait on sockets."""
+    collected, so that they run while the tests before them mostly wait on sockets. Not under xdist:
+    every worker collects every test but only one runs them, and that worker starts them on demand."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     if any("checkov_reports" in getattr(item, "fixturenames", ()) for item in session.items):
         import test_container
 
@@ -42,6 +45,33 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if "test_container" in sys.modules:
         sys.modules["test_container"].stop_early(session.config)
+
+
+# ------------------------------------------------------------------ parallel runs (pytest-xdist)
+# The suite runs on several workers (addopts in pyproject.toml): most of it waits on sockets and child
+# processes, not on the CPU. A test module is one unit of work, so that its module-scoped fixtures (a
+# slapd of its own, the image, the checkov scans) start once per run. The tests that wait a minute on a
+# real Prometheus are units of their own and, with the image build, are handed out first: started last,
+# they would end the run with one worker busy and the others idle.
+STARTED_FIRST = ("tests/test_live_monitoring.py", "tests/test_image.py")
+ONE_UNIT_PER_TEST = ("tests/test_live_monitoring.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in STARTED_FIRST)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModulesLongestFirst(LoadFileScheduling):
+        """Units in collection order (``--no-loadscope-reorder``), one per module or per listed test."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if module in ONE_UNIT_PER_TEST else module
+
+    return ModulesLongestFirst(config, log) if config.option.dist == "load" else None
 
 
 @pytest.fixture(scope="session")

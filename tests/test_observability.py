@@ -232,7 +232,7 @@ class OtlpReceiver(BaseHTTPRequestHandler):
 def test_otlp_export_logs_and_exemplars_without_personal_data(slapd: Slapd, start_service) -> None:
     OtlpReceiver.spans = []
     receiver = ThreadingHTTPServer(("127.0.0.1", free_port()), OtlpReceiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    threading.Thread(target=receiver.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         env = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.server_address[1]}",
