@@ -114,6 +114,17 @@ def test_unknown_user_is_none(directory: Directory) -> None:
     assert find(directory, "nobody@example.com") is None
 
 
+def test_one_connection_never_carries_an_answer_over_to_the_next_lookup(slapd: Slapd) -> None:
+    """ldap3's SYNC strategy leaves each answer on the connection: on a pool of one, every lookup runs
+    on the connection that just answered for someone else."""
+    with opened(slapd.url, pool_size=1) as directory:
+        for _ in range(2):
+            assert find(directory, "rosario.jones@example.com").dn == "uid=rosario.jones,ou=people,dc=example,dc=com"
+            assert find(directory, "nobody@example.com") is None
+            assert find(directory, r"rosario.jones@example.com\00") is None
+            assert find(directory, "carol.chen@example.com").dn == "uid=carol.chen,ou=people,dc=example,dc=com"
+
+
 @pytest.mark.parametrize(
     "hostile", ["*", "*)(uid=*", "*)(objectClass=*", "\\00", "\x00", "\\2a", ")", "\\", "*@example.com"]
 )

@@ -21,7 +21,7 @@ import ldap3
 from ldap3.utils.conv import escape_filter_chars
 
 from service.directory.config import DirectoryConfig
-from service.directory.connections import Connection, ConnectionPool
+from service.directory.connections import Connection, ConnectionPool, run_search
 from service.directory.credentials import BindRefusal, CredentialChecker
 from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError, Stage
@@ -179,7 +179,9 @@ class Directory:
         also "not disabled"), and the match attribute equal to ``identifier`` (its local part with
         ``strip_domains``). None when the identifier is in none of the company's domains."""
         value = self._config.user_search.search_value(identifier)
-        if value is None:
+        if value is None or "\x00" in value:
+            # slapd stops comparing at an escaped NUL: "alice@example.com<NUL>x" would be Alice. The
+            # hooks refuse such identifiers before any lookup; whoever calls, none is ever sent.
             return None
         # RFC 4515 escaping, applied exactly once, here and nowhere else.
         escaped: str = escape_filter_chars(value)
@@ -322,7 +324,8 @@ class Directory:
             return None  # outside the company's domains: nobody (the hooks refuse it before calling)
         on_stage("search")
         with self._pool.operation("search", connection.server):
-            _, result, response, _ = connection.ldap3_connection.search(
+            result, response = run_search(
+                connection.ldap3_connection,
                 search.base_dn,
                 search_filter,
                 search_scope=_SCOPES[search.scope],
@@ -358,7 +361,8 @@ class Directory:
     def _read(self, connection: Connection, dn: str, attributes: frozenset[str]) -> dict[str, tuple[str, ...]]:
         """Attributes of the entry at ``dn``; empty when it does not exist (a dangling manager DN)."""
         with self._pool.operation("resolve", connection.server):
-            _, result, response, _ = connection.ldap3_connection.search(
+            result, response = run_search(
+                connection.ldap3_connection,
                 dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=sorted(attributes)
             )
             code = result.get("result")

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from service.directory.config import DirectoryConfig
-from service.directory.connections import ConnectionPool, Server, new_connection, open_session
+from service.directory.connections import ConnectionPool, Server, new_connection, open_session, run_bind
 from service.directory.errors import DirectoryError, Stage
 
 #: Request control of the password policy draft: the server answers it with the account's state.
@@ -163,10 +163,10 @@ class CredentialChecker:
                 raise _NotSent(error) from None
             on_stage("user_bind")
             with self._pool.operation("user_bind", server):
-                ok, result, _, _ = conn.bind(controls=[(PPOLICY_OID, False, None)])
+                ok, result = run_bind(conn, controls=[(PPOLICY_OID, False, None)])
                 if ok:
                     return None
-                code = result.get("result") if isinstance(result, dict) else None
+                code = result.get("result")
                 if code in _REFUSED:
                     return refusal_reason(result)
                 raise DirectoryError("server_error", f"bind refused with LDAP result code {code}")

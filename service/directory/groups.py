@@ -34,7 +34,7 @@ import ldap3
 from ldap3.utils.conv import escape_filter_chars
 
 from service.directory.config import GroupSearch
-from service.directory.connections import Connection, ConnectionPool
+from service.directory.connections import Connection, ConnectionPool, run_search
 from service.directory.entry import Groups
 from service.directory.errors import DirectoryError, Stage
 
@@ -133,7 +133,8 @@ class GroupReader:
         answer is cut by ``max_groups`` here, in DN order, so the same groups are kept on every call."""
         search_filter = f"(&{self._config.filter}{condition})"
         with self._pool.operation("groups", connection.server):
-            _, result, response, _ = connection.ldap3_connection.search(
+            result, response = run_search(
+                connection.ldap3_connection,
                 self._config.base_dn,
                 search_filter,
                 search_scope=_SCOPES[self._config.scope],
