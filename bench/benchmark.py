@@ -322,8 +322,11 @@ def measure_stream(config: dict, workdir: Path, template: dict, args: argparse.N
         before = outcomes(metrics_url)
         row = wrk(url, measured, args.connections, args.duration)
         after = outcomes(metrics_url)
-        # answers by outcome only: the "stage:" and "timed:" counts are other views of the same answers
-        total = sum(value - before.get(key, 0) for key, value in after.items() if ":" not in key)
+        # answers by outcome only: the "stage:" and "timed:" counts are other views of the same answers;
+        # the requests in flight when wrk closes its connections are client_closed, not answers
+        total = sum(
+            value - before.get(key, 0) for key, value in after.items() if ":" not in key and key != "client_closed"
+        )
         row["enriched_pct"] = 100 * (after.get("enriched", 0) - before.get("enriched", 0)) / max(total, 1)
         return row
     finally:
