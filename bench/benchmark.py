@@ -185,6 +185,7 @@ def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
         "max_ms": max_ms(),
         "errors": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "",
+        "load": os.getloadavg()[0],  # the machine is shared: how busy it was as this run ended
     }
 
 
@@ -281,7 +282,6 @@ def measure_service(
             row["shed_queue"] = int(delta.get("stage:queue", 0))
             row["service_late"] = int(delta.get("timed:all", 0) - delta.get("timed:in_time", 0))
         row["connections"] = connections
-        row["load"] = os.getloadavg()[0]  # the machine is shared: how busy it was as this run ended
         return row
     finally:
         stop(process)

@@ -8,7 +8,9 @@ else runs share the cores); user-space instructions do not move by 1 %. Each ser
 callgrind twice: once answering only the warm-up (the 200 hot users, so the cache is full), once
 answering ``--requests`` more; the difference, divided, is what one more request costs, start-up and
 shutdown cancelled out. The client is a plain sequential keep-alive client, the same for both servers.
-Kernel work (the socket calls) is not counted: it is about the same for both. About 4 minutes.
+Kernel work (the socket calls) is not counted: it is about the same for both. A third server is the
+service with its metrics and per-request log line turned off (``bench/no_telemetry.py``), to show what
+they cost. About 6 minutes.
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def server_command(kind: str, port: int, workdir: Path, ldap_url: str) -> tuple[
     path = workdir / f"config-{port}.yaml"
     path.write_text(yaml.safe_dump(config))
     environ = {**os.environ, "OKTA_HOOK_SECRET": SECRET, "LDAP_BIND_PASSWORD": SERVICE_BIND_PASSWORD}
-    return [sys.executable, "-m", "service", "serve", "--config", str(path)], environ
+    # "quiet": metrics and the per-request log line replaced by no-ops (bench/no_telemetry.py)
+    program = [str(REPO / "bench/no_telemetry.py")] if kind == "quiet" else ["-m", "service"]
+    return [sys.executable, *program, "serve", "--config", str(path)], environ
 
 
 def instructions(kind: str, requests: int, workdir: Path, ldap_url: str) -> int:
@@ -127,8 +131,10 @@ def main() -> int:
         with Slapd(workdir / "ldap", generate_users(1000)) as ldap:
             bare = per_request("bare", args.requests, workdir, ldap.url)
             service = per_request("service", args.requests, workdir, ldap.url)
+            quiet = per_request("quiet", args.requests, workdir, ldap.url)
     print("| server | instructions per request |\n|---|---|")
     print(f"| bare Sanic (HTTP ceiling) | {bare:,.0f} |\n| hook, cache, hot set of {HOT_USERS} | {service:,.0f} |")
+    print(f"| the same, metrics and log line off (bench/no_telemetry.py) | {quiet:,.0f} |")
     print(f"\nbare Sanic / hook: {bare / service:.2f}x (the throughput ratio if both were bound by these alone)")
     return 0
 
