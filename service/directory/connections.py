@@ -84,7 +84,8 @@ def new_connection(server: Server, config: DirectoryConfig, user: str | None, pa
         password=password,
         # SYNC leaves each answer on the connection, which is lent to one thread at a time (the pool,
         # or a password check's own connection): SAFE_SYNC would deep-copy every result and entry for
-        # its caller, about a sixth of a lookup's CPU. Read answers through search() and bind() below.
+        # its caller, about a tenth of a lookup's instructions. Answers are read through run_search()
+        # and run_bind() below.
         client_strategy=ldap3.SYNC,
         # ldap3 packs this into SO_RCVTIMEO as whole seconds; the exact timeout is set by open_session.
         receive_timeout=math.ceil(config.operation_timeout_seconds),
