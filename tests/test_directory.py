@@ -15,6 +15,7 @@ from conftest import HangingServer
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port, make_ca
 from service.directory import DeadlineExceeded, Directory, DirectoryConfig, DirectoryError, UserQuery, UserSearch
+from service.directory.connections import Server, new_connection, open_session, run_bind
 
 ATTRIBUTES = frozenset({"mail", "title", "departmentnumber", "manager", "memberof"})
 RESOLVE = {"manager": frozenset({"mail"})}
@@ -108,6 +109,21 @@ def test_strip_domains_matches_the_local_part_in_the_company_domains_only(slapd:
         assert find(directory, "alice.wong") is None  # so is a login with no domain
     finally:
         directory.close()
+
+
+def test_no_password_stays_on_a_bound_connection(slapd: Slapd) -> None:
+    """ldap3's SYNC strategy keeps the last request on the connection, decoded: a bind's password."""
+    search = UserSearch(base_dn="ou=people,dc=example,dc=com")
+    config = DirectoryConfig(urls=(slapd.url,), user_search=search, bind_dn=SERVICE_BIND_DN, bind_password_env="X")
+    server = Server(config.servers[0], config)
+    for password, bound in ((SERVICE_BIND_PASSWORD, True), ("a-wrong-password", False)):
+        conn = new_connection(server, config, SERVICE_BIND_DN, password)
+        open_session(conn, config)
+        try:
+            assert run_bind(conn)[0] is bound
+            assert password not in repr(vars(conn).get("request"))
+        finally:
+            conn.unbind()
 
 
 def test_unknown_user_is_none(directory: Directory) -> None:

@@ -107,8 +107,11 @@ def run_search(conn: ldap3.Connection, base: str, query: str, **options: Any) ->
 
 
 def run_bind(conn: ldap3.Connection, **options: Any) -> tuple[bool, dict[str, Any]]:
-    """Bind on a connection this thread holds: whether it succeeded, and ldap3's result."""
+    """Bind on a connection this thread holds: whether it succeeded, and ldap3's result. ldap3 keeps
+    the last request on the connection, decoded: for a bind, the password in clear. It is dropped here,
+    so that a person's password does not outlive the check on a connection object."""
     ok = conn.bind(**options)
+    conn.request = None
     return bool(ok), conn.result or {}
 
 
