@@ -25,7 +25,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Generic, Protocol, TypeVar
+from typing import Annotated, Generic, Protocol, TypeVar
+
+from annotated_types import Ge, Le
 
 from service.directory.entry import DirectoryEntry, Groups
 from service.directory.errors import DeadlineExceeded, DirectoryError
@@ -59,17 +61,39 @@ class NullCacheObserver:
         pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CachePolicy:
-    """Seconds; 0 turns each off. ``stale_seconds`` counts from when the entry was read."""
+    """How long the directory's answers are reused: a hook type's ``cache:`` section (README,
+    "Answering from memory"). Seconds; ``0`` turns each off.
 
-    fresh_seconds: float = 300
-    stale_seconds: float = 3600
-    negative_seconds: float = 60
-    refresh_ahead_seconds: float = 30
-    max_entries: int = 100_000
-    #: The time a background refresh may take (the hook's deadline budget).
-    refresh_budget_seconds: float = 2.5
+    A change in the directory (a group removal) reaches Okta only after ``fresh_seconds``; stale
+    entries are served only while the directory fails, never instead of a working directory. A plain
+    dataclass, as :mod:`service.directory.config`: the settings module validates it from YAML
+    (unknown keys refused, strict types, the bounds below named with the key).
+    """
+
+    __pydantic_config__ = {"extra": "forbid", "strict": True}  # noqa: RUF012 (read by pydantic, not by us)
+
+    #: An answer this young is served without asking the directory.
+    fresh_seconds: Annotated[float, Ge(0)] = 300
+    #: While the directory fails (timeout, deadline, connection, server down; never when several
+    #: entries match), an answer up to this old is served, outcome ``enriched_stale``. 0 or >= fresh_seconds.
+    #: Counts from when the entry was read.
+    stale_seconds: Annotated[float, Ge(0)] = 3600
+    #: "No such user" is remembered this long (shorter: a user created in the directory shows up soon).
+    negative_seconds: Annotated[float, Ge(0)] = 60
+    #: An entry requested within this many seconds of going stale is re-read in the background, so a hot
+    #: user never waits on the directory. Capped at half of fresh_seconds.
+    refresh_ahead_seconds: Annotated[float, Ge(0)] = 30
+    #: Least recently used entries are dropped beyond this many (per hook type; ~0.5 KB each).
+    max_entries: Annotated[int, Ge(0), Le(10_000_000)] = 100_000
+    #: An event Okta re-sends (same eventId, same body) within this many seconds gets the very same
+    #: answer, when that answer came from the directory's data. Okta retries once, after its 3 s timeout.
+    replay_seconds: Annotated[float, Ge(0), Le(3600)] = 10
+
+    def __post_init__(self) -> None:
+        if self.stale_seconds and self.stale_seconds < self.fresh_seconds:
+            raise ValueError("stale_seconds must be 0 (off) or at least fresh_seconds")
 
     @property
     def enabled(self) -> bool:
@@ -85,9 +109,12 @@ class CachedDirectory:
         policy: CachePolicy,
         observer: CacheObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        refresh_budget_seconds: float = 2.5,
     ) -> None:
+        """``refresh_budget_seconds``: the time a background refresh may take (the hook's deadline)."""
         self._directory = directory
         self._policy = policy
+        self._refresh_budget = refresh_budget_seconds
         self._observer = observer or NullCacheObserver()
         self._clock = clock
         # key (the query, with the value the directory compares) -> one bytes object: the monotonic time
@@ -217,7 +244,7 @@ class CachedDirectory:
         if key in self._in_flight or self._refreshing >= MAX_CONCURRENT_REFRESHES:
             return
         self._refreshing += 1
-        task = self._start(key, query, self._clock() + self._policy.refresh_budget_seconds)
+        task = self._start(key, query, self._clock() + self._refresh_budget)
         task.add_done_callback(self._refresh_done)
 
     def _refresh_done(self, task: asyncio.Future[DirectoryEntry | None]) -> None:

@@ -108,7 +108,7 @@ def _check_config(config_path: str, probe: bool, sample: str | None) -> int:
     everything that decides it has been read."""
     settings = load_settings(config_path)
     secrets = _secrets(settings, config_path) if probe else None
-    hooks = ", ".join(hook_type.value for hook_type in settings.hooks.enabled())
+    hooks = ", ".join(hook_type.value for hook_type in settings.enabled_hooks())
     checked = "configuration and secrets valid" if probe else "valid"
     print(f"{config_path}: {checked}; hooks: {hooks}")
     if secrets is None:
@@ -147,7 +147,7 @@ def _probe_directory(settings: Settings, secrets: Secrets, sample: str | None) -
         if errors:
             print(f"warning: {len(errors)} of {len(results)} directory servers failed; lookups fail over to the others")
         if sample:
-            rules = [rule for section in settings.hooks.enabled().values() for rule in section.rules()]
+            rules = [rule for section in settings.enabled_hooks().values() for rule in section.rules()]
             entry = directory.lookup(
                 sample, mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
             )

@@ -2,18 +2,18 @@
 
 Okta fails closed for registration and password import (a timeout denies the user) and open for the
 other types, so the service never lets Okta time out: it answers within its deadline with the answer its
-policy gives for the outcome, and the outcome says why, for metrics and logs. The decision lives here
-and only here: which answers a hook type can give at all (deny for registration only, UNVERIFIED for
-password import only), and which one each outcome gets.
+policy gives for the outcome, and the outcome says why, for metrics and logs. Which answers a hook
+type can give at all is that type's own (deny for registration only, UNVERIFIED for password import
+only: ``answers`` in ``service/hooks/<type>.py``); which one each outcome gets is decided here, and
+only here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-
-from service.okta import HookType
+from typing import Protocol
 
 
 class Outcome(StrEnum):
@@ -37,7 +37,7 @@ class Outcome(StrEnum):
 class FailureAction(StrEnum):
     """What the configuration may choose (``on_unknown_user``, ``on_directory_error``): ``continue``
     lets Okta go on without enrichment; ``deny`` refuses the registration (where a hook type allows it,
-    see :data:`ANSWERS`)."""
+    see :class:`HookAnswers`)."""
 
     CONTINUE = "continue"
     DENY = "deny"
@@ -54,52 +54,56 @@ class Answer(StrEnum):
 #: Outcomes about the person rather than the directory: the ``on_unknown_user`` answer.
 PERSON_OUTCOMES = frozenset({Outcome.NO_MATCH, Outcome.REFUSED_IDENTIFIER, Outcome.UNVERIFIED})
 
-#: The answers each hook type can give on failure. Registration is the only type with a deny answer in
-#: Okta's contract; password import has no "continue" (an unverified password must not pass), so it
-#: answers UNVERIFIED to everything, and its configuration has no failure actions.
-ANSWERS: Mapping[HookType, frozenset[Answer]] = {
-    HookType.REGISTRATION: frozenset({Answer.CONTINUE, Answer.DENY}),
-    HookType.TOKEN: frozenset({Answer.CONTINUE}),
-    HookType.SAML: frozenset({Answer.CONTINUE}),
-    HookType.USER_IMPORT: frozenset({Answer.CONTINUE}),
-    HookType.PASSWORD_IMPORT: frozenset({Answer.UNVERIFIED}),
-}
+class HookAnswers(Protocol):
+    """What the policy needs to know of a hook type: its name and the answers it can give on failure.
+    Registration is the only type with a deny answer in Okta's contract; password import has no
+    "continue" (an unverified password must not pass), so it answers UNVERIFIED to everything."""
+
+    @property
+    def value(self) -> str: ...
+
+    @property
+    def answers(self) -> frozenset[Answer]: ...
+
+    def peers(self) -> Iterable[HookAnswers]:
+        """Every hook type, this one included: named in the message when an answer is not this one's."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class FailurePolicy:
     """What one hook type answers for each outcome that is not a success."""
 
-    hook_type: HookType
+    hook_type: str
     on_unknown_user: Answer
     on_directory_error: Answer
 
     @classmethod
     def of(
         cls,
-        hook_type: HookType,
+        hook_type: HookAnswers,
         on_unknown_user: FailureAction = FailureAction.CONTINUE,
         on_directory_error: FailureAction = FailureAction.CONTINUE,
     ) -> FailurePolicy:
         """The policy of ``hook_type`` with the configured actions; ValueError (naming the key) when the
         hook type cannot give that answer. Password import ignores the actions: always UNVERIFIED."""
-        if ANSWERS[hook_type] == {Answer.UNVERIFIED}:
-            return cls(hook_type, Answer.UNVERIFIED, Answer.UNVERIFIED)
+        if hook_type.answers == {Answer.UNVERIFIED}:
+            return cls(hook_type.value, Answer.UNVERIFIED, Answer.UNVERIFIED)
         for key, action in (("on_directory_error", on_directory_error), ("on_unknown_user", on_unknown_user)):
             answer = Answer(action.value)
-            if answer not in ANSWERS[hook_type]:
-                allowed = ", ".join(other.value for other, answers in ANSWERS.items() if answer in answers)
+            if answer not in hook_type.answers:
+                allowed = ", ".join(other.value for other in hook_type.peers() if answer in other.answers)
                 raise ValueError(f"{key}: {action.value} is only an answer for {allowed} hooks")
-        return cls(hook_type, Answer(on_unknown_user.value), Answer(on_directory_error.value))
+        return cls(hook_type.value, Answer(on_unknown_user.value), Answer(on_directory_error.value))
 
     def answer(self, outcome: Outcome) -> Answer:
         """The answer for ``outcome`` (one that is not a success)."""
         return self.on_unknown_user if outcome in PERSON_OUTCOMES else self.on_directory_error
 
 
-def can_deny(hook_type: HookType) -> bool:
+def can_deny(hook_type: HookAnswers) -> bool:
     """Whether ``hook_type`` has a deny answer at all (its denials are counted, its config may ask one)."""
-    return Answer.DENY in ANSWERS[hook_type]
+    return Answer.DENY in hook_type.answers
 
 
 #: Reason label of a denial, by the outcome that caused it.

@@ -39,13 +39,12 @@ from sanic.server.protocols.http_protocol import HttpProtocol
 from service.auth import HookAuthenticator, SecretVerifier
 from service.cache import CachedDirectory, CachePolicy
 from service.directory import Directory, UserDirectory
-from service.hooks import Hook
+from service.hooks.base import Hook
 from service.json_text import encoder
 from service.oauth import FETCH_ERRORS, BearerVerifier, IssuerKeys, Rejection
 from service.okta import EventError, parse_event
-from service.password_import import VERIFICATION_REASONS, PasswordImportHook
-from service.policy import Outcome
-from service.settings import HookSettings, PasswordImportSettings, Secrets, Settings
+from service.policy import Outcome, can_deny
+from service.settings import Secrets, Settings
 from service.telemetry import Telemetry
 from service.telemetry.logs import log_exception
 from service.telemetry.requests import RequestObservation
@@ -252,24 +251,14 @@ def create_apps(
     state = ServiceState()
     verifier, issuer_keys = _authenticator(settings, secrets, telemetry)
     directory = Directory(settings.directory, secrets.bind_password, telemetry.directory)
-    caches: list[CachedDirectory] = []
-    hooks: list[Hook | PasswordImportHook] = []
-    for hook_type, hook_settings in settings.hooks.enabled().items():
-        if isinstance(hook_settings, PasswordImportSettings):
-            # the directory itself: a credential check never goes through the cache
-            hooks.append(PasswordImportHook(hook_settings, directory))
-            telemetry.declare_password_verifications(VERIFICATION_REASONS)
-            continue
-        assert isinstance(hook_settings, HookSettings)
-        policy = cache_policy(hook_settings)
-        source: UserDirectory = directory
-        if policy.enabled:
-            cache = CachedDirectory(directory, policy, telemetry.cache(hook_type.value))
-            telemetry.watch_cache(hook_type.value, cache.__len__)
-            caches.append(cache)
-            source = cache
-        hooks.append(Hook(hook_type, hook_settings, source))
-    telemetry.declare((hook.type.value for hook in hooks), directory.servers)
+    wiring = _Wiring(directory, telemetry)
+    hooks: list[Hook] = []
+    for hook_type, section in settings.enabled_hooks().items():
+        hooks.append(hook_type.create(section, wiring))
+        if hook_type.kind.verifications:
+            telemetry.declare_password_verifications(hook_type.kind.verifications)
+    caches = wiring.caches
+    telemetry.declare({hook.type.value: can_deny(hook.type) for hook in hooks}, directory.servers)
     telemetry.watch_pool(directory.pool_state)
     hook_paths = {hook.type.path: hook.type.value for hook in hooks}
     telemetry.declare_routes(hook_paths)
@@ -383,16 +372,24 @@ def create_apps(
     return hook_app, ops_app
 
 
-def cache_policy(settings: HookSettings) -> CachePolicy:
-    cache = settings.cache
-    return CachePolicy(
-        fresh_seconds=cache.fresh_seconds,
-        stale_seconds=cache.stale_seconds,
-        negative_seconds=cache.negative_seconds,
-        refresh_ahead_seconds=cache.refresh_ahead_seconds,
-        max_entries=cache.max_entries,
-        refresh_budget_seconds=settings.deadline_seconds,
-    )
+@dataclass
+class _Wiring:
+    """What hook types are built from: the directory, and a cache of its own for each type that has
+    one enabled (``service.hooks.base.Wiring``)."""
+
+    directory: Directory
+    telemetry: Telemetry
+    caches: list[CachedDirectory] = field(default_factory=list)
+
+    def cached(self, hook_type: str, policy: CachePolicy, deadline_seconds: float) -> UserDirectory:
+        if not policy.enabled:
+            return self.directory
+        cache = CachedDirectory(
+            self.directory, policy, self.telemetry.cache(hook_type), refresh_budget_seconds=deadline_seconds
+        )
+        self.telemetry.watch_cache(hook_type, cache.__len__)
+        self.caches.append(cache)
+        return cache
 
 
 def _authenticator(
@@ -410,7 +407,7 @@ def _authenticator(
 
 
 def _hook_handler(
-    hook: Hook | PasswordImportHook,
+    hook: Hook,
     verifier: HookAuthenticator,
     start_observation: Callable[[Request], RequestObservation],
 ) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:

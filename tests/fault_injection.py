@@ -15,24 +15,24 @@ PERSONAL = "alice.wong@example.com uid=alice.wong,ou=people"
 
 
 def install() -> None:
-    import service.hooks as hooks
+    import service.hooks.base as hooks
     import service.mapping as mapping
     from service.directory.connections import ConnectionPool
-    from service.okta import HookType
+    from service.hooks.registry import HookType
 
     def map_entry(*args: Any, **kwargs: Any) -> Any:  # every enrichment: a bug in the mapping
         raise KeyError(PERSONAL)
 
     mapping.map_entry = map_entry
 
-    answer = hooks.Hook.answer
+    answer = hooks.EnrichingHook.answer
 
-    async def answer_or_crash(self: hooks.Hook, *args: Any, **kwargs: Any) -> Any:
+    async def answer_or_crash(self: hooks.EnrichingHook, *args: Any, **kwargs: Any) -> Any:
         if self.type is HookType.SAML:  # a bug outside the hook's own guard: a real 500
             raise RuntimeError(PERSONAL)
         return await answer(self, *args, **kwargs)
 
-    hooks.Hook.answer = answer_or_crash  # type: ignore[method-assign]
+    hooks.EnrichingHook.answer = answer_or_crash  # type: ignore[method-assign]
 
     check = ConnectionPool.check
     calls = {"check": 0}

@@ -38,9 +38,10 @@ from service.directory import (
     UserQuery,
     UserSearch,
 )
-from service.hooks import Hook
-from service.okta import HookType, parse_event
-from service.server import cache_policy, create_apps
+from service.hooks.base import EnrichingHook
+from service.hooks.registry import HookType
+from service.okta import parse_event
+from service.server import create_apps
 from service.settings import ConfigError, Secrets, parse_settings
 from service.telemetry import Metrics, Telemetry
 
@@ -478,9 +479,9 @@ def test_the_groups_a_hook_needs_are_part_of_the_key(tmp_path: Path) -> None:
         settings = parse_settings(config)
         assert settings.hooks.registration is not None and settings.hooks.token is not None
         directory = Directory(settings.directory, SERVICE_BIND_PASSWORD)
-        cache = CachedDirectory(directory, cache_policy(settings.hooks.token))
-        registration = Hook(HookType.REGISTRATION, settings.hooks.registration, cache)
-        token = Hook(HookType.TOKEN, settings.hooks.token, cache)
+        cache = CachedDirectory(directory, settings.hooks.token.cache)
+        registration = EnrichingHook(HookType.REGISTRATION, settings.hooks.registration, cache)
+        token = EnrichingHook(HookType.TOKEN, settings.hooks.token, cache)
 
         def event(hook_type: HookType, document: dict[str, Any], event_id: str) -> Any:
             return parse_event(json.dumps({**document, "eventId": event_id}).encode(), hook_type)

@@ -835,7 +835,8 @@ def test_helm_test_pod_posts_a_sample_event_with_the_secret_header(
 
 @pytest.mark.parametrize("hook_type", ["registration", "token", "saml", "user_import"])
 def test_helm_test_sample_event_is_accepted_by_the_service_parser(hook_type: str) -> None:
-    from service.okta import HookType, parse_event
+    from service.hooks.registry import HookType
+    from service.okta import parse_event
 
     hooks = {name: ({} if name == hook_type else None) for name in ("registration", "token", "saml", "user_import")}
     pod = helm_test_pod(render_objects({"config": {"hooks": hooks}}))

@@ -17,8 +17,9 @@ from okta_spec import example, registration_for, validate_response
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD
 from service.directory import Directory
-from service.hooks import Hook
-from service.okta import HookType, parse_event
+from service.hooks.base import EnrichingHook
+from service.hooks.registry import HookType
+from service.okta import parse_event
 from service.settings import parse_settings
 
 
@@ -383,7 +384,7 @@ def test_a_bug_in_the_service_still_answers_with_the_fallback(slapd) -> None:
     config["hooks"]["registration"]["on_directory_error"] = "deny"
     settings = parse_settings(config)
     directory = BrokenDirectory(settings.directory, "x")
-    hook = Hook(HookType.REGISTRATION, settings.hooks.registration, directory)
+    hook = EnrichingHook(HookType.REGISTRATION, settings.hooks.registration, directory)
     event = parse_event(json.dumps(example("registration")).encode(), HookType.REGISTRATION)
     try:
         result = asyncio.run(hook.answer(event, time.monotonic()))
@@ -400,7 +401,7 @@ def test_a_fallback_keeps_the_event_id_and_its_own_duration(slapd) -> None:
     System Log) and the time spent on the directory, not some other clock."""
     settings = parse_settings(service_config(slapd.url))
     directory = Directory(settings.directory, SERVICE_BIND_PASSWORD)
-    hook = Hook(HookType.REGISTRATION, settings.hooks.registration, directory)
+    hook = EnrichingHook(HookType.REGISTRATION, settings.hooks.registration, directory)
     event = parse_event(json.dumps(registration_for("stranger@example.org")).encode(), HookType.REGISTRATION)
     try:
         result = asyncio.run(hook.answer(event, time.monotonic()))

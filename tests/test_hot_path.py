@@ -18,8 +18,9 @@ from conftest import RunningService
 from connection_support import log_lines, metric_value, wait_until
 from okta_spec import example
 
+from service.hooks.registry import HookType
 from service.json_text import encoder
-from service.okta import EventError, HookType, parse_event
+from service.okta import EventError, parse_event
 from service.okta.events import MAX_DEPTH, MAX_NUMBER_DIGITS
 from service.telemetry.logs import UtcTimestamp
 

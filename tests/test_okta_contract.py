@@ -7,7 +7,11 @@ import json
 import pytest
 from okta_spec import example, validate_response
 
-from service.okta import HookType, RegistrationKind, parse_event, registration_update, saml_patch, token_patch
+from service.hooks.registration import RegistrationKind, registration_kind, registration_update
+from service.hooks.registry import HookType
+from service.hooks.saml import saml_patch
+from service.hooks.token import token_patch
+from service.okta import parse_event
 from service.okta.commands import pointer
 
 
@@ -30,8 +34,8 @@ def test_subjects_of_okta_examples(name: str, hook_type: HookType, login: str, e
 def test_registration_kinds() -> None:
     ssr = parse_event(json.dumps(example("registration")).encode(), HookType.REGISTRATION)
     progressive = parse_event(json.dumps(example("registration_progressive")).encode(), HookType.REGISTRATION)
-    assert ssr.registration_kind is RegistrationKind.SELF_SERVICE
-    assert progressive.registration_kind is RegistrationKind.PROGRESSIVE
+    assert registration_kind(ssr) is RegistrationKind.SELF_SERVICE
+    assert registration_kind(progressive) is RegistrationKind.PROGRESSIVE
     assert registration_update(RegistrationKind.PROGRESSIVE, {}) == {}
 
 

@@ -19,7 +19,7 @@ from demo_support import Demo, running_demo
 from service.demo.examples import examples, send
 from service.demo.run import DEMO_SECRET
 from service.demo.slapd import free_port
-from service.okta import HookType
+from service.hooks.registry import HookType
 
 #: Which of Okta's spec examples each demo file is (unmodified).
 SPEC_EXAMPLE_OF = {

@@ -29,8 +29,10 @@ from prometheus_client import generate_latest
 
 from service.demo.slapd import DEMO_USER_PASSWORD, free_port
 from service.directory.credentials import BindRefusal, ppolicy_error, refusal_reason
-from service.okta import HookType, credential_verdict, parse_event
-from service.policy import ANSWERS, Answer, FailureAction, FailurePolicy, Outcome, can_deny
+from service.hooks.password_import import credential_verdict, password_of
+from service.hooks.registry import ANSWERS, HookType
+from service.okta import parse_event
+from service.policy import Answer, FailureAction, FailurePolicy, Outcome, can_deny
 from service.settings import ConfigError, parse_settings
 
 PATH = "/hooks/password-import"
@@ -245,7 +247,7 @@ def test_the_password_is_in_no_log_span_metric_or_answer(ldap: PolicySlapd) -> N
 
 def test_the_event_does_not_show_the_password_in_its_repr() -> None:
     event = parse_event(json.dumps(password_event("pia.pass@example.com", RIGHT)).encode(), HookType.PASSWORD_IMPORT)
-    assert event.password() == RIGHT
+    assert password_of(event) == RIGHT
     assert RIGHT not in repr(event)
 
 
@@ -254,7 +256,7 @@ def test_the_event_does_not_show_the_password_in_its_repr() -> None:
 
 def test_okta_example_event_and_answers() -> None:
     event = parse_event(json.dumps(example("password_import")).encode(), HookType.PASSWORD_IMPORT)
-    assert (event.subject.login, event.password()) == ("isaac.brock@example.com", "Okta")
+    assert (event.subject.login, password_of(event)) == ("isaac.brock@example.com", "Okta")
     assert HookType.PASSWORD_IMPORT.path == PATH
     for verified, name in ((True, "PasswordImportVerifiedResponse"), (False, "PasswordImportUnVerifiedResponse")):
         body = credential_verdict(verified)
@@ -335,7 +337,8 @@ def test_password_import_has_no_failure_actions_to_configure(ldap: PolicySlapd) 
     settings["hooks"]["password_import"] = {"on_directory_error": "continue"}
     with pytest.raises(ConfigError, match=r"hooks\.password_import\.on_directory_error: unknown key"):
         parse_settings(settings)
-    assert parse_settings(config(ldap)).hooks.password_import.failure_policy().on_directory_error is Answer.UNVERIFIED
+    section = parse_settings(config(ldap)).hooks.password_import
+    assert HookType.PASSWORD_IMPORT.failure_policy(section).on_directory_error is Answer.UNVERIFIED
 
 
 # -- the chart -------------------------------------------------------------------------------------------
@@ -359,7 +362,7 @@ def test_the_chart_serves_password_import_over_tls_only() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["HOOK_URL"].endswith(PATH)
     event = parse_event(env["EVENT"].encode(), HookType.PASSWORD_IMPORT)
-    assert (event.subject.login, bool(event.password())) == ("helm-test@example.invalid", True)
+    assert (event.subject.login, bool(password_of(event))) == ("helm-test@example.invalid", True)
     render_objects(_chart_hooks({**base, "urls": ["ldap://ldap.example.com"], "start_tls": True}))
     with pytest.raises(helm.HelmRenderError, match=r"config\.hooks\.password_import: .*TLS"):
         render_objects(_chart_hooks({**base, "urls": ["ldap://ldap.example.com"]}))

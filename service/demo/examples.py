@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from service.demo.run import DEMO_SECRET
-from service.okta import HookType
+from service.hooks.registry import HookType
 
 SECRET_ENV = "OKTA_HOOK_SECRET"
 _BY_EVENT_TYPE = {hook_type.event_type: hook_type for hook_type in HookType}

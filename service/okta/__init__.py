@@ -1,48 +1,49 @@
-"""Okta's side of the conversation: the inline-hook events we accept and the commands we answer.
+"""Okta's side of the conversation that every hook type shares: the event envelope (strict JSON, the
+event id, who the event is about), the identifier checks, and the pieces of every answer (no change,
+debugContext, JSON-pointer escaping, reserved claims).
 
-Everything Okta-specific lives here and nowhere else, so a change in Okta's contract is a change in
-this package alone. Standard library only: the contract is tested without any server.
+What is particular to one hook type (its event type, where it names the person, its commands) lives in
+that type's module, ``service/hooks/<type>.py``. Standard library only: the contract is tested without
+any server.
 """
 
 from service.okta.commands import (
+    ACCESS_TOKEN_MODIFIABLE,
     RESERVED_CLAIMS,
-    credential_verdict,
-    denial,
-    import_update,
+    Document,
+    Value,
     no_change,
-    registration_update,
-    saml_patch,
-    token_patch,
+    pointer,
     with_debug_context,
 )
 from service.okta.events import (
     EventError,
     EventReason,
+    EventShape,
     HookEvent,
-    HookType,
-    RegistrationKind,
     Subject,
+    member,
     parse_event,
+    text,
 )
 from service.okta.identifiers import IdentifierRefusal, identifier_refusal
 
 __all__ = [
+    "ACCESS_TOKEN_MODIFIABLE",
     "RESERVED_CLAIMS",
+    "Document",
     "EventError",
     "EventReason",
+    "EventShape",
     "HookEvent",
-    "HookType",
     "IdentifierRefusal",
-    "RegistrationKind",
     "Subject",
-    "credential_verdict",
-    "denial",
+    "Value",
     "identifier_refusal",
-    "import_update",
+    "member",
     "no_change",
     "parse_event",
-    "registration_update",
-    "saml_patch",
-    "token_patch",
+    "pointer",
+    "text",
     "with_debug_context",
 ]

@@ -3,6 +3,10 @@
 Okta's examples are not strictly typed (``eventTypeVersion`` is sometimes a number), so parsing is
 lenient about what we do not use and strict about what we do: the event type, the ``data`` object and
 the user the event is about.
+
+What differs between hook types (the event type, where the person is named) is each hook type's own
+(``service/hooks/<type>.py``), handed to :func:`parse_event` as an :class:`EventShape`; this module
+holds the envelope every type shares.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 #: Okta's event ids are short URL-safe strings (``3o9jBzq1SmOGmmsDsqyyeQ``, ``04Dmt8BcT_aEgM`` in its
 #: spec). Anything else is not logged: a 200 KB "id" must not become a 200 KB log line.
@@ -57,42 +61,6 @@ class EventError(ValueError):
         self.reason = reason
 
 
-class HookType(StrEnum):
-    """The inline-hook types this service answers. The value is the name used in config, metrics and logs."""
-
-    REGISTRATION = "registration"
-    TOKEN = "token"
-    SAML = "saml"
-    USER_IMPORT = "user_import"
-    PASSWORD_IMPORT = "password_import"
-
-    @property
-    def event_type(self) -> str:
-        return _EVENT_TYPES[self]
-
-    @property
-    def path(self) -> str:
-        """The hook port's route for this type, e.g. ``/hooks/user-import``."""
-        return "/hooks/" + self.value.replace("_", "-")
-
-
-_EVENT_TYPES = {
-    HookType.REGISTRATION: "com.okta.user.pre-registration",
-    HookType.TOKEN: "com.okta.oauth2.tokens.transform",
-    HookType.SAML: "com.okta.saml.tokens.transform",
-    HookType.USER_IMPORT: "com.okta.import.transform",
-    HookType.PASSWORD_IMPORT: "com.okta.user.credential.password.import",
-}
-
-
-class RegistrationKind(StrEnum):
-    """Self-service registration creates a user; progressive profiling updates one. Okta accepts a
-    different profile command for each, so the answer depends on it."""
-
-    SELF_SERVICE = "self.service.registration"
-    PROGRESSIVE = "progressive.profile"
-
-
 @dataclass(frozen=True, slots=True)
 class Subject:
     """Who the event is about, as Okta names them. Either may be missing, not both."""
@@ -113,40 +81,32 @@ class Subject:
 class HookEvent:
     """An Okta inline-hook event, reduced to what the answer depends on."""
 
-    hook_type: HookType
     #: Okta's id for this call; empty when the event has none or one that is not a short URL-safe string.
     event_id: str
     subject: Subject
     #: The event's ``data``; not in the repr, which would show a password import's cleartext password.
     data: dict[str, Any] = field(repr=False)
-    registration_kind: RegistrationKind | None = None
+    #: The event's top-level ``requestType`` (registration: self-service or progressive profile).
+    request_type: str | None = None
     #: The event carried an ``eventId`` that was not logged because it does not look like Okta's.
     event_id_rejected: bool = False
 
-    def token_claims(self, token: str) -> dict[str, Any] | None:
-        """Claims of ``identity`` (ID token) or ``access`` in a token event; None if Okta is not minting
-        that token in this flow, in which case it must not be patched."""
-        section = self.data.get(token)
-        if not isinstance(section, dict):
-            return None
-        claims = section.get("claims")
-        return claims if isinstance(claims, dict) else {}
 
-    def password(self) -> str:
-        """The cleartext password of a password import event (``data.context.credential.password``);
-        empty when absent or not a string. Never log, store or repeat it."""
-        value = _object(_object(self.data, "context"), "credential").get("password")
-        return value if isinstance(value, str) else ""
+class EventShape(Protocol):
+    """What one hook type says about its events: Okta's ``eventType`` for it, and where it names the
+    person. Each hook type's module gives one (``service/hooks/<type>.py``)."""
 
-    def assertion_claims(self) -> dict[str, Any]:
-        """Attribute statements already in a SAML assertion."""
-        assertion = self.data.get("assertion")
-        claims = assertion.get("claims") if isinstance(assertion, dict) else None
-        return claims if isinstance(claims, dict) else {}
+    @property
+    def event_type(self) -> str: ...
+
+    def subject(self, document: dict[str, Any], data: dict[str, Any]) -> Subject:
+        """Who the event is about (either may be None), from the whole event and its ``data``; raises
+        :class:`EventError` when the event is of this type but not one it can answer."""
+        ...
 
 
-def parse_event(body: bytes, expected: HookType) -> HookEvent:
-    """Parse ``body`` as an Okta event of type ``expected`` or raise :class:`EventError`."""
+def parse_event(body: bytes, expected: EventShape) -> HookEvent:
+    """Parse ``body`` as an Okta event of the hook type ``expected`` or raise :class:`EventError`."""
     document = _read_json(body)
     if not isinstance(document, dict):
         raise EventError(EventReason.NOT_AN_OBJECT, "body is not a JSON object")
@@ -159,14 +119,17 @@ def parse_event(body: bytes, expected: HookType) -> HookEvent:
     raw_id = document.get("eventId")
     valid_id = isinstance(raw_id, str) and _EVENT_ID.fullmatch(raw_id) is not None
     event_id = raw_id if valid_id and isinstance(raw_id, str) else ""
-
-    kind = None
-    if expected is HookType.REGISTRATION:
-        kind = _registration_kind(document.get("requestType"))
-    subject = _subject(expected, kind, data)
+    subject = expected.subject(document, data)
     if not (subject.login or subject.email):
         raise EventError(EventReason.NO_SUBJECT, "event names no user (login or email)")
-    return HookEvent(expected, event_id, subject, data, kind, event_id_rejected=raw_id is not None and not valid_id)
+    request_type = document.get("requestType")
+    return HookEvent(
+        event_id,
+        subject,
+        data,
+        request_type if isinstance(request_type, str) else None,
+        event_id_rejected=raw_id is not None and not valid_id,
+    )
 
 
 def _read_json(body: bytes) -> Any:
@@ -290,49 +253,13 @@ def _has_lone_surrogate(document: Any) -> bool:
     return False
 
 
-#: ``requestType`` -> kind: a dict lookup, not a walk over the enum on every registration event.
-_REGISTRATION_KINDS = {kind.value: kind for kind in RegistrationKind}
-
-
-def _registration_kind(request_type: object) -> RegistrationKind:
-    if request_type is None:
-        return RegistrationKind.SELF_SERVICE  # Classic Engine sends no requestType
-    kind = _REGISTRATION_KINDS.get(request_type) if isinstance(request_type, str) else None
-    if kind is not None:
-        return kind
-    raise EventError(EventReason.UNKNOWN_REQUEST_TYPE, "unknown requestType for a registration event")
-
-
-def _subject(hook_type: HookType, kind: RegistrationKind | None, data: dict[str, Any]) -> Subject:
-    """Where each hook type carries the user (see inline-hooks-contract.md §2)."""
-    context = _object(data, "context")
-    user_profile = _object(_object(context, "user"), "profile")
-    if hook_type is HookType.REGISTRATION:
-        profile = _object(data, "userProfile") if kind is RegistrationKind.SELF_SERVICE else user_profile
-        return Subject(_text(profile, "login"), _text(profile, "email"))
-    if hook_type is HookType.TOKEN:
-        login = _text(user_profile, "login") or _text(_object(context, "session"), "login")
-        email = _text(user_profile, "email") or _text(_object(_object(data, "identity"), "claims"), "email")
-        return Subject(login, email)
-    if hook_type is HookType.SAML:
-        name_id = _text(_object(_object(data, "assertion"), "subject"), "nameId")
-        return Subject(_text(user_profile, "login") or name_id, _text(user_profile, "email"))
-    if hook_type is HookType.PASSWORD_IMPORT:
-        # what the person typed at sign-in: their Okta login (Okta's Users API caps it at 100 characters)
-        return Subject(_text(_object(context, "credential"), "username"), None)
-    okta_profile = _object(_object(data, "user"), "profile")
-    app_profile = _object(_object(data, "appUser"), "profile")
-    return Subject(
-        _text(okta_profile, "login"),
-        _text(okta_profile, "email") or _text(app_profile, "email"),
-    )
-
-
-def _object(parent: dict[str, Any], key: str) -> dict[str, Any]:
+def member(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """``parent[key]`` when it is an object, else an empty one: Okta's events omit what does not apply."""
     value = parent.get(key)
     return value if isinstance(value, dict) else {}
 
 
-def _text(parent: dict[str, Any], key: str) -> str | None:
+def text(parent: dict[str, Any], key: str) -> str | None:
+    """``parent[key]`` when it is a non-empty string, else None."""
     value = parent.get(key)
     return value if isinstance(value, str) and value else None

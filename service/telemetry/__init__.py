@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 import structlog
 from opentelemetry.trace import TracerProvider
 
-from service.okta import HookType, IdentifierRefusal
-from service.policy import DENIAL_REASONS, Outcome, can_deny
+from service.okta import IdentifierRefusal
+from service.policy import DENIAL_REASONS, Outcome
 from service.telemetry.cache import CacheTelemetry
 from service.telemetry.directory import DirectoryTelemetry, current_tracer
 from service.telemetry.logs import configure_logging
@@ -38,11 +38,12 @@ class Telemetry:
         self.directory = DirectoryTelemetry(self.metrics, tracer)
         self.oauth = OAuthTelemetry(self.metrics)
 
-    def declare(self, hook_types: Iterable[str], servers: Iterable[str]) -> None:
+    def declare(self, hook_types: Mapping[str, bool], servers: Iterable[str]) -> None:
         """Create the labelled series at zero, so that the first fallback is a visible increase and
-        dashboards show every hook type before it is called."""
+        dashboards show every hook type before it is called. ``hook_types``: each served hook type, and
+        whether it can deny (its denials are counted)."""
         m = self.metrics
-        for hook_type in hook_types:
+        for hook_type, denies in hook_types.items():
             for outcome in Outcome:
                 m.hook_requests.labels(hook_type, outcome.value)
             for stage in STAGES:
@@ -51,7 +52,7 @@ class Telemetry:
                 m.groups_truncated.labels(hook_type, limit)
             for refusal in IdentifierRefusal:
                 m.refused_identifiers.labels(hook_type, refusal.value)
-            if can_deny(HookType(hook_type)):
+            if denies:
                 for reason in DENIAL_REASONS.values():
                     m.denials.labels(hook_type, reason)
         for server in servers:

@@ -8,8 +8,7 @@ import time
 from collections.abc import Mapping
 from contextvars import Token
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from opentelemetry import context as otel_context
@@ -18,6 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NoOpTracer, Span, SpanKind, Status, StatusCode, Tracer
 from prometheus_client.metrics import MetricWrapperBase
 
+from service.hooks.result import HookResult
 from service.policy import DENIAL_REASONS, Outcome
 from service.telemetry.metrics import Metrics
 
@@ -34,38 +34,6 @@ def trace_context(headers: Mapping[str, str]) -> dict[str, str]:
     when well-formed, else nothing (``tracestate`` and ``baggage`` are not read)."""
     value = headers.get("traceparent")
     return {"traceparent": value} if value is not None and _TRACEPARENT.fullmatch(value) else {}
-
-
-class HookAnswer(Protocol):
-    """What telemetry reads of a hook's answer (:class:`~service.hooks.HookResult`), by shape: the
-    hooks are not imported here."""
-
-    @property
-    def event_id(self) -> str: ...
-    @property
-    def event_id_rejected(self) -> bool: ...
-    @property
-    def denied(self) -> bool: ...
-    @property
-    def stage(self) -> str | None: ...
-    @property
-    def error_kind(self) -> str | None: ...
-    @property
-    def refusal(self) -> Enum | None: ...
-    @property
-    def directory_seconds(self) -> float: ...
-    @property
-    def cache(self) -> str | None: ...
-    @property
-    def groups_cut(self) -> bool: ...
-    @property
-    def groups_incomplete(self) -> bool: ...
-    @property
-    def credential(self) -> str | None: ...
-    @property
-    def credential_reason(self) -> str | None: ...
-    @property
-    def exception(self) -> Exception | None: ...
 
 
 @dataclass
@@ -146,7 +114,7 @@ class RequestTelemetry:
         observation: RequestObservation,
         status: int,
         outcome: Outcome | None,
-        result: HookAnswer | None,
+        result: HookResult | None,
         reason: str | None = None,
     ) -> None:
         """Record everything about one finished request. ``result`` is the hook's
@@ -195,7 +163,7 @@ class RequestTelemetry:
         if observation.token is not None:
             otel_context.detach(observation.token)
 
-    def _count(self, hook_type: str, outcome: Outcome, result: HookAnswer) -> None:
+    def _count(self, hook_type: str, outcome: Outcome, result: HookResult) -> None:
         """The counters a hook's answer feeds besides its outcome."""
         metrics = self._metrics
         if result.denied and outcome in DENIAL_REASONS:
@@ -215,7 +183,7 @@ class RequestTelemetry:
 
 
 def _log_hook_request(
-    hook_type: str, status: int, outcome: Outcome | None, result: HookAnswer | None, reason: str | None, elapsed: float
+    hook_type: str, status: int, outcome: Outcome | None, result: HookResult | None, reason: str | None, elapsed: float
 ) -> None:
     """The ``hook_request`` line: the same fields on every line (null when they do not apply), so that
     log queries never depend on which path a request took."""

@@ -1,101 +1,141 @@
-"""One handler per hook type: look the user up, map the entry, answer Okta, or fall back.
+"""What every hook type shares: the kind of record a hook type is, and the machinery of the types that
+enrich (look the user up, cache replay, deadline, fallback by the type's failure policy).
 
-This is the business logic, readable top to bottom; Okta's wire format is in ``service.okta``, the
-directory in ``service.directory``, and what to do on failure in ``service.policy``.
+A hook type is one module of this package (``registration.py``, ``token.py``...): its event, its
+settings, its commands and its answer step, described by one :class:`HookKind`; ``registry.py`` lists
+them. This is the business logic, readable top to bottom; Okta's shared envelope is in ``service.okta``,
+the directory in ``service.directory``, and what to do on failure in ``service.policy``.
 """
 
 from __future__ import annotations
 
-import marshal
 import time
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 from service import mapping
-from service.cache import RecentAnswers
+from service.cache import CachePolicy, RecentAnswers
 from service.directory import (
     CacheResult,
+    CredentialDirectory,
     DeadlineExceeded,
     DirectoryEntry,
     DirectoryError,
     UserDirectory,
     UserQuery,
 )
+from service.hooks.config import EnrichingSettings, HookSettings
+from service.hooks.result import HookResult, Remembered
 from service.okta import (
+    Document,
+    EventShape,
     HookEvent,
-    HookType,
     IdentifierRefusal,
-    denial,
+    Subject,
     identifier_refusal,
-    import_update,
     no_change,
-    registration_update,
-    saml_patch,
-    token_patch,
     with_debug_context,
 )
-from service.policy import Answer, Outcome
-from service.settings import (
-    HookSettings,
-    RegistrationSettings,
-    SamlSettings,
-    TokenSettings,
-    UserImportSettings,
-)
+from service.policy import Answer, FailurePolicy, HookAnswers, Outcome
+
+S = TypeVar("S", bound=HookSettings)
 
 
-@dataclass(slots=True)
-class HookResult:
-    """The answer for Okta and what happened on the way, for telemetry. Not changed once made, but not
-    ``frozen``: a frozen dataclass sets each of these fields through ``object.__setattr__``, two
-    thirds of the cost of making one, on every hook call."""
+class HookTypeRef(EventShape, Protocol):
+    """A hook type as the hooks see it (``service.hooks.registry.HookType``): its name, its route, its
+    events, and what its kind makes of its settings."""
 
-    outcome: Outcome
-    body: dict[str, Any]
-    event_id: str = ""
-    #: The event's ``eventId`` was not a short URL-safe string, so it is not logged.
-    event_id_rejected: bool = False
-    denied: bool = False
-    #: Where the work was when the deadline hit: ``queue`` (too little time left to start a lookup),
-    #: or the directory's ``pool_wait``, ``connect``, ``search``...
-    stage: str | None = None
-    #: The directory failure kind (``timeout``, ``connect``, ``ambiguous``...).
-    error_kind: str | None = None
-    #: Why the identifier was not looked up (outcome ``refused_identifier``).
-    refusal: IdentifierRefusal | None = None
-    directory_seconds: float = 0.0
-    #: How the cache answered (``hit``, ``miss``, ``stale``, ``negative_hit``), ``replay`` for an event
-    #: answered before (Okta's retry), None with no cache or when no lookup was made.
-    cache: CacheResult | Literal["replay"] | None = None
-    #: A group claim was cut to its rule's ``max``.
-    groups_cut: bool = False
-    #: A group claim came from a nested walk stopped by ``max_depth``/``max_groups``.
-    groups_incomplete: bool = False
-    #: Password import: ``verified``, ``unverified`` (the person's password was refused, or there is no
-    #: such single person) or ``error`` (the directory could not say), and why, in a fixed vocabulary.
-    credential: Literal["verified", "unverified", "error"] | None = None
-    credential_reason: str | None = None
-    #: The unexpected exception behind ``fallback_internal_error``: telemetry logs its type and frames.
-    exception: Exception | None = None
+    @property
+    def value(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def answers(self) -> frozenset[Answer]: ...
+
+    def peers(self) -> Iterable[HookAnswers]: ...
+
+    def failure_policy(self, settings: HookSettings) -> FailurePolicy: ...
+
+    def step(self, settings: EnrichingSettings) -> Step: ...
 
 
-class Hook:
+class Hook(Protocol):
+    """One hook type's endpoint logic: event in, answer out, within the deadline."""
+
+    type: HookTypeRef
+
+    async def answer(self, event: HookEvent, received_at: float) -> HookResult:
+        """Answer ``event`` within the deadline counted from ``received_at`` (:func:`time.monotonic`, the
+        arrival of the request's first byte): time spent queued before the handler counts."""
+        ...
+
+    def forget_answers(self) -> None:
+        """Drop whatever is remembered for Okta's retries (an operator's flush)."""
+        ...
+
+
+class LiveDirectory(UserDirectory, CredentialDirectory, Protocol):
+    """The directory itself, never a cache: what password checks use, and what caches wrap."""
+
+
+class Wiring(Protocol):
+    """What the server hands a hook type to build its hook from."""
+
+    @property
+    def directory(self) -> LiveDirectory: ...
+
+    def cached(self, hook_type: str, policy: CachePolicy, deadline_seconds: float) -> UserDirectory:
+        """The directory behind the hook type's own cache, or the directory itself with the cache off."""
+        ...
+
+
+@dataclass(frozen=True)
+class HookKind(Generic[S]):
+    """Everything particular to one hook type, in one record: the registry's entries."""
+
+    #: The name in configuration (``hooks.<name>``), metrics and logs; the route is ``/hooks/<name>``
+    #: with dashes.
+    name: str
+    #: Okta's ``eventType`` for this hook type.
+    event_type: str
+    #: The section class of ``hooks.<name>``.
+    settings: type[S]
+    #: Where its events name the person: ``(event, event's data) -> Subject``; may raise ``EventError``.
+    read_subject: Callable[[dict[str, Any], dict[str, Any]], Subject]
+    #: The hook for a configured section.
+    build: Callable[[HookTypeRef, S, Wiring], Hook]
+    #: The answer step of an enriching type (what it makes of a found entry); None for the others.
+    step: Callable[[S], Step] | None = None
+    #: The (result, reason) pairs it counts in ``okta_hook_password_verifications_total``, declared at zero.
+    verifications: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def build_enriching(hook_type: HookTypeRef, settings: EnrichingSettings, wiring: Wiring) -> Hook:
+    """The ``build`` of every enriching hook type: its step over the directory behind its own cache."""
+    directory = wiring.cached(hook_type.value, settings.cache, settings.deadline_seconds)
+    return EnrichingHook(hook_type, settings, directory)
+
+
+class EnrichingHook:
     """The hook types that enrich (registration, token, SAML, user import): look the user up, map their
     entry with the type's :class:`Step`, or answer what the type's failure policy says."""
 
-    def __init__(self, hook_type: HookType, settings: HookSettings, directory: UserDirectory) -> None:
+    def __init__(self, hook_type: HookTypeRef, settings: EnrichingSettings, directory: UserDirectory) -> None:
         self.type = hook_type
         self.settings = settings
         self._directory = directory
-        self._step = step_for(settings)
-        self._policy = settings.failure_policy()
+        self._step = hook_type.step(settings)
+        self._policy = hook_type.failure_policy(settings)
         rules = settings.rules()
         # The cache key: the groups are in it, so an entry read without the nested walk never answers
         # a mapping that needs nested groups.
         self._query = UserQuery.of(
             "", mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
         )
-        self._answered: RecentAnswers[tuple[str, str], _Answered] = RecentAnswers(settings.cache.replay_seconds)
+        self._answered: RecentAnswers[tuple[str, str], Remembered] = RecentAnswers(settings.cache.replay_seconds)
 
     def forget_answers(self) -> None:
         """Drop the answers kept for Okta's retries (with the cache, on an operator's flush)."""
@@ -111,31 +151,10 @@ class Hook:
         if event.event_id:
             previous = self._answered.get(key)
             if previous is not None:
-                outcome, denied, error_kind, groups_cut, groups_incomplete, body = previous
-                return HookResult(
-                    outcome,
-                    marshal.loads(body),
-                    event.event_id,
-                    denied=denied,
-                    error_kind=error_kind,
-                    cache="replay",
-                    groups_cut=groups_cut,
-                    groups_incomplete=groups_incomplete,
-                )
+                return previous.replay(event.event_id)
         result = await self._answer(event, received_at)
         if event.event_id and result.outcome in _REPLAYED:
-            # marshal: a tenth of the memory of the body as dicts, for up to 10,000 remembered answers
-            self._answered.put(
-                key,
-                (
-                    result.outcome,
-                    result.denied,
-                    result.error_kind,
-                    result.groups_cut,
-                    result.groups_incomplete,
-                    marshal.dumps(result.body),
-                ),
-            )
+            self._answered.put(key, Remembered.of(result))
         return result
 
     async def _answer(self, event: HookEvent, received_at: float) -> HookResult:
@@ -160,7 +179,7 @@ class Hook:
         entry, cache = lookup.entry, lookup.cache
         if entry is None:
             return self._fallback(event, Outcome.NO_MATCH, started, cache=cache)
-        mapper = _Mapper(entry)
+        mapper = Mapper(entry)
         try:
             body = self._step.enrich(event, mapper)
         except Exception as error:
@@ -218,15 +237,11 @@ class Hook:
         )
 
 
-#: What is remembered of an answer for Okta's retry: outcome, denied, error kind, group claim cut,
-#: group walk incomplete, body (marshal).
-_Answered = tuple[Outcome, bool, str | None, bool, bool, bytes]
-
 #: Answers made from the directory's data: what Okta's retry of the same event gets again.
 _REPLAYED = frozenset({Outcome.ENRICHED, Outcome.ENRICHED_STALE, Outcome.NO_MATCH})
 
 
-class _Mapper:
+class Mapper:
     """Applies rule sets to one entry and remembers whether any group claim lost names on the way."""
 
     def __init__(self, entry: DirectoryEntry) -> None:
@@ -267,68 +282,18 @@ def _diagnostics(
 class Step(Protocol):
     """What one enriching hook type does with a found entry, with its own typed settings."""
 
-    def enrich(self, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
+    def enrich(self, event: HookEvent, apply: Mapper) -> Document:
         """Okta's commands for ``event``, from the values ``apply`` maps out of the entry."""
         ...
 
-    def denial(self) -> dict[str, Any]:
+    def denial(self) -> Document:
         """The answer when the failure policy says deny (only registration's policy ever does)."""
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class RegistrationStep:
-    settings: RegistrationSettings
+class NoDenial:
+    """The :meth:`Step.denial` of the types without a deny answer in Okta's contract: their policy never
+    asks one, so the default action stands."""
 
-    def enrich(self, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
-        assert event.registration_kind is not None
-        return registration_update(event.registration_kind, apply(self.settings.profile))
-
-    def denial(self) -> dict[str, Any]:
-        return denial(self.settings.deny_message)
-
-
-@dataclass(frozen=True, slots=True)
-class TokenStep:
-    settings: TokenSettings
-
-    def enrich(self, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
-        return token_patch(event, apply(self.settings.id_token), apply(self.settings.access_token))
-
-    def denial(self) -> dict[str, Any]:
-        return no_change()  # no deny answer in Okta's contract: the policy never asks one
-
-
-@dataclass(frozen=True, slots=True)
-class SamlStep:
-    settings: SamlSettings
-
-    def enrich(self, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
-        return saml_patch(event, apply(self.settings.attributes))
-
-    def denial(self) -> dict[str, Any]:
+    def denial(self) -> Document:
         return no_change()
-
-
-@dataclass(frozen=True, slots=True)
-class UserImportStep:
-    settings: UserImportSettings
-
-    def enrich(self, event: HookEvent, apply: _Mapper) -> dict[str, Any]:
-        return import_update(apply(self.settings.profile), apply(self.settings.app_user_profile))
-
-    def denial(self) -> dict[str, Any]:
-        return no_change()
-
-
-def step_for(settings: HookSettings) -> Step:
-    """The step of the hook type ``settings`` configures."""
-    if isinstance(settings, RegistrationSettings):
-        return RegistrationStep(settings)
-    if isinstance(settings, TokenSettings):
-        return TokenStep(settings)
-    if isinstance(settings, SamlSettings):
-        return SamlStep(settings)
-    if isinstance(settings, UserImportSettings):
-        return UserImportStep(settings)
-    raise TypeError(f"no enrichment step for {type(settings).__name__}")

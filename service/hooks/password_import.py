@@ -17,15 +17,56 @@ not in the result, the answer, the debugContext, a log line, a span or a metric.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, ClassVar
 
-from service.directory import CredentialDirectory, DeadlineExceeded, DirectoryError
-from service.hooks import HookResult
-from service.okta import HookEvent, HookType, IdentifierRefusal, credential_verdict, identifier_refusal
-from service.policy import Outcome
-from service.settings import PasswordImportSettings
+from service.directory import CredentialDirectory, DeadlineExceeded, DirectoryConfig, DirectoryError
+from service.hooks.base import HookKind, HookTypeRef, Wiring
+from service.hooks.config import DirectoryProblem, HookSettings
+from service.hooks.result import CredentialResult, HookResult
+from service.okta import (
+    Document,
+    HookEvent,
+    IdentifierRefusal,
+    Subject,
+    identifier_refusal,
+    member,
+    text,
+)
+from service.policy import Answer, Outcome
 
-CredentialResult = Literal["verified", "unverified", "error"]
+
+class PasswordImportSettings(HookSettings):
+    """Password import: Okta's ``username`` is looked up (never through the cache), then the password
+    is checked by a bind as the user's DN. Every failure answers UNVERIFIED (Okta asks again at the next
+    sign-in), so there is no failure action to choose. Needs TLS to the directory."""
+
+    #: No "continue": an unverified password must not pass. UNVERIFIED to every failure.
+    answers: ClassVar[frozenset[Answer]] = frozenset({Answer.UNVERIFIED})
+
+    def directory_problem(self, directory: DirectoryConfig) -> DirectoryProblem | None:
+        """A password import sends the person's password to the directory in a bind: never in clear."""
+        if not directory.start_tls and any(not server.tls for server in directory.servers):
+            return "", "passwords go to the directory only over TLS; use ldaps:// URLs or set directory.start_tls"
+        return None
+
+
+def read_subject(document: dict[str, Any], data: dict[str, Any]) -> Subject:
+    """What the person typed at sign-in: their Okta login (Okta's Users API caps it at 100 characters)."""
+    return Subject(text(member(member(data, "context"), "credential"), "username"), None)
+
+
+def password_of(event: HookEvent) -> str:
+    """The cleartext password of a password import event (``data.context.credential.password``);
+    empty when absent or not a string. Never log, store or repeat it."""
+    value = member(member(event.data, "context"), "credential").get("password")
+    return value if isinstance(value, str) else ""
+
+
+def credential_verdict(verified: bool) -> Document:
+    """The password import answer: Okta stores the password it was sent when ``VERIFIED``, and refuses
+    the sign-in (asking again next time) when ``UNVERIFIED``. Always explicit, never an empty body."""
+    value = "VERIFIED" if verified else "UNVERIFIED"
+    return {"commands": [{"type": "com.okta.action.update", "value": {"credential": value}}]}
 
 #: Every (result, reason) pair ``okta_hook_password_verifications_total`` can count: declared at zero.
 #: ``unverified`` reasons are about the person, ``error`` reasons about the directory.
@@ -52,9 +93,10 @@ VERIFICATION_REASONS: dict[str, tuple[str, ...]] = {
 class PasswordImportHook:
     """The step of the ``password_import`` hook type: event in, VERIFIED or UNVERIFIED out, in time."""
 
-    type = HookType.PASSWORD_IMPORT
-
-    def __init__(self, settings: PasswordImportSettings, directory: CredentialDirectory) -> None:
+    def __init__(
+        self, hook_type: HookTypeRef, settings: PasswordImportSettings, directory: CredentialDirectory
+    ) -> None:
+        self.type = hook_type
         self.settings = settings
         self._directory = directory
 
@@ -72,7 +114,7 @@ class PasswordImportHook:
             return _result(
                 event, Outcome.REFUSED_IDENTIFIER, "unverified", "refused_identifier", started, refusal=refusal
             )
-        password = event.password()
+        password = password_of(event)
         if not password:  # a simple bind with a DN and no password is an anonymous bind: never sent
             return _result(event, Outcome.UNVERIFIED, "unverified", "empty_password", started)
         deadline = received_at + self.settings.deadline_seconds
@@ -140,3 +182,18 @@ def _result(
         credential=credential,
         credential_reason=reason,
     )
+
+
+def build(hook_type: HookTypeRef, settings: PasswordImportSettings, wiring: Wiring) -> PasswordImportHook:
+    """The directory itself: a credential check never goes through the cache."""
+    return PasswordImportHook(hook_type, settings, wiring.directory)
+
+
+KIND = HookKind(
+    name="password_import",
+    event_type="com.okta.user.credential.password.import",
+    settings=PasswordImportSettings,
+    read_subject=read_subject,
+    build=build,
+    verifications=VERIFICATION_REASONS,
+)
