@@ -31,7 +31,7 @@ from service.cache import CachedDirectory  # noqa: E402
 from service.demo.directory_data import DEPARTMENTS, group_cn, user_dn, user_mail  # noqa: E402
 from service.demo.slapd import free_port  # noqa: E402
 from service.directory import DirectoryEntry, LookupResult, UserQuery  # noqa: E402
-from service.server import cache_policy, create_apps  # noqa: E402
+from service.server import create_apps  # noqa: E402
 from service.settings import Secrets, parse_settings  # noqa: E402
 from service.telemetry import Metrics, Telemetry  # noqa: E402
 
@@ -88,7 +88,7 @@ def main() -> int:
     template = UserQuery.of(
         "", mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
     )
-    cache = CachedDirectory(GeneratedDirectory(), cache_policy(registration))
+    cache = CachedDirectory(GeneratedDirectory(), registration.cache)
 
     gc.collect()
     before = rss_bytes()

@@ -21,7 +21,7 @@ from connection_support import (
 from okta_spec import example
 
 from service.demo.slapd import Slapd
-from service.server import KEEP_ALIVE_SECONDS, REQUEST_RECEIVE_SECONDS
+from service.http_protocol import KEEP_ALIVE_SECONDS, REQUEST_RECEIVE_SECONDS
 
 HOOK = "/hooks/registration"
 #: Sanic checks its timers every 1.5 s; a loaded machine adds its own delay.
