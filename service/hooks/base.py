@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from service import mapping
 from service.cache import CachePolicy, RecentAnswers
@@ -32,7 +32,7 @@ from service.okta import (
     EventShape,
     HookEvent,
     IdentifierRefusal,
-    Subject,
+    SubjectReader,
     identifier_refusal,
     no_change,
     with_debug_context,
@@ -104,7 +104,7 @@ class HookKind(Generic[S]):
     #: The section class of ``hooks.<name>``.
     settings: type[S]
     #: Where its events name the person: ``(event, event's data) -> Subject``; may raise ``EventError``.
-    read_subject: Callable[[dict[str, Any], dict[str, Any]], Subject]
+    read_subject: SubjectReader
     #: The hook for a configured section.
     build: Callable[[HookTypeRef, S, Wiring], Hook]
     #: The answer step of an enriching type (what it makes of a found entry); None for the others.

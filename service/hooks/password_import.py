@@ -17,7 +17,7 @@ not in the result, the answer, the debugContext, a log line, a span or a metric.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from service.directory import CredentialDirectory, DeadlineExceeded, DirectoryConfig, DirectoryError
 from service.hooks.base import HookKind, HookTypeRef, Wiring
@@ -27,6 +27,7 @@ from service.okta import (
     Document,
     HookEvent,
     IdentifierRefusal,
+    JsonObject,
     Subject,
     identifier_refusal,
     member,
@@ -50,7 +51,7 @@ class PasswordImportSettings(HookSettings):
         return None
 
 
-def read_subject(document: dict[str, Any], data: dict[str, Any]) -> Subject:
+def read_subject(document: JsonObject, data: JsonObject) -> Subject:
     """What the person typed at sign-in: their Okta login (Okta's Users API caps it at 100 characters)."""
     return Subject(text(member(member(data, "context"), "credential"), "username"), None)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
 from service.hooks.base import HookKind, Mapper, build_enriching
 from service.hooks.config import AttributeMap, EnrichingSettings
-from service.okta import Document, EventError, EventReason, HookEvent, Subject, member, no_change, text
+from service.okta import Document, EventError, EventReason, HookEvent, JsonObject, Subject, member, no_change, text
 from service.okta.commands import Value
 from service.policy import Answer
 
@@ -50,7 +50,7 @@ class RegistrationSettings(EnrichingSettings):
         return {"profile": self.profile}
 
 
-def read_subject(document: dict[str, Any], data: dict[str, Any]) -> Subject:
+def read_subject(document: JsonObject, data: JsonObject) -> Subject:
     """Self-service names the person in ``data.userProfile``, progressive profiling in the context's user."""
     request_type = document.get("requestType")
     if request_type is not None and (not isinstance(request_type, str) or request_type not in _KINDS):

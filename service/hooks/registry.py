@@ -15,7 +15,7 @@ from typing import Any
 from service.hooks import password_import, registration, saml, token, user_import
 from service.hooks.base import Hook, HookKind, Step, Wiring
 from service.hooks.config import EnrichingSettings, HookSettings
-from service.okta import Subject
+from service.okta import JsonObject, Subject
 from service.policy import Answer, FailurePolicy
 
 
@@ -63,7 +63,7 @@ class HookType(StrEnum):
     def peers(self) -> Iterable[HookType]:
         return tuple(HookType)
 
-    def subject(self, document: dict[str, Any], data: dict[str, Any]) -> Subject:
+    def subject(self, document: JsonObject, data: JsonObject) -> Subject:
         return self.kind.read_subject(document, data)
 
     def failure_policy(self, settings: HookSettings) -> FailurePolicy:

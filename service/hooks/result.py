@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import marshal
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from service.directory.protocol import CacheResult
-from service.okta import IdentifierRefusal
+from service.okta import IdentifierRefusal, JsonObject
 from service.policy import Outcome
 
 CredentialResult = Literal["verified", "unverified", "error"]
@@ -25,7 +25,7 @@ class HookResult:
     thirds of the cost of making one, on every hook call."""
 
     outcome: Outcome
-    body: dict[str, Any]
+    body: JsonObject
     event_id: str = ""
     #: The event's ``eventId`` was not a short URL-safe string, so it is not logged.
     event_id_rejected: bool = False

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import Field
 
 from service.hooks.base import HookKind, Mapper, NoDenial, build_enriching
 from service.hooks.config import AttributeMap, EnrichingSettings
-from service.okta import Document, HookEvent, Subject, member, no_change, pointer, text
+from service.okta import Document, HookEvent, JsonObject, Subject, member, no_change, pointer, text
 from service.okta.commands import Value
 
 SAML_NAME_FORMAT = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic"
@@ -25,14 +24,14 @@ class SamlSettings(EnrichingSettings):
         return {"attributes": self.attributes}
 
 
-def read_subject(document: dict[str, Any], data: dict[str, Any]) -> Subject:
+def read_subject(document: JsonObject, data: JsonObject) -> Subject:
     """The context's user, else the assertion's NameID as the login."""
     user_profile = member(member(member(data, "context"), "user"), "profile")
     name_id = text(member(member(data, "assertion"), "subject"), "nameId")
     return Subject(text(user_profile, "login") or name_id, text(user_profile, "email"))
 
 
-def assertion_claims(event: HookEvent) -> dict[str, Any]:
+def assertion_claims(event: HookEvent) -> JsonObject:
     """Attribute statements already in the assertion."""
     claims = member(member(event.data, "assertion"), "claims")
     return claims

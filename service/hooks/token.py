@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -16,6 +15,7 @@ from service.okta import (
     RESERVED_CLAIMS,
     Document,
     HookEvent,
+    JsonObject,
     Subject,
     member,
     no_change,
@@ -50,7 +50,7 @@ class TokenSettings(EnrichingSettings):
         return {"id_token": self.id_token, "access_token": self.access_token}
 
 
-def read_subject(document: dict[str, Any], data: dict[str, Any]) -> Subject:
+def read_subject(document: JsonObject, data: JsonObject) -> Subject:
     """The context's user, else the session's login and the ID token's email."""
     context = member(data, "context")
     user_profile = member(member(context, "user"), "profile")
@@ -59,7 +59,7 @@ def read_subject(document: dict[str, Any], data: dict[str, Any]) -> Subject:
     return Subject(login, email)
 
 
-def token_claims(event: HookEvent, token: str) -> dict[str, Any] | None:
+def token_claims(event: HookEvent, token: str) -> JsonObject | None:
     """Claims of ``identity`` (ID token) or ``access`` in a token event; None if Okta is not minting
     that token in this flow, in which case it must not be patched."""
     section = event.data.get(token)

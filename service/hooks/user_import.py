@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import Field, field_validator
 
 from service.hooks.base import HookKind, Mapper, NoDenial, build_enriching
 from service.hooks.config import AttributeMap, EnrichingSettings
-from service.okta import Document, HookEvent, Subject, member, no_change, text
+from service.okta import Document, HookEvent, JsonObject, Subject, member, no_change, text
 from service.okta.commands import Value
 
 
@@ -33,7 +32,7 @@ class UserImportSettings(EnrichingSettings):
         return {"profile": self.profile, "app_user_profile": self.app_user_profile}
 
 
-def read_subject(document: dict[str, Any], data: dict[str, Any]) -> Subject:
+def read_subject(document: JsonObject, data: JsonObject) -> Subject:
     """The Okta profile being imported, else the app user's email."""
     okta_profile = member(member(data, "user"), "profile")
     app_profile = member(member(data, "appUser"), "profile")

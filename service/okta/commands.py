@@ -9,10 +9,12 @@ lists names that look plausible but do not exist).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+from service.okta.events import JsonObject
 
 Value = str | list[str]
-Document = dict[str, Any]
+#: An answer to Okta (or part of one): a JSON object.
+Document = JsonObject
 
 #: Claims Okta refuses to let a token hook add or change; a patch touching one is dropped whole by Okta,
 #: so configuration naming one is refused at startup instead. ``aud`` and ``sub`` may be changed in

@@ -16,9 +16,15 @@ import math
 import re
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NoReturn, Protocol
+
+#: A JSON value as the strict decoder gives it (objects are dicts, arrays lists), and a JSON object:
+#: the shape of an event, of its ``data`` and of every object inside them.
+JsonValue = Any
+JsonObject = dict[str, JsonValue]
 
 #: Okta's event ids are short URL-safe strings (``3o9jBzq1SmOGmmsDsqyyeQ``, ``04Dmt8BcT_aEgM`` in its
 #: spec). Anything else is not logged: a 200 KB "id" must not become a 200 KB log line.
@@ -85,11 +91,15 @@ class HookEvent:
     event_id: str
     subject: Subject
     #: The event's ``data``; not in the repr, which would show a password import's cleartext password.
-    data: dict[str, Any] = field(repr=False)
+    data: JsonObject = field(repr=False)
     #: The event's top-level ``requestType`` (registration: self-service or progressive profile).
     request_type: str | None = None
     #: The event carried an ``eventId`` that was not logged because it does not look like Okta's.
     event_id_rejected: bool = False
+
+
+#: Where one hook type's events name the person: ``(event, event's data) -> Subject``.
+SubjectReader = Callable[[JsonObject, JsonObject], "Subject"]
 
 
 class EventShape(Protocol):
@@ -99,7 +109,7 @@ class EventShape(Protocol):
     @property
     def event_type(self) -> str: ...
 
-    def subject(self, document: dict[str, Any], data: dict[str, Any]) -> Subject:
+    def subject(self, document: JsonObject, data: JsonObject) -> Subject:
         """Who the event is about (either may be None), from the whole event and its ``data``; raises
         :class:`EventError` when the event is of this type but not one it can answer."""
         ...
@@ -132,7 +142,7 @@ def parse_event(body: bytes, expected: EventShape) -> HookEvent:
     )
 
 
-def _read_json(body: bytes) -> Any:
+def _read_json(body: bytes) -> JsonValue:
     """Decode ``body`` as strict JSON: UTF-8 only, no NaN or Infinity, no duplicate keys (two parsers
     could each read a different ``login``), bounded numbers and depth, no lone surrogates. Every way the
     standard decoder can fail (``RecursionError`` on deep nesting, ``ValueError`` on a 5000-digit
@@ -168,7 +178,7 @@ def _read_json(body: bytes) -> Any:
     return document
 
 
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> JsonObject:
     document = dict(pairs)
     if len(document) != len(pairs):
         raise EventError(EventReason.DUPLICATE_KEY, "body has an object with a duplicate key")
@@ -253,13 +263,13 @@ def _has_lone_surrogate(document: Any) -> bool:
     return False
 
 
-def member(parent: dict[str, Any], key: str) -> dict[str, Any]:
+def member(parent: JsonObject, key: str) -> JsonObject:
     """``parent[key]`` when it is an object, else an empty one: Okta's events omit what does not apply."""
     value = parent.get(key)
     return value if isinstance(value, dict) else {}
 
 
-def text(parent: dict[str, Any], key: str) -> str | None:
+def text(parent: JsonObject, key: str) -> str | None:
     """``parent[key]`` when it is a non-empty string, else None."""
     value = parent.get(key)
     return value if isinstance(value, str) and value else None
