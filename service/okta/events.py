@@ -122,6 +122,9 @@ class HookEvent:
     registration_kind: RegistrationKind | None = None
     #: The event carried an ``eventId`` that was not logged because it does not look like Okta's.
     event_id_rejected: bool = False
+    #: The body as received: what tells Okta's retry (the same bytes again) from another event that
+    #: reuses an ``eventId``. Not in the repr (a password import's password is in it), nor compared.
+    raw: bytes = field(default=b"", repr=False, compare=False)
 
     def token_claims(self, token: str) -> dict[str, Any] | None:
         """Claims of ``identity`` (ID token) or ``access`` in a token event; None if Okta is not minting
@@ -166,7 +169,8 @@ def parse_event(body: bytes, expected: HookType) -> HookEvent:
     subject = _subject(expected, kind, data)
     if not (subject.login or subject.email):
         raise EventError(EventReason.NO_SUBJECT, "event names no user (login or email)")
-    return HookEvent(expected, event_id, subject, data, kind, event_id_rejected=raw_id is not None and not valid_id)
+    rejected = raw_id is not None and not valid_id
+    return HookEvent(expected, event_id, subject, data, kind, event_id_rejected=rejected, raw=body)
 
 
 def _read_json(body: bytes) -> Any:
