@@ -23,6 +23,7 @@ from service.okta.events import (
     RegistrationKind,
     Subject,
     parse_event,
+    read_json,
 )
 from service.okta.identifiers import IdentifierRefusal, identifier_refusal
 
@@ -41,6 +42,7 @@ __all__ = [
     "import_update",
     "no_change",
     "parse_event",
+    "read_json",
     "registration_update",
     "saml_patch",
     "token_patch",

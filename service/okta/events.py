@@ -150,7 +150,7 @@ class HookEvent:
 
 def parse_event(body: bytes, expected: HookType) -> HookEvent:
     """Parse ``body`` as an Okta event of type ``expected`` or raise :class:`EventError`."""
-    document = _read_json(body)
+    document = read_json(body)
     if not isinstance(document, dict):
         raise EventError(EventReason.NOT_AN_OBJECT, "body is not a JSON object")
     event_type = document.get("eventType")
@@ -173,9 +173,10 @@ def parse_event(body: bytes, expected: HookType) -> HookEvent:
     return HookEvent(expected, event_id, subject, data, kind, event_id_rejected=rejected, raw=body)
 
 
-def _read_json(body: bytes) -> Any:
+def read_json(body: bytes) -> Any:
     """Decode ``body`` as strict JSON: UTF-8 only, no NaN or Infinity, no duplicate keys (two parsers
-    could each read a different ``login``), bounded numbers and depth, no lone surrogates. Every way the
+    could each read a different ``login``), bounded numbers and depth, no lone surrogates. The bearer
+    token's header and claims are read with it too (:mod:`service.oauth.tokens`). Every way the
     standard decoder can fail (``RecursionError`` on deep nesting, ``ValueError`` on a 5000-digit
     integer) ends as an :class:`EventError`, never as a 500.
 
