@@ -148,8 +148,9 @@ class Hook:
         edited copy of one (another token requested, a claim already present) must not get the answer
         of the original. Everything else the answer depends on is fixed for this object: the hook type
         (one memory per :class:`Hook`) and the settings (read once at start; SIGHUP empties the memory).
-        SHA-256: about 4 us for a 4 KB event with the CPU's SHA instructions (the parse costs 80-150 us),
-        and no two bodies share a digest in practice, let alone by design of a sender."""
+        SHA-256: 4 us for Okta's 4 KB token and SAML examples, 1 us for its registration example (parsing
+        them: 78 us and 18 us; best of 9, CPU with SHA instructions), and no sender can make two bodies
+        share a digest."""
         if not event.event_id or not self._answered.enabled:
             return None
         return hashlib.sha256(event.raw).digest()
