@@ -410,3 +410,51 @@ def test_generated_loose_tokens_are_malformed(bearer: tuple[str, Callable[[str],
         assert check(token) is Rejection.MALFORMED, token
 
     run()
+
+
+# -- a reused eventId: only the very same event is answered from memory (issue 19, item 2) --------------
+
+#: Claims the demo configuration's token hook patches, in the token that carries them.
+TOKEN_CLAIMS = {"identity": ["department", "title"], "access": ["directory_groups", "manager"]}
+
+
+@st.composite
+def edited_token_event(draw: st.DrawFn) -> dict[str, Any]:
+    """Okta's token example (its fixed eventId kept) as an admin would edit it to try things: a token
+    left out, claims the token already has, another person."""
+    event = example("token")
+    for _ in range(draw(st.integers(1, 3))):
+        edit = draw(st.sampled_from(["drop_token", "claim_present", "other_person", "whitespace"]))
+        if edit == "drop_token":
+            event["data"].pop(draw(st.sampled_from(sorted(TOKEN_CLAIMS))), None)
+        elif edit == "claim_present":
+            token = draw(st.sampled_from(sorted(TOKEN_CLAIMS)))
+            if token in event["data"]:
+                event["data"][token]["claims"][draw(st.sampled_from(TOKEN_CLAIMS[token]))] = draw(json_values)
+        elif edit == "other_person":
+            event["data"]["context"]["user"]["profile"]["login"] = draw(st.sampled_from(MAILS))
+        else:
+            event["data"]["context"]["note"] = " " * draw(st.integers(1, 3))
+    return event
+
+
+def test_generated_reused_event_ids_get_their_own_answer(service: InProcessService) -> None:
+    """Whatever the body, the answer under Okta's example eventId (remembered for the original) is
+    the answer the same body gets under an eventId of its own."""
+    fresh = iter(range(10**6))
+
+    def commands(event: dict[str, Any]) -> Any:
+        answer = service.post_json(HOOK_PATHS["token"], event)
+        assert answer.status == 200, answer
+        return answer.json().get("commands")
+
+    original = example("token")
+
+    @settings(GENERATED, max_examples=150)
+    @given(event=edited_token_event())
+    def run(event: dict[str, Any]) -> None:
+        commands(original)  # the example itself, first: its answer is the one remembered for the eventId
+        reused = commands(event)
+        assert reused == commands({**event, "eventId": f"own{next(fresh)}"}), event
+
+    run()
