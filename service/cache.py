@@ -329,13 +329,20 @@ V = TypeVar("V")
 
 class RecentAnswers(Generic[K, V]):
     """Answers given in the last ``window_seconds``, at most ``max_entries``: Okta re-sends an event it
-    got no answer for in time (same eventId), and the retry must get the answer the first call got."""
+    got no answer for in time, and the retry must get the answer the first call got. The caller's key
+    must name the event itself (:class:`~service.hooks.Hook` uses the digest of its body), not a part of
+    it that another event can share."""
 
     def __init__(self, window_seconds: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic):
         self._window = window_seconds
         self._max = max_entries
         self._clock = clock
         self._answers: OrderedDict[K, tuple[V, float]] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is ever remembered (a window and a size above 0)."""
+        return self._window > 0 and self._max > 0
 
     def get(self, key: K) -> V | None:
         record = self._answers.get(key)
@@ -347,7 +354,7 @@ class RecentAnswers(Generic[K, V]):
         return record[0]
 
     def put(self, key: K, value: V) -> None:
-        if self._window <= 0 or self._max <= 0:
+        if not self.enabled:
             return
         self._answers[key] = (value, self._clock())
         self._answers.move_to_end(key)

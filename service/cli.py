@@ -88,7 +88,7 @@ def _serve(config_path: str) -> int:
     if busy:
         print(f"okta-ldap-hook: {busy}", file=sys.stderr)
         return 1
-    configure_logging(settings.logging.level, settings.logging.format)
+    configure_logging(settings.logging.level, settings.logging.format, settings.auth.header)
     serve(settings, secrets, Telemetry())
     return 0
 

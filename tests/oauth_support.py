@@ -143,6 +143,20 @@ def hmac_with_public_key(key: SigningKey, payload: dict[str, Any]) -> str:
     return f"{signing_input}.{_b64(signature)}"
 
 
+def signed(key: SigningKey, payload: bytes, header: bytes | None = None) -> str:
+    """A token over exactly these bytes, with a good signature by ``key``: JSON text PyJWT would never
+    write (a key twice, a date as a string, not UTF-8), so that only the reading of it can refuse it."""
+    header = header or json.dumps({"alg": key.algorithm, "typ": "JWT", "kid": key.kid}).encode()
+    signing_input = f"{_b64(header)}.{_b64(payload)}"
+    signature = jwt.get_algorithm_by_name(key.algorithm).sign(signing_input.encode(), key.private)
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def with_member(document: dict[str, Any], member: str) -> bytes:
+    """``document`` as JSON text with ``member`` (e.g. ``"exp": 1``) written after its own members."""
+    return (json.dumps(document)[:-1] + ", " + member + "}").encode()
+
+
 def tampered(token: str, **changes: Any) -> str:
     """The token with claims changed in its payload and the original signature kept."""
     header, payload, signature = token.split(".")

@@ -7,10 +7,11 @@ values are the oracle, read from slapd once); and no identifier, secret or passw
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from hostile_support import HOOK_PATHS, InProcessService, captured_logs, event_f
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
+from oauth_support import AUDIENCE, CLIENT_ID, SCOPE, IssuerServer, SigningKey, claims, signed, with_member
 from okta_spec import example
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd
 from service.directory import Directory, DirectoryConfig, UserSearch
+from service.oauth import BearerVerifier, IssuerKeys, OAuthConfig, Rejection
 
 # hypothesis caches Unicode tables and literals in a home directory (./.hypothesis by default): not here
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "okta-ldap-hook-hypothesis")
@@ -340,3 +343,118 @@ def test_generated_secret_headers(service: InProcessService, caplog: pytest.LogC
     assert "\\udc" not in dumped
     reasons = {event.get("reason") for event in events if event.get("status") == 401}
     assert reasons == {"missing", "mismatch", "malformed"}
+
+
+# -- bearer tokens: the header and the claims read as strictly as an event (issue 19, item 7) -----------
+
+#: Claims a forger would repeat, and where the repeat goes: before the claim (a first-wins reader takes
+#: the forgery) or after it (PyJWT's json.loads, last-wins, does).
+CLAIMS = ["exp", "nbf", "iat", "iss", "aud", "cid", "scp", "sub", "jti", "ver"]
+NOT_NUMBERS = st.one_of(
+    st.integers(0, 2**40).map(str), st.booleans(), st.none(), st.text(max_size=6), st.lists(st.integers(), max_size=2)
+)
+
+
+@pytest.fixture(scope="module")
+def bearer() -> Iterator[tuple[str, Callable[[str], Rejection | None]]]:
+    """The issuer's URL, and the verifier's answer for a token (one event loop for every call)."""
+    issuer = IssuerServer([TOKEN_KEY])
+    config = OAuthConfig(issuer=issuer.issuer, audience=AUDIENCE, scopes=(SCOPE,), client_ids=(CLIENT_ID,))
+    verifier = BearerVerifier(config, IssuerKeys(config))
+    loop = asyncio.new_event_loop()
+    try:
+        yield issuer.issuer, lambda token: loop.run_until_complete(verifier.check(f"Bearer {token}"))
+    finally:
+        loop.close()
+        issuer.stop()
+
+
+TOKEN_KEY = SigningKey.rsa("generated-1")
+
+
+@st.composite
+def loose_token(draw: st.DrawFn, issuer: str) -> str:
+    """A token with a good signature over JSON that is not strictly read as claims: a key twice (in the
+    claims or the header), a NumericDate that is not a number, or text that is not UTF-8."""
+    document = claims(issuer)
+    header = {"alg": TOKEN_KEY.algorithm, "typ": "JWT", "kid": TOKEN_KEY.kid}
+    kind = draw(st.sampled_from(["duplicate", "header_duplicate", "numeric_date", "encoding"]))
+    if kind == "duplicate":
+        name = draw(st.sampled_from(CLAIMS))
+        repeat = f"{json.dumps(name)}: {json.dumps(draw(json_values))}"
+        if draw(st.booleans()):
+            return signed(TOKEN_KEY, with_member(document, repeat))
+        return signed(TOKEN_KEY, ("{" + repeat + ", " + json.dumps(document)[1:]).encode())
+    if kind == "header_duplicate":
+        name = draw(st.sampled_from(sorted(header)))
+        value = draw(st.sampled_from(["none", "HS256", TOKEN_KEY.algorithm, TOKEN_KEY.kid, "JWT"]))
+        return signed(TOKEN_KEY, json.dumps(document).encode(), with_member(header, f'"{name}": "{value}"'))
+    if kind == "numeric_date":
+        document[draw(st.sampled_from(["exp", "nbf", "iat"]))] = draw(NOT_NUMBERS)
+        return signed(TOKEN_KEY, json.dumps(document).encode())
+    encoding = draw(st.sampled_from(["utf-16", "utf-16-le", "utf-32", "latin-1", "utf-8-sig"]))
+    document["sub"] = header["note"] = "Jos\u00e9"  # not ASCII: Latin-1 differs from UTF-8
+    text = json.dumps(document, ensure_ascii=False)
+    if draw(st.booleans()):
+        return signed(TOKEN_KEY, text.encode(encoding))
+    return signed(TOKEN_KEY, text.encode(), json.dumps(header, ensure_ascii=False).encode(encoding))
+
+
+def test_generated_loose_tokens_are_malformed(bearer: tuple[str, Callable[[str], Rejection | None]]) -> None:
+    issuer, check = bearer
+    assert check(signed(TOKEN_KEY, json.dumps(claims(issuer)).encode())) is None  # the same token, strict
+
+    @settings(GENERATED, max_examples=300)
+    @given(token=loose_token(issuer))
+    def run(token: str) -> None:
+        assert check(token) is Rejection.MALFORMED, token
+
+    run()
+
+
+# -- a reused eventId: only the very same event is answered from memory (issue 19, item 2) --------------
+
+#: Claims the demo configuration's token hook patches, in the token that carries them.
+TOKEN_CLAIMS = {"identity": ["department", "title"], "access": ["directory_groups", "manager"]}
+
+
+@st.composite
+def edited_token_event(draw: st.DrawFn) -> dict[str, Any]:
+    """Okta's token example (its fixed eventId kept) as an admin would edit it to try things: a token
+    left out, claims the token already has, another person."""
+    event = example("token")
+    for _ in range(draw(st.integers(1, 3))):
+        edit = draw(st.sampled_from(["drop_token", "claim_present", "other_person", "whitespace"]))
+        if edit == "drop_token":
+            event["data"].pop(draw(st.sampled_from(sorted(TOKEN_CLAIMS))), None)
+        elif edit == "claim_present":
+            token = draw(st.sampled_from(sorted(TOKEN_CLAIMS)))
+            if token in event["data"]:
+                event["data"][token]["claims"][draw(st.sampled_from(TOKEN_CLAIMS[token]))] = draw(json_values)
+        elif edit == "other_person":
+            event["data"]["context"]["user"]["profile"]["login"] = draw(st.sampled_from(MAILS))
+        else:
+            event["data"]["context"]["note"] = " " * draw(st.integers(1, 3))
+    return event
+
+
+def test_generated_reused_event_ids_get_their_own_answer(service: InProcessService) -> None:
+    """Whatever the body, the answer under Okta's example eventId (remembered for the original) is
+    the answer the same body gets under an eventId of its own."""
+    fresh = iter(range(10**6))
+
+    def commands(event: dict[str, Any]) -> Any:
+        answer = service.post_json(HOOK_PATHS["token"], event)
+        assert answer.status == 200, answer
+        return answer.json().get("commands")
+
+    original = example("token")
+
+    @settings(GENERATED, max_examples=150)
+    @given(event=edited_token_event())
+    def run(event: dict[str, Any]) -> None:
+        commands(original)  # the example itself, first: its answer is the one remembered for the eventId
+        reused = commands(event)
+        assert reused == commands({**event, "eventId": f"own{next(fresh)}"}), event
+
+    run()

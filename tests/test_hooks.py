@@ -106,6 +106,34 @@ def test_token_replaces_claims_already_present_and_skips_tokens_not_minted(servi
     }
 
 
+def test_only_the_same_event_gets_the_remembered_answer(service: InProcessService) -> None:
+    """Okta's retry re-sends the very event and gets the first answer again; Okta's documented examples
+    carry fixed eventIds, so an edited copy (an admin trying the example with curl) reuses the eventId
+    and the user with another body: it is answered for what it asks, never with the first answer."""
+    replayed = 'okta_hook_replayed_answers_total{hook_type="token"}'
+    first = service.post("token", example("token")).json()
+    assert service.post("token", example("token")).json() == first  # Okta's retry: the same bytes
+    assert service.metric(replayed) == 1
+
+    access_only = example("token")
+    del access_only["data"]["identity"]  # no ID token in this flow: none may be patched
+    body = service.post("token", access_only).json()
+    validate_response("token", body)
+    assert list(commands(body)) == ["com.okta.access.patch"]
+
+    present = example("token")
+    present["data"]["access"]["claims"]["manager"] = "stale"  # a claim the token has: replace, not add
+    body = service.post("token", present).json()
+    validate_response("token", body)
+    assert commands(body)["com.okta.access.patch"][1] == {
+        "op": "replace",
+        "path": "/claims/manager",
+        "value": "john.smith@example.com",
+    }
+    assert present["eventId"] == access_only["eventId"] == example("token")["eventId"]
+    assert service.metric(replayed) == 1
+
+
 def test_saml_adds_attribute_statements(service: InProcessService) -> None:
     response = service.post("saml", example("saml"))
 

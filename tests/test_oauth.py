@@ -9,6 +9,7 @@ read its log as an operator would.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -28,8 +29,10 @@ from oauth_support import (
     hmac_with_public_key,
     mint,
     oauth_section,
+    signed,
     tampered,
     unsigned,
+    with_member,
 )
 from okta_spec import example
 from sanic import Sanic
@@ -194,6 +197,42 @@ REFUSED: dict[str, tuple[Forge, Rejection]] = {
     "bearer, not a JWT": (lambda iss: "Bearer not-a-jwt", Rejection.MALFORMED),
     "bearer, header not JSON": (lambda iss: "Bearer bm90IGpzb24.e30.c2ln", Rejection.MALFORMED),
     "bearer, header without alg": (lambda iss: "Bearer e30.e30.", Rejection.BAD_ALGORITHM),
+    # claims read as strictly as an Okta event: a signature over loose JSON does not make it readable
+    "exp as a numeric string": (lambda iss: "Bearer " + mint(RSA, claims(iss, exp="9999999999")), Rejection.MALFORMED),
+    "nbf as a string": (lambda iss: "Bearer " + mint(RSA, claims(iss, nbf=str(NOW - 60))), Rejection.MALFORMED),
+    "iat as a string": (lambda iss: "Bearer " + mint(RSA, claims(iss, iat=str(NOW))), Rejection.MALFORMED),
+    "exp as a boolean": (lambda iss: "Bearer " + mint(RSA, claims(iss, exp=True)), Rejection.MALFORMED),
+    "exp twice, the last one valid": (
+        lambda iss: "Bearer " + signed(RSA, with_member(claims(iss, exp=NOW - 3600), f'"exp": {NOW + 3600}')),
+        Rejection.MALFORMED,
+    ),
+    "cid twice, the last one allowed": (
+        lambda iss: "Bearer " + signed(RSA, with_member(claims(iss, cid="0oaSomeoneElse"), f'"cid": "{CLIENT_ID}"')),
+        Rejection.MALFORMED,
+    ),
+    "alg twice in the header, none first": (
+        lambda iss: (
+            "Bearer "
+            + signed(
+                RSA, json.dumps(claims(iss)).encode(), with_member({"alg": "none", "kid": RSA.kid}, '"alg": "RS256"')
+            )
+        ),
+        Rejection.MALFORMED,
+    ),
+    "header in UTF-16": (
+        lambda iss: (
+            "Bearer "
+            + signed(
+                RSA, json.dumps(claims(iss)).encode(), json.dumps({"alg": "RS256", "kid": RSA.kid}).encode("utf-16")
+            )
+        ),
+        Rejection.MALFORMED,
+    ),
+    "claims in UTF-16": (
+        lambda iss: "Bearer " + signed(RSA, json.dumps(claims(iss)).encode("utf-16")),
+        Rejection.MALFORMED,
+    ),
+    "a NaN claim": (lambda iss: "Bearer " + signed(RSA, with_member(claims(iss), '"ver": NaN')), Rejection.MALFORMED),
 }
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +19,7 @@ from typing import ClassVar
 
 import pytest
 from conftest import SECRET, HangingServer, RunningService, directory_config, service_config, unchanged
+from connection_support import log_lines
 from in_process import InProcessService
 from okta_spec import example, registration_for
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -23,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from password_import_support import MAX_FAILURES, PEOPLE, RIGHT, PolicySlapd, password_event, password_ldif, ssha
 from prometheus_server import PrometheusServer
 from sanic import Sanic
 
@@ -30,6 +35,7 @@ from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port
 from service.server import create_apps
 from service.settings import Secrets, parse_settings
 from service.telemetry import Metrics, Telemetry
+from service.telemetry.logs import Redact
 from service.telemetry.tracing import provider_from_environment, tracing_enabled
 
 #: What the demo directory holds about the user of Okta's registration example: none of it may leave
@@ -307,3 +313,119 @@ def assert_no_personal_data(text: str) -> None:
 
 def span_dump(span) -> dict:
     return {"name": span.name, "attributes": dict(span.attributes or {}), "events": [e.name for e in span.events]}
+
+
+# -- the password check's log line: why, never the password ------------------------------------------
+
+#: A person whose password expired long ago under a policy with a maximum age (ppolicy answers the
+#: bind with its passwordExpired error).
+EXPIRED_LDIF = f"""
+dn: uid=exa.expired,{PEOPLE}
+objectClass: inetOrgPerson
+uid: exa.expired
+cn: exa.expired
+sn: exa.expired
+mail: exa.expired@example.com
+userPassword: {ssha(RIGHT)}
+pwdPolicySubentry: cn=expiry,ou=services,dc=example,dc=com
+pwdChangedTime: 20000101000000Z
+
+dn: cn=expiry,ou=services,dc=example,dc=com
+objectClass: organizationalRole
+objectClass: pwdPolicy
+cn: expiry
+pwdAttribute: userPassword
+pwdMaxAge: 86400
+"""
+
+#: A bug planted in the service process (see tests/test_failure_traces.py): the check of one user raises.
+PLANTED_BUG = """
+from service.directory import Directory
+
+verify = Directory.verify_password
+
+async def verify_or_crash(self, identifier, *args, **kwargs):
+    if identifier == "planted.bug@example.com":
+        raise RuntimeError("a bug")
+    return await verify(self, identifier, *args, **kwargs)
+
+Directory.verify_password = verify_or_crash
+"""
+
+
+def test_the_password_check_line_says_why_and_never_the_password(tmp_path: Path, start_service) -> None:
+    """Every row of README's password table ("Password import"), read from the log the service process
+    writes: ``credential`` and ``credential_reason`` say what happened (they are fixed vocabularies, not
+    secrets); the password, the hook secret and the bind password are in no line."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(PLANTED_BUG)
+    with PolicySlapd(tmp_path / "ppolicy", password_ldif() + EXPIRED_LDIF) as ldap:
+        assert ldap.pid is not None
+        directory = directory_config(ldap.url, start_tls=True, ca_file=str(ldap.ca_file), operation_timeout_seconds=2.0)
+        config = service_config(ldap.url, directory=directory, hooks={"password_import": {"deadline_seconds": 1.0}})
+        service = start_service(config, env={"PYTHONPATH": str(site)})
+        rows: list[tuple[str, str, str, str, str]] = []  # username, password, credential, reason, outcome
+
+        def check(username: str, password: str, credential: str, reason: str, outcome: str) -> None:
+            event = password_event(username, password)
+            event["eventId"] = f"row{len(rows)}"
+            rows.append((username, password, credential, reason, outcome))
+            assert service.post("password-import", event).status_code == 200
+
+        check("pia.pass@example.com", RIGHT, "verified", "ok", "verified")
+        check("pia.pass@example.com", "Wr0ng-Pa55word!", "unverified", "invalid_credentials", "unverified")
+        check("exa.expired@example.com", RIGHT, "unverified", "password_expired", "unverified")
+        for guess in range(MAX_FAILURES):
+            check("lou.locked@example.com", f"lockout-guess-{guess}", "unverified", "invalid_credentials", "unverified")
+        check("lou.locked@example.com", RIGHT, "unverified", "locked", "unverified")
+        check("noel.nopassword@example.com", "", "unverified", "empty_password", "unverified")
+        check("nobody@example.com", "nobody-password", "unverified", "unknown_user", "no_match")
+        check("twin@example.com", "twin-password", "unverified", "ambiguous_user", "fallback_ldap_error")
+        check("pia.pass@example.com\x00x", "refused-password", "unverified", "refused_identifier", "refused_identifier")
+        check("planted.bug@example.com", "bug-password", "error", "internal_error", "fallback_internal_error")
+        freeze(ldap.pid)
+        try:
+            check("pia.pass@example.com", "frozen-password", "error", "deadline", "fallback_deadline")
+        finally:
+            os.kill(ldap.pid, signal.SIGCONT)
+        ldap.stop()
+        check("pia.pass@example.com", "down-password", "error", "directory_error", "fallback_ldap_error")
+        assert service.stop() == 0
+
+    log = service.log()
+    lines = {line["event_id"]: line for line in log_lines(log) if line.get("event") == "hook_request"}
+    for number, (_, _, credential, reason, outcome) in enumerate(rows):
+        line = lines[f"row{number}"]
+        assert (line["credential"], line["credential_reason"], line["outcome"]) == (credential, reason, outcome)
+    for secret in {password for _, password, *_ in rows if password} | {SECRET, SERVICE_BIND_PASSWORD}:
+        assert secret not in log and json.dumps(secret) not in log, secret
+
+
+def freeze(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until its threads have all stopped (kill() returns before then)."""
+    os.kill(pid, signal.SIGSTOP)
+    tasks = Path(f"/proc/{pid}/task")
+    for _ in range(500):
+        if all((task / "stat").read_text().rpartition(")")[2].split()[0] in ("T", "t") for task in tasks.iterdir()):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"pid {pid} did not stop")
+
+
+def test_redaction_is_by_whole_key_and_names_the_secret_header() -> None:
+    """The second line of defence: keys that name a secret (the password, the configured secret header,
+    bearer tokens) lose their value; keys that merely contain such a word keep theirs."""
+    redact = Redact("X-Okta-Hook-Key")
+    secret_keys = [
+        "password",
+        "Authorization",
+        "x_okta_hook_key",
+        "X-Okta-Hook-Key",
+        "bearer",
+        "access_token",
+        "cookie",
+    ]
+    kept = {"credential": "verified", "credential_reason": "locked", "hook_type": "token", "reason": "mismatch"}
+    event = redact(None, "info", {**dict.fromkeys(secret_keys, "s3cr3t"), **kept})
+    assert event == {**dict.fromkeys(secret_keys, "[REDACTED]"), **kept}

@@ -48,7 +48,7 @@ def run_demo(hook_port: int, ops_port: int) -> int:
         os.environ.setdefault("OKTA_HOOK_SECRET", DEMO_SECRET)
         os.environ.setdefault("LDAP_BIND_PASSWORD", SERVICE_BIND_PASSWORD)
         secrets = load_secrets(settings)
-        configure_logging(settings.logging.level, settings.logging.format)
+        configure_logging(settings.logging.level, settings.logging.format, settings.auth.header)
         event = Path(str(data / "registration-event.json"))
         print(_banner(slapd.url, hook_port, ops_port, event), flush=True)
         serve(settings, secrets, Telemetry())

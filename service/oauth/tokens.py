@@ -5,12 +5,18 @@ guide names for Python, it is small with one dependency, it takes an explicit al
 decode, it refuses a token whose ``alg`` is outside it (``none``, HS*), and it checks ``exp``/``nbf``/``iat``
 with a leeway and ``iss``/``aud`` itself. Keys come from :class:`~service.oauth.keys.IssuerKeys`.
 
+The header and the claims are JSON read as strictly as an Okta event (:func:`service.okta.read_json`:
+UTF-8 only, no duplicate key, no NaN), not with PyJWT's ``json.loads``: a repeated ``alg`` or ``exp`` must
+not mean what the last copy says (another reader takes the first), and ``exp``/``nbf``/``iat`` must be
+JSON numbers (RFC 7519 NumericDate), not strings PyJWT would read with ``int()``.
+
 Refusals carry a reason from a fixed vocabulary (:class:`Rejection`) for logs and metrics; never the token,
 nor any claim value.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -18,6 +24,7 @@ from typing import Any
 
 import jwt
 from jwt.exceptions import (
+    DecodeError,
     ExpiredSignatureError,
     ImmatureSignatureError,
     InvalidAlgorithmError,
@@ -32,6 +39,7 @@ from jwt.exceptions import (
 from service.oauth.config import ASYMMETRIC_ALGORITHMS, OAuthConfig
 from service.oauth.keys import IssuerKeys
 from service.oauth.observer import NullOAuthObserver, OAuthObserver
+from service.okta import EventError, read_json
 
 #: Okta's access tokens are 1-2 KB; a header value much larger is not one of them.
 MAX_TOKEN_CHARS = 16 * 1024
@@ -41,7 +49,9 @@ _BEARER = re.compile(r"bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)"
 
 class Rejection(StrEnum):
     NOT_BEARER = "not_bearer"  # no ``Authorization: Bearer`` header
-    MALFORMED = "malformed"  # not a compact JWS, or claims that are not what the JWT spec says
+    # not a compact JWS, header or claims not strict JSON (a duplicate key, not UTF-8...), or claims
+    # that are not what the JWT spec says (``exp`` as a string...)
+    MALFORMED = "malformed"
     BAD_ALGORITHM = "bad_algorithm"  # none, HMAC, or an algorithm the key does not pin
     UNKNOWN_KEY = "unknown_key"  # no published key has this kid (even after a refetch)
     BAD_SIGNATURE = "bad_signature"
@@ -65,6 +75,27 @@ _CLAIM_ERRORS: tuple[tuple[type[PyJWTError], Rejection], ...] = (
     (InvalidAlgorithmError, Rejection.BAD_ALGORITHM),
     (InvalidKeyError, Rejection.BAD_ALGORITHM),
 )
+
+
+#: The claims RFC 7519 types as NumericDate: a JSON number, never a string, a boolean or null.
+NUMERIC_DATES = ("exp", "nbf", "iat")
+
+
+class _StrictJWT(jwt.PyJWT):
+    """PyJWT with the claims read by the strict reader, after PyJWS has checked the signature over
+    their bytes, and before PyJWT checks their values (``_decode_payload`` is PyJWT's hook for this)."""
+
+    def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
+        payload = _json_object(decoded["payload"])
+        if payload is None:
+            raise DecodeError("the claims are not a strict JSON object")
+        for claim in NUMERIC_DATES:
+            if claim in payload and not _is_number(payload[claim]):
+                raise DecodeError("a NumericDate claim is not a JSON number")
+        return payload
+
+
+_JWT = _StrictJWT()
 
 
 class BearerVerifier:
@@ -104,9 +135,8 @@ class BearerVerifier:
         if match is None:
             return Rejection.MALFORMED
         token = match.group(1)
-        try:
-            header = jwt.get_unverified_header(token)
-        except PyJWTError:
+        header = _header(token)
+        if header is None:
             return Rejection.MALFORMED
         algorithm = header.get("alg")
         if algorithm not in ASYMMETRIC_ALGORITHMS:
@@ -120,7 +150,7 @@ class BearerVerifier:
         if key.algorithm is not None and key.algorithm != algorithm:
             return Rejection.BAD_ALGORITHM
         try:
-            claims = jwt.decode(
+            claims = _JWT.decode(
                 token,
                 key.key,
                 algorithms=[algorithm],
@@ -141,6 +171,30 @@ class BearerVerifier:
             if not isinstance(client, str) or client not in self._client_ids:
                 return Rejection.WRONG_CLIENT
         return None
+
+
+def _header(token: str) -> dict[str, Any] | None:
+    """The token's JOSE header read strictly, or None. (PyJWS reads it once more, with ``json.loads``,
+    after this reading has refused any header on which the two could differ.)"""
+    segment = token.partition(".")[0]
+    try:
+        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except ValueError:  # binascii.Error: a length no base64 text has
+        return None
+    return _json_object(text)
+
+
+def _json_object(text: bytes) -> dict[str, Any] | None:
+    try:
+        document = read_json(text)
+    except EventError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _is_number(value: object) -> bool:
+    """A JSON number: ``int`` or ``float`` (finite: the strict reader refuses NaN and 1e999), not ``bool``."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:

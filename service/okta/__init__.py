@@ -27,6 +27,7 @@ from service.okta.events import (
     SubjectReader,
     member,
     parse_event,
+    read_json,
     text,
 )
 from service.okta.identifiers import IdentifierRefusal, identifier_refusal
@@ -50,6 +51,7 @@ __all__ = [
     "no_change",
     "parse_event",
     "pointer",
+    "read_json",
     "text",
     "with_debug_context",
 ]

@@ -96,6 +96,9 @@ class HookEvent:
     request_type: str | None = None
     #: The event carried an ``eventId`` that was not logged because it does not look like Okta's.
     event_id_rejected: bool = False
+    #: The body as received: what tells Okta's retry (the same bytes again) from another event that
+    #: reuses an ``eventId``. Not in the repr (a password import's password is in it), nor compared.
+    raw: bytes = field(default=b"", repr=False, compare=False)
 
 
 #: Where one hook type's events name the person: ``(event, event's data) -> Subject``.
@@ -117,7 +120,7 @@ class EventShape(Protocol):
 
 def parse_event(body: bytes, expected: EventShape) -> HookEvent:
     """Parse ``body`` as an Okta event of the hook type ``expected`` or raise :class:`EventError`."""
-    document = _read_json(body)
+    document = read_json(body)
     if not isinstance(document, dict):
         raise EventError(EventReason.NOT_AN_OBJECT, "body is not a JSON object")
     event_type = document.get("eventType")
@@ -139,12 +142,14 @@ def parse_event(body: bytes, expected: EventShape) -> HookEvent:
         data,
         request_type if isinstance(request_type, str) else None,
         event_id_rejected=raw_id is not None and not valid_id,
+        raw=body,
     )
 
 
-def _read_json(body: bytes) -> JsonValue:
+def read_json(body: bytes) -> JsonValue:
     """Decode ``body`` as strict JSON: UTF-8 only, no NaN or Infinity, no duplicate keys (two parsers
-    could each read a different ``login``), bounded numbers and depth, no lone surrogates. Every way the
+    could each read a different ``login``), bounded numbers and depth, no lone surrogates. The bearer
+    token's header and claims are read with it too (:mod:`service.oauth.tokens`). Every way the
     standard decoder can fail (``RecursionError`` on deep nesting, ``ValueError`` on a 5000-digit
     integer) ends as an :class:`EventError`, never as a 500.
 

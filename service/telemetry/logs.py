@@ -2,7 +2,8 @@
 
 Sanic's own stdlib loggers go through the same processors. Events carry only what the service puts in
 them on purpose (event ids, hook types, outcomes, durations): request bodies, logins, DNs and secrets are
-never passed to a logger, and keys that sound secret are redacted as a second line of defence.
+never passed to a logger, and the keys that would name a secret (:data:`SECRET_KEYS`, the configured
+secret header) are redacted as a second line of defence.
 Exceptions are logged as type and frames only (:func:`safe_traceback`): their messages and frame locals
 can hold user data.
 """
@@ -23,7 +24,27 @@ from opentelemetry import trace
 
 from service import json_text
 
-_REDACTED_KEYS = ("password", "secret", "token", "authorization", "cookie", "credential")
+#: Keys whose value is redacted, compared whole (lower case, ``-`` read as ``_``): the password, the
+#: secrets, bearer tokens, cookies. Whole keys, not parts: ``credential`` and ``credential_reason`` (the
+#: password check's result and reason, fixed vocabularies) are what a log line is for.
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "bind_password",
+        "secret",
+        "hook_secret",
+        "client_secret",
+        "authorization",
+        "proxy_authorization",
+        "bearer",
+        "token",
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "cookie",
+        "set_cookie",
+    }
+)
 
 
 def add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -57,21 +78,32 @@ class UtcTimestamp:
         return event
 
 
-#: key -> whether it sounds secret. Keys come from the code, a small fixed set: checking each once
-#: instead of on every log line matters at thousands of hook calls per second.
-_SECRET_SOUNDING: dict[str, bool] = {}
+class Redact:
+    """Replaces the value of every key in :data:`SECRET_KEYS` or named like the secret header."""
+
+    __slots__ = ("_keys", "_known")
+
+    def __init__(self, secret_header: str = "Authorization") -> None:
+        self._keys = SECRET_KEYS | {_normal(secret_header)}
+        #: key -> whether it is redacted. Keys come from the code, a small fixed set: checking each once
+        #: instead of on every log line matters at thousands of hook calls per second.
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, _: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        known = self._known
+        for key in event:
+            secret = known.get(key)
+            if secret is None:
+                secret = _normal(key) in self._keys
+                if len(known) < 4096:
+                    known[key] = secret
+            if secret:
+                event[key] = "[REDACTED]"
+        return event
 
 
-def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-    for key in event:
-        secret = _SECRET_SOUNDING.get(key)
-        if secret is None:
-            secret = any(word in key.lower() for word in _REDACTED_KEYS)
-            if len(_SECRET_SOUNDING) < 4096:
-                _SECRET_SOUNDING[key] = secret
-        if secret:
-            event[key] = "[REDACTED]"
-    return event
+def _normal(key: str) -> str:
+    return key.lower().replace("-", "_")
 
 
 #: Frames kept per exception, innermost last: enough to find the line, bounded so one log line stays small.
@@ -134,9 +166,10 @@ def _dumps(event: dict[str, Any], default: Any = None) -> str:
     return _encoder(default)(event)
 
 
-def configure_logging(level: str = "info", output: str = "auto") -> None:
+def configure_logging(level: str = "info", output: str = "auto", secret_header: str = "Authorization") -> None:
     """Configure structlog and route the stdlib loggers (Sanic, asyncio) through it. ldap3's own
-    logging stays off: at its detailed levels it logs requests, i.e. filters and credentials."""
+    logging stays off: at its detailed levels it logs requests, i.e. filters and credentials.
+    ``secret_header`` (``auth.header``) is redacted as a key too."""
     renderer: Any
     if output == "console" or (output == "auto" and sys.stdout.isatty()):
         renderer = structlog.dev.ConsoleRenderer()
@@ -148,7 +181,7 @@ def configure_logging(level: str = "info", output: str = "auto") -> None:
         structlog.processors.add_log_level,
         UtcTimestamp(),
         add_trace_ids,
-        redact,
+        Redact(secret_header),
         safe_traceback,
     ]
     numeric_level = logging.getLevelName(level.upper())
