@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from service.directory import CredentialDirectory, DeadlineExceeded, DirectoryError
+from service.directory import CredentialDirectory, DeadlineExceeded, DirectoryError, UserQuery
 from service.hooks import HookResult
 from service.okta import HookEvent, HookType, IdentifierRefusal, credential_verdict, identifier_refusal
 from service.policy import Outcome
@@ -48,6 +48,9 @@ VERIFICATION_REASONS: dict[str, tuple[str, ...]] = {
     "error": ("deadline", "directory_error", "internal_error"),
 }
 
+#: The search before the bind reads no attribute: it only finds the one entry to bind as.
+_NO_ATTRIBUTES = UserQuery("", frozenset())
+
 
 class PasswordImportHook:
     """The step of the ``password_import`` hook type: event in, VERIFIED or UNVERIFIED out, in time."""
@@ -66,9 +69,11 @@ class PasswordImportHook:
         started = time.monotonic()
         identifier = event.subject.pick(self.settings.subject)
         refusal = identifier_refusal(identifier)
-        if refusal is None and self._directory.search_value(identifier) is None:
+        # The value the directory compares, computed once for the request: the query carries it on.
+        value = self._directory.search_value(identifier) if refusal is None else None
+        if refusal is None and value is None:
             refusal = IdentifierRefusal.OUTSIDE_DOMAINS
-        if refusal is not None:
+        if refusal is not None or value is None:
             return _result(
                 event, Outcome.REFUSED_IDENTIFIER, "unverified", "refused_identifier", started, refusal=refusal
             )
@@ -79,7 +84,7 @@ class PasswordImportHook:
         if deadline - started < self.settings.min_lookup_seconds:
             return _result(event, Outcome.FALLBACK_DEADLINE, "error", "deadline", started, stage="queue")
         try:
-            check = await self._directory.verify_password(identifier, password, deadline)
+            check = await self._directory.verify_password(_NO_ATTRIBUTES.with_value(value), password, deadline)
         except DeadlineExceeded as exceeded:
             return _result(event, Outcome.FALLBACK_DEADLINE, "error", "deadline", started, stage=exceeded.stage)
         except DirectoryError as error:
