@@ -144,9 +144,8 @@ class Hook:
         refusal = identifier_refusal(identifier)
         # The value the directory compares, computed once for the request: the query carries it on.
         value = self._directory.search_value(identifier) if refusal is None else None
-        if refusal is None and value is None:
-            refusal = IdentifierRefusal.OUTSIDE_DOMAINS
-        if refusal is not None or value is None:  # no lookup at all: the directory cannot be trusted to compare it
+        if value is None:  # no lookup at all: the directory cannot be trusted to compare it
+            refusal = refusal or IdentifierRefusal.OUTSIDE_DOMAINS
             return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, refusal=refusal)
         deadline = received_at + self.settings.deadline_seconds
         # A lookup started after this could not finish in time: the directory sheds it (stage "queue").

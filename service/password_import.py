@@ -71,9 +71,8 @@ class PasswordImportHook:
         refusal = identifier_refusal(identifier)
         # The value the directory compares, computed once for the request: the query carries it on.
         value = self._directory.search_value(identifier) if refusal is None else None
-        if refusal is None and value is None:
-            refusal = IdentifierRefusal.OUTSIDE_DOMAINS
-        if refusal is not None or value is None:
+        if value is None:
+            refusal = refusal or IdentifierRefusal.OUTSIDE_DOMAINS
             return _result(
                 event, Outcome.REFUSED_IDENTIFIER, "unverified", "refused_identifier", started, refusal=refusal
             )
