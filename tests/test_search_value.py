@@ -18,7 +18,9 @@ from password_import_support import RIGHT, PolicySlapd, password_event, password
 
 from service.cache import CachedDirectory, CachePolicy
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd
-from service.directory import Directory, UserSearch
+from service.directory import Directory, NullObserver, UserQuery, UserSearch
+from service.directory.connections import ConnectionPool
+from service.directory.lookup import UserLookup
 from service.hooks import Hook
 from service.okta import HookType, parse_event
 from service.password_import import PasswordImportHook
@@ -97,3 +99,18 @@ def test_a_password_import_computes_the_search_value_once(policy_slapd: PolicySl
         directory.close()
     assert (result.credential, result.credential_reason) == ("verified", "ok")
     assert computed == ["Pia.Pass@Example.com"]
+
+
+def test_the_ldap_search_never_computes_the_value_itself(slapd: Slapd) -> None:
+    """A query whose value was not computed reaching the LDAP code is a bug (its strip_domains would be
+    skipped): refused before any connection is asked for."""
+    settings = parse_settings(service_config(slapd.url, directory=_with_strip(slapd.url)))
+    pool = ConnectionPool(settings.directory, SERVICE_BIND_PASSWORD, NullObserver())
+    users = UserLookup(settings.directory, pool)
+    try:
+        with pytest.raises(ValueError, match="search value"):
+            users.find(UserQuery.of("alice.wong@corp.example.org", frozenset(), {}), lambda stage: None)
+        assert pool.state() == (0, 0, 0)
+        assert users.find(UserQuery("", frozenset()).with_value("alice.wong"), lambda stage: None) is not None
+    finally:
+        pool.close()
