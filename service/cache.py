@@ -24,14 +24,14 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated, Generic, Protocol, TypeVar
 
 from annotated_types import Ge, Le
 
 from service.directory.entry import DirectoryEntry, Groups
 from service.directory.errors import DeadlineExceeded, DirectoryError
-from service.directory.protocol import CacheResult, LookupResult, UserDirectory, UserQuery
+from service.directory.protocol import CacheResult, LookupResult, UserDirectory, UserQuery, search_query
 
 #: Background refreshes running at once, at most: they must never take the whole LDAP pool from the
 #: requests that are waiting on it.
@@ -142,13 +142,13 @@ class CachedDirectory:
         return self._directory.search_value(identifier)
 
     async def find_user(self, query: UserQuery, deadline: float, start_by: float | None = None) -> LookupResult:
-        value = self._directory.search_value(query.identifier)
-        if value is None:  # matches nobody (the hooks refuse it before asking): nothing to remember
-            return await self._directory.find_user(query, deadline, start_by)
         # Keyed by what the directory compares: with strip_domains, alice@corp.example.com and
         # alice@example.com are one search, so one entry. The rest of the query (attributes, DN
-        # resolutions, group memberships) is part of the key too.
-        key = query if value == query.identifier else replace(query, identifier=value)
+        # resolutions, group memberships) is part of the key too. The hooks computed the value already
+        # (query.compared): the key is the query as it is, and the directory is handed the key.
+        key = search_query(query, self._directory.search_value)
+        if key is None:  # matches nobody (the hooks refuse it before asking): nothing to ask or remember
+            return LookupResult(None)
         now = self._clock()
         record = self._entries.get(key)
         if record is not None:
@@ -161,10 +161,10 @@ class CachedDirectory:
                 self._entries.move_to_end(key)
                 self._observer.looked_up("hit")
                 if age >= self._refresh_after:
-                    self._refresh_ahead(key, query)
+                    self._refresh_ahead(key)
                 return LookupResult(self._packer.unpack(record), "hit")
         try:
-            entry = await self._shared_lookup(key, query, deadline, start_by)
+            entry = await self._shared_lookup(key, deadline, start_by)
         except (DeadlineExceeded, DirectoryError) as error:
             kind = _kind(error)
             if kind == "ambiguous":  # the directory now matches several entries: the old one is no answer
@@ -186,14 +186,10 @@ class CachedDirectory:
 
     # -- single-flight ----------------------------------------------------------------------------
 
-    async def _shared_lookup(
-        self, key: UserQuery, query: UserQuery, deadline: float, start_by: float | None
-    ) -> DirectoryEntry | None:
+    async def _shared_lookup(self, key: UserQuery, deadline: float, start_by: float | None) -> DirectoryEntry | None:
         """Join the lookup in flight for ``key`` or start it; wait for it until ``deadline`` at most."""
         shared = self._in_flight.get(key)
-        future, lookup_deadline = (
-            shared if shared is not None else (self._start(key, query, deadline, start_by), deadline)
-        )
+        future, lookup_deadline = shared if shared is not None else (self._start(key, deadline, start_by), deadline)
         if lookup_deadline <= deadline:
             # The lookup ends by its own deadline, no later than this caller's, with the directory's own
             # DeadlineExceeded (which knows the stage). Shielded: a cancelled caller must not cancel it.
@@ -205,9 +201,9 @@ class CachedDirectory:
             raise DeadlineExceeded("search") from None
 
     def _start(
-        self, key: UserQuery, query: UserQuery, deadline: float, start_by: float | None = None
+        self, key: UserQuery, deadline: float, start_by: float | None = None
     ) -> asyncio.Future[DirectoryEntry | None]:
-        task = asyncio.ensure_future(self._read(key, query, deadline, start_by))
+        task = asyncio.ensure_future(self._read(key, deadline, start_by))
         self._in_flight[key] = (task, deadline)
         task.add_done_callback(lambda done: self._finished(key, done))
         return task
@@ -219,10 +215,8 @@ class CachedDirectory:
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter may have given up on it already
 
-    async def _read(
-        self, key: UserQuery, query: UserQuery, deadline: float, start_by: float | None
-    ) -> DirectoryEntry | None:
-        entry = (await self._directory.find_user(query, deadline, start_by)).entry
+    async def _read(self, key: UserQuery, deadline: float, start_by: float | None) -> DirectoryEntry | None:
+        entry = (await self._directory.find_user(key, deadline, start_by)).entry
         self._store(key, entry)
         return entry
 
@@ -240,11 +234,11 @@ class CachedDirectory:
 
     # -- refresh-ahead ----------------------------------------------------------------------------
 
-    def _refresh_ahead(self, key: UserQuery, query: UserQuery) -> None:
+    def _refresh_ahead(self, key: UserQuery) -> None:
         if key in self._in_flight or self._refreshing >= MAX_CONCURRENT_REFRESHES:
             return
         self._refreshing += 1
-        task = self._start(key, query, self._clock() + self._refresh_budget)
+        task = self._start(key, self._clock() + self._refresh_budget)
         task.add_done_callback(self._refresh_done)
 
     def _refresh_done(self, task: asyncio.Future[DirectoryEntry | None]) -> None:

@@ -19,6 +19,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.directory.entry import Membership
+
 Value = str | list[str]
 
 
@@ -27,9 +29,6 @@ class Transform(StrEnum):
     LOWER = "lower"
     GUID = "guid"  # Active Directory objectGUID -> "8ba91f6f-d125-4bef-b2ec-4f5df9a3e1c2"
     SID = "sid"  # Active Directory objectSid -> "S-1-5-21-3623811015-3361044348-30300820-1013"
-
-
-Membership = Literal["direct", "nested"]
 
 
 class MappingRule(BaseModel):

@@ -1,17 +1,26 @@
 """Directory access: finding the user an Okta event is about, with ldap3, within a deadline.
 
 Nothing here knows Okta exists. The package owns the pool of bound connections, TLS, failover between
-servers, timeouts, filter escaping, DN resolution, group membership (nested too), and the thread
-boundary that keeps blocking ldap3 calls off the event loop.
+servers, timeouts (``connections``), the thread bridge that keeps blocking ldap3 calls off the event loop
+(``worker``), the user search with its filter escaping and DN resolution (``lookup``), group membership,
+nested too (``groups``), password binds (``credentials``) and server health (``health``), composed by
+``client.Directory``. What callers need without ldap3 is in ``protocol``, ``entry`` and ``errors``.
 """
 
-from service.directory.client import Directory, PasswordCheck
+from service.directory.client import Directory
 from service.directory.config import DirectoryConfig, GroupSearch, UserSearch
-from service.directory.credentials import BindRefusal
 from service.directory.entry import DirectoryEntry, Groups, Membership
-from service.directory.errors import DeadlineExceeded, DirectoryError
+from service.directory.errors import DeadlineExceeded, DirectoryError, StageReporter
 from service.directory.observer import DirectoryObserver, NullObserver
-from service.directory.protocol import CacheResult, CredentialDirectory, LookupResult, UserDirectory, UserQuery
+from service.directory.protocol import (
+    BindRefusal,
+    CacheResult,
+    CredentialDirectory,
+    LookupResult,
+    PasswordCheck,
+    UserDirectory,
+    UserQuery,
+)
 
 __all__ = [
     "BindRefusal",
@@ -29,6 +38,7 @@ __all__ = [
     "Membership",
     "NullObserver",
     "PasswordCheck",
+    "StageReporter",
     "UserDirectory",
     "UserQuery",
     "UserSearch",

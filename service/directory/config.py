@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
+from service.directory.protocol import normalise
+
 _ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"^(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}$")
@@ -54,12 +56,14 @@ class UserSearch:
         object.__setattr__(self, "strip_domains", tuple(domain.lower() for domain in self.strip_domains))
 
     def search_value(self, identifier: str) -> str | None:
-        """What is compared with ``match_attribute`` for ``identifier``: the identifier itself, or with
-        ``strip_domains`` its local part; None when the identifier is in none of the company's domains."""
+        """What is compared with ``match_attribute`` for ``identifier``: the identifier stripped and
+        lower-cased (:func:`~service.directory.protocol.normalise`), or with ``strip_domains`` its local
+        part; None when the identifier is in none of the company's domains. Computed once per request."""
+        identifier = normalise(identifier)
         if not self.strip_domains:
             return identifier
         local, at, domain = identifier.rpartition("@")
-        if not (at and local) or domain.lower() not in self.strip_domains:
+        if not (at and local) or domain not in self.strip_domains:
             return None
         return local
 

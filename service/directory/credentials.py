@@ -17,12 +17,12 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from enum import StrEnum
 from typing import Any
 
 from service.directory.config import DirectoryConfig
 from service.directory.connections import ConnectionPool, Server, new_connection, open_session, run_bind
 from service.directory.errors import DirectoryError, Stage
+from service.directory.protocol import BindRefusal
 
 #: Request control of the password policy draft: the server answers it with the account's state.
 PPOLICY_OID = "1.3.6.1.4.1.42.2.27.8.5.1"
@@ -31,19 +31,6 @@ _INVALID_CREDENTIALS = 49
 #: Results that refuse the person, not the directory: invalidCredentials, inappropriateAuthentication,
 #: insufficientAccessRights, unwillingToPerform (a disabled account on some servers).
 _REFUSED = frozenset({_INVALID_CREDENTIALS, 48, 50, 53})
-
-
-class BindRefusal(StrEnum):
-    """Why the directory refused a person's password: the metric's ``reason`` label."""
-
-    INVALID_CREDENTIALS = "invalid_credentials"
-    NOT_PERMITTED_NOW = "not_permitted_now"
-    WORKSTATION = "workstation"
-    PASSWORD_EXPIRED = "password_expired"
-    ACCOUNT_DISABLED = "account_disabled"
-    ACCOUNT_EXPIRED = "account_expired"
-    MUST_CHANGE_PASSWORD = "must_change_password"
-    LOCKED = "locked"
 
 
 #: Active Directory's sub-codes of invalidCredentials (the ``data 52e`` in "AcceptSecurityContext

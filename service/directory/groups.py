@@ -26,9 +26,9 @@ Europe``): a DN is attacker-influenced text as much as a login is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import ldap3
 from ldap3.utils.conv import escape_filter_chars
@@ -36,7 +36,7 @@ from ldap3.utils.conv import escape_filter_chars
 from service.directory.config import GroupSearch
 from service.directory.connections import Connection, ConnectionPool, run_search
 from service.directory.entry import Groups
-from service.directory.errors import DirectoryError, Stage
+from service.directory.errors import DirectoryError, StageReporter
 
 #: Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: the DC follows the ``member`` links transitively.
 IN_CHAIN_RULE = "1.2.840.113556.1.4.1941"
@@ -77,7 +77,7 @@ class GroupReader:
         self._pool = pool
         self._name = config.name_attribute.lower()
 
-    def read(self, connection: Connection, user_dn: str, *, nested: bool, on_stage: Callable[[Stage], None]) -> Groups:
+    def read(self, connection: Connection, user_dn: str, *, nested: bool, on_stage: StageReporter) -> Groups:
         if not nested:
             return self._walk(connection, user_dn, 1, on_stage)
         if self._dialect == "active_directory":
@@ -88,7 +88,7 @@ class GroupReader:
             return _groups(found, complete=not cut)
         return self._walk(connection, user_dn, self._config.max_depth, on_stage)
 
-    def _walk(self, connection: Connection, user_dn: str, depth: int, on_stage: Callable[[Stage], None]) -> Groups:
+    def _walk(self, connection: Connection, user_dn: str, depth: int, on_stage: StageReporter) -> Groups:
         limit = self._config.max_groups
         seen: dict[str, _Found] = {}  # lower-cased DN -> group: what makes the walk cycle-safe
         frontier = [user_dn]
@@ -111,7 +111,7 @@ class GroupReader:
         return _groups(seen.values(), complete=not self._has_more(connection, frontier, seen, on_stage))
 
     def _has_more(
-        self, connection: Connection, frontier: list[str], seen: dict[str, _Found], on_stage: Callable[[Stage], None]
+        self, connection: Connection, frontier: list[str], seen: dict[str, _Found], on_stage: StageReporter
     ) -> bool:
         """Whether the groups of the last level walked have parents not collected yet: only then did the
         depth bound cut something (a cycle back into the collected groups cuts nothing)."""
@@ -152,11 +152,10 @@ class GroupReader:
         return found, code == _LDAP_SIZE_LIMIT
 
 
-def _name(raw: Any, attribute: str) -> str | None:
+def _name(raw: Mapping[str, Sequence[bytes]], attribute: str) -> str | None:
     for key, values in raw.items():
         if key.lower() == attribute and values:
-            value: bytes = values[0]
-            return value.decode("utf-8", errors="replace")
+            return values[0].decode("utf-8", errors="replace")
     return None
 
 

@@ -3,18 +3,19 @@
 The ldap3 :class:`~service.directory.Directory` and the cache in :mod:`service.cache` both implement
 :class:`UserDirectory`, so the cache wraps the directory, hooks depend on neither, and tests or future
 backends plug in without subclassing. :class:`UserQuery` is frozen and hashable because it is the cache key.
+
+Standard library only: the vocabulary of answers (:class:`PasswordCheck`, :class:`BindRefusal`) lives here
+too, so that whoever reads an answer needs neither ldap3 nor the module that produces it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from enum import StrEnum
+from typing import Literal, Protocol
 
 from service.directory.entry import DirectoryEntry, Membership
-
-if TYPE_CHECKING:
-    from service.directory.client import PasswordCheck
 
 #: Where an answer came from when a cache stands in front of the directory: ``hit`` (fresh entry),
 #: ``negative_hit`` (fresh "no such user"), ``miss`` (asked the directory), ``stale`` (the directory
@@ -32,7 +33,8 @@ class UserQuery:
 
     #: Stripped and lower-cased: the match attributes used for Okta logins (``uid``, ``mail``,
     #: ``sAMAccountName``, ``userPrincipalName``) compare case-insensitively in LDAP, so ``Alice@x`` and
-    #: ``alice@x`` are one user and one cache entry.
+    #: ``alice@x`` are one user and one cache entry. With ``compared``, the directory's search value
+    #: (:meth:`UserDirectory.search_value`: with ``strip_domains``, the local part).
     identifier: str
     #: Attributes the hook's mapping reads from the user entry.
     attributes: frozenset[str]
@@ -41,6 +43,11 @@ class UserQuery:
     #: The group memberships read with the entry (``direct``, ``nested``): part of the key, so an entry
     #: read without the nested walk never answers a query that needs nested groups.
     groups: frozenset[Membership] = frozenset()
+    #: ``identifier`` is the search value already (:meth:`with_value`): the cache keys on the query as it
+    #: is and the directory escapes it as it is, so the value is computed once per request, by the
+    #: hook. False for an identifier as Okta sent it (:meth:`of`, :meth:`with_identifier`): the first
+    #: directory or cache it reaches computes the value (:func:`search_query`).
+    compared: bool = False
 
     @classmethod
     def of(
@@ -56,9 +63,22 @@ class UserQuery:
         """The same attributes and groups for another user: hooks build their template once."""
         return UserQuery(normalise(identifier), self.attributes, self.resolve, self.groups)
 
+    def with_value(self, value: str) -> UserQuery:
+        """The same attributes and groups for ``value``, what :meth:`UserDirectory.search_value` gave."""
+        return UserQuery(value, self.attributes, self.resolve, self.groups, compared=True)
+
 
 def normalise(identifier: str) -> str:
     return identifier.strip().lower()
+
+
+def search_query(query: UserQuery, search_value: Callable[[str], str | None]) -> UserQuery | None:
+    """``query`` with the value the directory compares: as it is when the value was computed already,
+    else with ``search_value`` of its identifier; None when that can match nobody."""
+    if query.compared:
+        return query
+    value = search_value(query.identifier)
+    return None if value is None else query.with_value(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +93,42 @@ class LookupResult:
     error_kind: str | None = None
 
 
+class BindRefusal(StrEnum):
+    """Why the directory refused a person's password: the metric's ``reason`` label."""
+
+    INVALID_CREDENTIALS = "invalid_credentials"
+    NOT_PERMITTED_NOW = "not_permitted_now"
+    WORKSTATION = "workstation"
+    PASSWORD_EXPIRED = "password_expired"
+    ACCOUNT_DISABLED = "account_disabled"
+    ACCOUNT_EXPIRED = "account_expired"
+    MUST_CHANGE_PASSWORD = "must_change_password"
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    """The result of :meth:`CredentialDirectory.verify_password`: whether the user exists, and when it
+    does, None for the right password or why the bind was refused."""
+
+    found: bool
+    refusal: BindRefusal | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.found and self.refusal is None
+
+
 class UserDirectory(Protocol):
     def search_value(self, identifier: str) -> str | None:
-        """What the directory compares with its match attribute for ``identifier`` (its local part with
-        ``user_search.strip_domains``); None when it can match nobody, so callers need not ask."""
+        """What the directory compares with its match attribute for ``identifier`` (stripped and
+        lower-cased; its local part with ``user_search.strip_domains``); None when it can match nobody,
+        so callers need not ask. Asked once per request: :meth:`UserQuery.with_value` carries it on."""
         ...
 
     async def find_user(self, query: UserQuery, deadline: float, start_by: float | None = None) -> LookupResult:
-        """The one entry matching ``query``, within ``deadline`` (a :func:`time.monotonic` instant).
+        """The one entry matching ``query`` (none when its identifier can match nobody), within
+        ``deadline`` (a :func:`time.monotonic` instant).
 
         ``start_by`` is the latest instant a directory lookup may start and still finish in time: past
         it (counting the wait for a worker thread), the directory raises ``DeadlineExceeded("queue")`` at
@@ -99,7 +147,7 @@ class CredentialDirectory(Protocol):
         """As :meth:`UserDirectory.search_value`."""
         ...
 
-    async def verify_password(self, identifier: str, password: str, deadline: float) -> PasswordCheck:
-        """Find the user with the service account, then bind as them with ``password`` on a connection
-        of its own. Raises like :meth:`UserDirectory.find_user`."""
+    async def verify_password(self, query: UserQuery, password: str, deadline: float) -> PasswordCheck:
+        """Find the user ``query`` names with the service account, then bind as them with ``password``
+        on a connection of its own. Raises like :meth:`UserDirectory.find_user`."""
         ...

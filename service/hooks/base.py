@@ -178,15 +178,16 @@ class EnrichingHook:
         identifier = event.subject.pick(self.settings.subject)
         started = time.monotonic()
         refusal = identifier_refusal(identifier)
-        if refusal is None and self._directory.search_value(identifier) is None:
-            refusal = IdentifierRefusal.OUTSIDE_DOMAINS
-        if refusal is not None:  # no lookup at all: the directory cannot be trusted to compare it
+        # The value the directory compares, computed once for the request: the query carries it on.
+        value = self._directory.search_value(identifier) if refusal is None else None
+        if value is None:  # no lookup at all: the directory cannot be trusted to compare it
+            refusal = refusal or IdentifierRefusal.OUTSIDE_DOMAINS
             return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, refusal=refusal)
         deadline = received_at + self.settings.deadline_seconds
         # A lookup started after this could not finish in time: the directory sheds it (stage "queue").
         start_by = deadline - self.settings.min_lookup_seconds
         try:
-            lookup = await self._directory.find_user(self._query.with_identifier(identifier), deadline, start_by)
+            lookup = await self._directory.find_user(self._query.with_value(value), deadline, start_by)
         except DeadlineExceeded as exceeded:
             return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage=exceeded.stage)
         except DirectoryError as error:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from service.directory import CredentialDirectory, DeadlineExceeded, DirectoryConfig, DirectoryError
+from service.directory import CredentialDirectory, DeadlineExceeded, DirectoryConfig, DirectoryError, UserQuery
 from service.hooks.base import HookKind, HookTypeRef, Wiring
 from service.hooks.config import DirectoryProblem, HookSettings
 from service.hooks.result import CredentialResult, HookResult
@@ -90,6 +90,9 @@ VERIFICATION_REASONS: dict[str, tuple[str, ...]] = {
     "error": ("deadline", "directory_error", "internal_error"),
 }
 
+#: The search before the bind reads no attribute: it only finds the one entry to bind as.
+_NO_ATTRIBUTES = UserQuery("", frozenset())
+
 
 class PasswordImportHook:
     """The step of the ``password_import`` hook type: event in, VERIFIED or UNVERIFIED out, in time."""
@@ -109,9 +112,10 @@ class PasswordImportHook:
         started = time.monotonic()
         identifier = event.subject.pick(self.settings.subject)
         refusal = identifier_refusal(identifier)
-        if refusal is None and self._directory.search_value(identifier) is None:
-            refusal = IdentifierRefusal.OUTSIDE_DOMAINS
-        if refusal is not None:
+        # The value the directory compares, computed once for the request: the query carries it on.
+        value = self._directory.search_value(identifier) if refusal is None else None
+        if value is None:
+            refusal = refusal or IdentifierRefusal.OUTSIDE_DOMAINS
             return _result(
                 event, Outcome.REFUSED_IDENTIFIER, "unverified", "refused_identifier", started, refusal=refusal
             )
@@ -122,7 +126,7 @@ class PasswordImportHook:
         if deadline - started < self.settings.min_lookup_seconds:
             return _result(event, Outcome.FALLBACK_DEADLINE, "error", "deadline", started, stage="queue")
         try:
-            check = await self._directory.verify_password(identifier, password, deadline)
+            check = await self._directory.verify_password(_NO_ATTRIBUTES.with_value(value), password, deadline)
         except DeadlineExceeded as exceeded:
             return _result(event, Outcome.FALLBACK_DEADLINE, "error", "deadline", started, stage=exceeded.stage)
         except DirectoryError as error:
