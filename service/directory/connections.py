@@ -75,9 +75,17 @@ class Connection:
     reused: bool = False
 
 
-def new_connection(server: Server, config: DirectoryConfig, user: str | None, password: str | None) -> ldap3.Connection:
+def new_connection(
+    server: Server, config: DirectoryConfig, user: str | None, password: bytes | None
+) -> ldap3.Connection:
     """An unopened ldap3 connection to ``server`` as ``user``: the service account's pooled ones and a
-    person's own for a password check are made alike."""
+    person's own for a password check are made alike.
+
+    ``password`` is bytes, sent as they are: a simple bind's credentials are an octet string (RFC 4511)
+    that the directory alone compares. Given a ``str``, ldap3 runs SASLprep (RFC 4013) on it first
+    (NFKC, a no-break space made a space, soft hyphens and variation selectors dropped; control,
+    private-use and mixed-direction text refused with an exception), which checks other bytes than the
+    person typed. ``user`` (a DN) is sent as its UTF-8 bytes: ldap3 leaves a bind's name alone."""
     return ldap3.Connection(
         server.ldap3_server(),
         user=user,
@@ -133,7 +141,9 @@ class ConnectionPool:
 
     def __init__(self, config: DirectoryConfig, password: str, observer: DirectoryObserver) -> None:
         self._config = config
-        self._password = password
+        # Exactly the bytes read (see new_connection). Settings refuse a password that is not UTF-8:
+        # ldap3 decodes each request it sends as UTF-8 text, to keep it on the connection.
+        self._password = password.encode("utf-8")
         self._observer = observer
         self.servers = [Server(address, config) for address in config.servers]
         self._idle: list[Connection] = []
