@@ -291,3 +291,28 @@ def test_host_name_not_in_the_certificate_is_refused(slapd: Slapd) -> None:
         assert raised.value.kind == "tls"
     with opened(slapd.ldaps_url.replace("127.0.0.1", "localhost"), ca_file=str(slapd.ca_file)) as good:
         assert find(good, "rosario.jones@example.com") is not None
+
+
+# -- DNs and filter values reach the directory as they are ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "base_dn",
+    [
+        "ou=people, dc=example, dc=com",  # spaces after the commas, as Active Directory tools write them
+        "2.5.4.11=people,dc=example,dc=com",  # an attribute type by its OID (RFC 4514)
+    ],
+)
+def test_a_base_dn_is_sent_as_configured(slapd: Slapd, base_dn: str) -> None:
+    """ldap3's check_names ran every search base through its own DN parser (safe_dn), which refused
+    both (every lookup failed, kind "other"); it also escaped others into other DNs (a BER value
+    "#04..." made text). The directory reads both as ou=people."""
+    search = UserSearch(base_dn=base_dn, filter="(objectClass=inetOrgPerson)")
+    config = DirectoryConfig(urls=(slapd.url,), user_search=search, bind_dn=SERVICE_BIND_DN, bind_password_env="X")
+    directory = Directory(config, SERVICE_BIND_PASSWORD)
+    try:
+        entry = find(directory, "rosario.jones@example.com")
+        assert entry is not None and entry.values("title") == ("Senior Software Engineer",)
+        assert entry.resolved("uid=carol.chen,ou=people,dc=example,dc=com", "mail") == ("carol.chen@example.com",)
+    finally:
+        directory.close()

@@ -102,6 +102,11 @@ def new_connection(
         return_empty_attributes=False,
         auto_referrals=False,
         auto_escape=False,  # the filter value is escaped once, by the caller; never again
+        # With check_names ldap3 rewrites every search base through its own DN parser (safe_dn), which
+        # refuses valid DNs ("ou=People, dc=example, dc=com", "2.5.4.11=people,...") and changes the
+        # meaning of others (a BER "#04..." value escaped into text). There is no schema to check names
+        # against (get_info=NONE): the DNs go to the directory as configured or as it returned them.
+        check_names=False,
     )
 
 
