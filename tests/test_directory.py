@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from conftest import HangingServer
+from wire_support import RecordingRelay
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port, make_ca
 from service.directory import DeadlineExceeded, Directory, DirectoryConfig, DirectoryError, UserQuery, UserSearch
-from service.directory.connections import Server, new_connection, open_session, run_bind
+from service.directory.connections import Server, filter_value, new_connection, open_session, run_bind
 
 ATTRIBUTES = frozenset({"mail", "title", "departmentnumber", "manager", "memberof"})
 RESOLVE = {"manager": frozenset({"mail"})}
@@ -316,3 +318,32 @@ def test_a_base_dn_is_sent_as_configured(slapd: Slapd, base_dn: str) -> None:
         assert entry.resolved("uid=carol.chen,ou=people,dc=example,dc=com", "mail") == ("carol.chen@example.com",)
     finally:
         directory.close()
+
+
+def test_filter_values_are_escaped_once_to_their_exact_bytes() -> None:
+    assert filter_value("cn=R&D\\2C Europe") == "cn=R&D\\5c2C Europe"
+    assert filter_value("*)(uid=*\x00") == "\\2a\\29\\28uid=\\2a\\00"
+    assert filter_value(" a b\t") == "\\20a b\\09"
+    assert filter_value("a\u00a0\u2003") == "a\\c2\\a0\\e2\\80\\83"
+    assert filter_value("zoë") == "zoë"  # sent as its UTF-8 bytes by ldap3 itself
+
+
+def test_the_filter_on_the_wire_holds_the_value_as_given(slapd: Slapd) -> None:
+    """Read on the wire (a recording relay): NFC and NFD forms of one address, each sent as its own
+    UTF-8 bytes (never normalized into the other), and whitespace at the ends of a value kept, which
+    ldap3 strips from every assertion value it parses (Python's str.strip). What the directory makes
+    of them is its own matching: slapd's string preparation (RFC 4518) maps a no-break space or an em
+    space to a space and ignores it at the ends, so these still find Alice, which is why the hooks
+    refuse such identifiers before any lookup."""
+    nfc = "zoë.ångström@example.com"
+    nfd = unicodedata.normalize("NFD", nfc)
+    spaced = ["alice.wong@example.com\u00a0", "\u2003alice.wong@example.com", "alice.wong@example.com\x1f"]
+    with RecordingRelay(slapd.port) as relay, opened(relay.url) as directory:
+        # lookup(), not find_user(): a hook's UserQuery already trims and lower-cases the identifier
+        assert directory.lookup(nfc, frozenset(), {}) is None and directory.lookup(nfd, frozenset(), {}) is None
+        for identifier in spaced:
+            directory.lookup(identifier, frozenset(), {})
+        sent = relay.sent
+    assert nfc != nfd and sent.count(nfc.encode()) == 1 and sent.count(nfd.encode()) == 1
+    for identifier in spaced:
+        assert sent.count(identifier.encode()) == 1, ascii(identifier)

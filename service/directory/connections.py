@@ -9,6 +9,7 @@ methods run in worker threads.
 from __future__ import annotations
 
 import math
+import re
 import socket
 import ssl
 import threading
@@ -101,13 +102,31 @@ def new_connection(
         raise_exceptions=False,
         return_empty_attributes=False,
         auto_referrals=False,
-        auto_escape=False,  # the filter value is escaped once, by the caller; never again
+        auto_escape=False,  # the filter value is escaped once, by the caller (filter_value); never again
         # With check_names ldap3 rewrites every search base through its own DN parser (safe_dn), which
         # refuses valid DNs ("ou=People, dc=example, dc=com", "2.5.4.11=people,...") and changes the
         # meaning of others (a BER "#04..." value escaped into text). There is no schema to check names
         # against (get_info=NONE): the DNs go to the directory as configured or as it returned them.
         check_names=False,
     )
+
+
+#: What RFC 4515 requires escaping in an assertion value, and whitespace at either end of it.
+_FILTER_ESCAPED = re.compile(r"[\\*()\x00]|\A\s+|\s+\Z")
+
+
+def filter_value(value: str) -> str:
+    """``value`` escaped for a filter string handed to ldap3, which turns each ``\\XX`` back into
+    that byte: the directory gets exactly the UTF-8 bytes of ``value``. Applied once, by whoever builds
+    the filter. Besides RFC 4515's five characters, whitespace at either end is escaped too: ldap3
+    strips every assertion value it parses (Python's ``str.strip``, Unicode whitespace: a no-break
+    space, an em space, the separators \\x1c-\\x1f), so ``"alice@example.com\\u00a0"`` would be sent
+    as ``"alice@example.com"``."""
+    return _FILTER_ESCAPED.sub(_escape_bytes, value)
+
+
+def _escape_bytes(match: re.Match[str]) -> str:
+    return "".join(f"\\{byte:02x}" for byte in match.group().encode("utf-8"))
 
 
 def run_search(conn: ldap3.Connection, base: str, query: str, **options: Any) -> tuple[dict[str, Any], list[Any]]:
