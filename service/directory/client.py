@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import ldap3
-from ldap3.utils.conv import escape_filter_chars
 
 from service.directory.config import DirectoryConfig
-from service.directory.connections import Connection, ConnectionPool, run_search
+from service.directory.connections import Connection, ConnectionPool, filter_value, run_search
 from service.directory.credentials import BindRefusal, CredentialChecker
 from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError, Stage
@@ -184,8 +183,7 @@ class Directory:
             # hooks refuse such identifiers before any lookup; whoever calls, none is ever sent.
             return None
         # RFC 4515 escaping, applied exactly once, here and nowhere else.
-        escaped: str = escape_filter_chars(value)
-        return self._filter_prefix + escaped + "))"
+        return self._filter_prefix + filter_value(value) + "))"
 
     async def start_background(self) -> asyncio.Task[None]:
         """Prewarm the pool and start checking every server periodically."""
