@@ -167,9 +167,22 @@ def load_secrets(settings: Settings, environ: Mapping[str, str] = os.environ) ->
     bind_password = ""
     if directory.bind_password_env:
         bind_password = _from_env(environ, directory.bind_password_env, "directory.bind_password_env")
+        if not _is_utf8(bind_password):
+            # The bind sends the password's exact bytes, which ldap3 can only do for UTF-8 text.
+            raise ConfigError(f"directory.bind_password_env: {directory.bind_password_env} is not UTF-8 text")
     elif directory.bind_password_file:
         bind_password = _from_file(directory.bind_password_file, "directory.bind_password_file")
     return Secrets(tuple(hook_secrets), bind_password)
+
+
+def _is_utf8(value: str) -> bool:
+    """Whether ``value`` came from UTF-8 bytes (POSIX environment bytes that are not UTF-8 reach Python
+    as lone surrogate escapes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _from_env(environ: Mapping[str, str], name: str, key: str) -> str:

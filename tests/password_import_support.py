@@ -36,19 +36,63 @@ PASSWORDS = {
 }
 
 
-def ssha(password: str) -> str:
+#: Passwords whose bytes SASLprep (RFC 4013) changes or refuses, which ldap3 applies to a ``str``
+#: password: name -> password. Each is stored for ``form.<name>`` (no lockout: it takes the wrong
+#: variants) and ``lock.<name>`` (locked after MAX_FAILURES failed binds: it takes the right one).
+EXACT_FORMS = {
+    "nbsp": "correct\u00a0horse",  # SASLprep: a space
+    "nfd": "cafe\u0301 au lait",  # NFKC: café
+    "fullwidth": "\uff30assword",  # NFKC: Password
+    "soft_hyphen": "pass\u00adword",  # SASLprep: dropped
+    "rtl": "secret \u05e1\u05d5\u05d3",  # left-to-right and right-to-left text: refused
+    "private_use": "pass\ue000word",  # refused
+    "controls": "tab\there\x1b[0m\x7f",  # refused
+    "nul": "before\x00after",  # refused; slapd compares every octet
+}
+
+#: People whose DN ldap3 or a careless client could rewrite (escaped comma and plus, trailing and
+#: leading escaped spaces, a leading '#', NFD text): uid value -> mail. Their password is RIGHT.
+AWKWARD_DNS = {
+    "dupont, jean+x": "awkward.comma@example.com",
+    "trailing ": "awkward.trailing@example.com",
+    " leading": "awkward.leading@example.com",
+    "#hash": "awkward.hash@example.com",
+    "zoe\u0308 nfd": "awkward.nfd@example.com",
+    "semi;colon=eq": "awkward.semicolon@example.com",
+}
+
+
+def ssha(password: str | bytes) -> str:
     salt = os.urandom(8)
-    digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
+    secret = password.encode("utf-8") if isinstance(password, str) else password
+    digest = hashlib.sha1(secret + salt).digest()
     return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")
 
 
-def _person(uid: str, mail: str, password: str | None, policy: bool = False) -> str:
+def rdn_value(value: str) -> str:
+    """``value`` escaped for a DN (RFC 4514): what slapd returns for it, too."""
+    escaped = "".join(f"\\{c}" if c in ',+"\\<>;=' else c for c in value)
+    if escaped.startswith((" ", "#")):
+        escaped = "\\" + escaped
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return escaped
+
+
+def _ldif_line(name: str, value: str) -> str:
+    """One LDIF line, base64 when the value is not plain ASCII or has spaces at its ends."""
+    if value.isascii() and value.isprintable() and value == value.strip() and not value.startswith((":", "<")):
+        return f"{name}: {value}"
+    return f"{name}:: {base64.b64encode(value.encode('utf-8')).decode('ascii')}"
+
+
+def _person(uid: str, mail: str, password: str | bytes | None, policy: bool = False) -> str:
     lines = [
-        f"dn: uid={uid},{PEOPLE}",
+        _ldif_line("dn", f"uid={rdn_value(uid)},{PEOPLE}"),
         "objectClass: inetOrgPerson",
-        f"uid: {uid}",
-        f"cn: {uid}",
-        f"sn: {uid}",
+        _ldif_line("uid", uid),
+        _ldif_line("cn", uid),
+        _ldif_line("sn", uid),
         f"mail: {mail}",
     ]
     if password is not None:
@@ -69,6 +113,12 @@ def password_ldif() -> str:
         # two entries with one mail: whose password would it be?
         _person("twin.one", "twin@example.com", RIGHT),
         _person("twin.two", "twin@example.com", RIGHT),
+        *(_person(f"form.{name}", f"form.{name}@example.com", password) for name, password in EXACT_FORMS.items()),
+        *(
+            _person(f"lock.{name}", f"lock.{name}@example.com", password, policy=True)
+            for name, password in EXACT_FORMS.items()
+        ),
+        *(_person(uid, mail, RIGHT) for uid, mail in AWKWARD_DNS.items()),
     ]
     policy = (
         f"dn: {POLICY_DN}\n"

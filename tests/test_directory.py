@@ -4,7 +4,9 @@ connection reuse."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from conftest import HangingServer
+from wire_support import RecordingRelay
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port, make_ca
 from service.directory import DeadlineExceeded, Directory, DirectoryConfig, DirectoryError, UserQuery, UserSearch
-from service.directory.connections import Server, new_connection, open_session, run_bind
+from service.directory.connections import Server, filter_value, new_connection, open_session, run_bind
 
 ATTRIBUTES = frozenset({"mail", "title", "departmentnumber", "manager", "memberof"})
 RESOLVE = {"manager": frozenset({"mail"})}
@@ -117,7 +120,7 @@ def test_no_password_stays_on_a_bound_connection(slapd: Slapd) -> None:
     config = DirectoryConfig(urls=(slapd.url,), user_search=search, bind_dn=SERVICE_BIND_DN, bind_password_env="X")
     server = Server(config.servers[0], config)
     for password, bound in ((SERVICE_BIND_PASSWORD, True), ("a-wrong-password", False)):
-        conn = new_connection(server, config, SERVICE_BIND_DN, password)
+        conn = new_connection(server, config, SERVICE_BIND_DN, password.encode())
         open_session(conn, config)
         try:
             assert run_bind(conn)[0] is bound
@@ -291,3 +294,73 @@ def test_host_name_not_in_the_certificate_is_refused(slapd: Slapd) -> None:
         assert raised.value.kind == "tls"
     with opened(slapd.ldaps_url.replace("127.0.0.1", "localhost"), ca_file=str(slapd.ca_file)) as good:
         assert find(good, "rosario.jones@example.com") is not None
+
+
+# -- DNs and filter values reach the directory as they are ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "base_dn",
+    [
+        "ou=people, dc=example, dc=com",  # spaces after the commas, as Active Directory tools write them
+        "2.5.4.11=people,dc=example,dc=com",  # an attribute type by its OID (RFC 4514)
+    ],
+)
+def test_a_base_dn_is_sent_as_configured(slapd: Slapd, base_dn: str) -> None:
+    """ldap3's check_names ran every search base through its own DN parser (safe_dn), which refused
+    both (every lookup failed, kind "other"); it also escaped others into other DNs (a BER value
+    "#04..." made text). The directory reads both as ou=people."""
+    search = UserSearch(base_dn=base_dn, filter="(objectClass=inetOrgPerson)")
+    config = DirectoryConfig(urls=(slapd.url,), user_search=search, bind_dn=SERVICE_BIND_DN, bind_password_env="X")
+    directory = Directory(config, SERVICE_BIND_PASSWORD)
+    try:
+        entry = find(directory, "rosario.jones@example.com")
+        assert entry is not None and entry.values("title") == ("Senior Software Engineer",)
+        assert entry.resolved("uid=carol.chen,ou=people,dc=example,dc=com", "mail") == ("carol.chen@example.com",)
+    finally:
+        directory.close()
+
+
+def test_filter_values_are_escaped_once_to_their_exact_bytes() -> None:
+    assert filter_value("cn=R&D\\2C Europe") == "cn=R&D\\5c2C Europe"
+    assert filter_value("*)(uid=*\x00") == "\\2a\\29\\28uid=\\2a\\00"
+    assert filter_value(" a b\t") == "\\20a b\\09"
+    assert filter_value("a\u00a0\u2003") == "a\\c2\\a0\\e2\\80\\83"
+    assert filter_value("zoë") == "zoë"  # sent as its UTF-8 bytes by ldap3 itself
+
+
+def test_the_filter_on_the_wire_holds_the_value_as_given(slapd: Slapd) -> None:
+    """Read on the wire (a recording relay): NFC and NFD forms of one address, each sent as its own
+    UTF-8 bytes (never normalized into the other), and whitespace at the ends of a value kept, which
+    ldap3 strips from every assertion value it parses (Python's str.strip). What the directory makes
+    of them is its own matching: slapd's string preparation (RFC 4518) maps a no-break space or an em
+    space to a space and ignores it at the ends, so these still find Alice, which is why the hooks
+    refuse such identifiers before any lookup."""
+    nfc = "zoë.ångström@example.com"
+    nfd = unicodedata.normalize("NFD", nfc)
+    spaced = ["alice.wong@example.com\u00a0", "\u2003alice.wong@example.com", "alice.wong@example.com\x1f"]
+    with RecordingRelay(slapd.port) as relay, opened(relay.url) as directory:
+        # lookup(), not find_user(): a hook's UserQuery already trims and lower-cases the identifier
+        assert directory.lookup(nfc, frozenset(), {}) is None and directory.lookup(nfd, frozenset(), {}) is None
+        for identifier in spaced:
+            directory.lookup(identifier, frozenset(), {})
+        sent = relay.sent
+    assert nfc != nfd and sent.count(nfc.encode()) == 1 and sent.count(nfd.encode()) == 1
+    for identifier in spaced:
+        assert sent.count(identifier.encode()) == 1, ascii(identifier)
+
+
+@pytest.mark.parametrize("start_tls", [True, False])
+def test_requests_are_not_held_back_by_nagle(slapd: Slapd, start_tls: bool) -> None:
+    """TCP_NODELAY on every directory socket, TLS or not: with Nagle's algorithm, the bind after a
+    TLS 1.3 handshake waited for slapd's delayed ACK (43 ms against 2.6 ms, bench/password_timing.py)."""
+    url = slapd.url if start_tls else slapd.ldaps_url
+    search = UserSearch(base_dn="ou=people,dc=example,dc=com")
+    config = DirectoryConfig(urls=(url,), user_search=search, start_tls=start_tls, ca_file=str(slapd.ca_file))
+    conn = new_connection(Server(config.servers[0], config), config, None, None)
+    open_session(conn, config)
+    try:
+        assert conn.socket.version() is not None  # TLS: the socket ldap3 writes to is the TLS one
+        assert conn.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        conn.unbind()

@@ -15,14 +15,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import ldap3
 import pytest
-from conftest import SECRET, service_config
+from conftest import SECRET, directory_config, service_config
 from hostile_support import HOOK_PATHS, InProcessService, captured_logs, event_for, in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
+from ldap3.core.exceptions import LDAPSASLPrepError
+from ldap3.protocol.sasl.sasl import sasl_prep
 from oauth_support import AUDIENCE, CLIENT_ID, SCOPE, IssuerServer, SigningKey, claims, signed, with_member
 from okta_spec import example
+from password_import_support import PEOPLE, PolicySlapd, password_event, password_ldif, ssha
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd
 from service.directory import Directory, DirectoryConfig, UserSearch
@@ -39,6 +43,8 @@ GENERATED = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
+
+PASSWORD_PATH = "/hooks/password-import"
 
 #: The demo directory's people, by the mail their entry holds (Mixed.Case is stored in mixed case).
 MAILS = [
@@ -458,3 +464,83 @@ def test_generated_reused_event_ids_get_their_own_answer(service: InProcessServi
         assert reused == commands({**event, "eventId": f"own{next(fresh)}"}), event
 
     run()
+# -- password import: the bytes typed, and nothing else (issue 19, item 1) ----------------------------------
+
+#: Characters that SASLprep (RFC 4013) or Unicode normalization would change or refuse: spaces of
+#: other kinds, characters mapped to nothing, combining marks, right-to-left and bidi controls,
+#: private use, compatibility forms, controls and NUL.
+PASSWORD_ODD = [
+    "\u00a0", "\u2003", "\u3000", "\u00ad", "\u200b", "\u2060", "\ufe0f", "\u180b", "\u0301", "\u0308",
+    "\u05d0", "\u0627", "\u200f", "\u202e", "\ue000", "\U000f0000", "\uff21", "\ufb01", "\u2126", "\x00",
+    "\x07", "\t", "\x1b", "\x7f", "\x85", "\U0001f511",
+]  # fmt: skip
+
+#: Any text Okta could send as a password: JSON strings hold no lone surrogate (the strict parser
+#: refuses them), so neither does this.
+typed_passwords = st.lists(
+    st.sampled_from(PASSWORD_ODD) | st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=24
+).map("".join)
+
+
+@pytest.fixture(scope="module")
+def password_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PolicySlapd, InProcessService]]:
+    """A slapd of this section's own (its passwords are rewritten here) and the password import hook
+    on it over StartTLS."""
+    with PolicySlapd(tmp_path_factory.mktemp("generated-passwords"), password_ldif()) as ldap:
+        directory = directory_config(ldap.url, start_tls=True, ca_file=str(ldap.ca_file))
+        config = {
+            "auth": {"header": "Authorization", "secret_env": ["OKTA_HOOK_SECRET"]},
+            "directory": directory,
+            "hooks": {"password_import": {}},
+            "logging": {"level": "info", "format": "json"},
+        }
+        with in_process(config) as running:
+            yield ldap, running
+
+
+def test_generated_passwords_verify_as_typed_and_never_as_a_variant(
+    password_service: tuple[PolicySlapd, InProcessService],
+) -> None:
+    """Whatever the person's password is, typing it exactly is VERIFIED, typing its NFKC or SASLprep
+    form instead is UNVERIFIED, and neither is ever a directory error. About 60 binds: enough to
+    cover the odd characters, few enough to stay fast."""
+    ldap, service = password_service
+    dn = f"uid=pia.pass,{PEOPLE}"
+    admin = ldap3.Connection(
+        ldap3.Server("127.0.0.1", port=ldap.port), ldap.admin_dn, ldap.admin_password, auto_bind=True
+    )
+    typed: list[str] = []
+
+    def answer(password: str) -> dict[str, Any]:
+        body: dict[str, Any] = service.post_json(PASSWORD_PATH, password_event("pia.pass@example.com", password)).json()
+        return body["debugContext"]
+
+    @settings(GENERATED, max_examples=30)
+    @given(password=typed_passwords)
+    def run(password: str) -> None:
+        typed.append(password)
+        assert admin.modify(dn, {"userPassword": [(ldap3.MODIFY_REPLACE, [ssha(password)])]}), admin.result
+        assert answer(password)["reason"] == "ok", ascii(password)
+        for variant in sorted({unicodedata.normalize("NFKC", password), _sasl_prepped(password)} - {password, ""}):
+            assert answer(variant)["reason"] == "invalid_credentials", (ascii(password), ascii(variant))
+
+    try:
+        with captured_logs() as events:
+            run()
+    finally:
+        admin.unbind()
+    assert len(typed) >= 30
+    assert any(character in password for password in typed for character in ("\x00", "\u00a0", "\u0301"))
+    registry = service.telemetry.metrics.registry
+    errors = [s for m in registry.collect() for s in m.samples if s.name == "okta_hook_ldap_errors_total"]
+    assert sum(sample.value for sample in errors) == 0
+    assert_logs_clean(events, [password for password in typed if len(password) >= 8])
+
+
+def _sasl_prepped(password: str) -> str:
+    """What ldap3 sent for a ``str`` password before issue 19 (empty when SASLprep refused it)."""
+    try:
+        prepared: str = sasl_prep(password)
+    except LDAPSASLPrepError:
+        return ""
+    return prepared

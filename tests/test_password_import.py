@@ -3,9 +3,13 @@ password in a bind as the person, every other answer is UNVERIFIED, and the pass
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
+import unicodedata
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +18,12 @@ import pytest
 import yaml
 from conftest import HangingServer, directory_config
 from hostile_support import InProcessService, captured_logs, in_process
+from ldap3.core.exceptions import LDAPSASLPrepError
+from ldap3.protocol.sasl.sasl import sasl_prep
 from okta_spec import example, validate_response
 from password_import_support import (
+    AWKWARD_DNS,
+    EXACT_FORMS,
     MAX_FAILURES,
     METACHARACTERS,
     NON_ASCII,
@@ -26,14 +34,16 @@ from password_import_support import (
     password_ldif,
 )
 from prometheus_client import generate_latest
+from wire_support import RecordingRelay
 
 from service.demo.slapd import DEMO_USER_PASSWORD, free_port
+from service.directory import Directory, DirectoryConfig, UserQuery, UserSearch
 from service.directory.credentials import BindRefusal, ppolicy_error, refusal_reason
 from service.hooks.password_import import credential_verdict, password_of
 from service.hooks.registry import ANSWERS, HookType
 from service.okta import parse_event
 from service.policy import Answer, FailureAction, FailurePolicy, Outcome, can_deny
-from service.settings import ConfigError, parse_settings
+from service.settings import ConfigError, load_secrets, parse_settings
 
 PATH = "/hooks/password-import"
 USER_BIND = "okta_hook_ldap_operation_duration_seconds_count"
@@ -87,6 +97,16 @@ def user_binds(service: InProcessService) -> float:
     return service.metric(USER_BIND, {"operation": "user_bind"})
 
 
+def ldap_errors(service: InProcessService) -> float:
+    """``okta_hook_ldap_errors_total``, every operation and error type: what OktaHookDirectoryErrors reads."""
+    return sum(
+        sample.value
+        for metric in service.telemetry.metrics.registry.collect()
+        for sample in metric.samples
+        if sample.name == "okta_hook_ldap_errors_total"
+    )
+
+
 # -- the answers ---------------------------------------------------------------------------------------
 
 
@@ -110,6 +130,13 @@ def user_binds(service: InProcessService) -> float:
         ("noel.nopassword@example.com", "", "UNVERIFIED", "empty_password"),
         ("noel.nopassword@example.com", "anything", "UNVERIFIED", "invalid_credentials"),
         ("pia.pass@example.com\x00x", RIGHT, "UNVERIFIED", "refused_identifier"),
+        # look-alikes of the right password that SASLprep (RFC 4013) would turn into it
+        ("pia.pass@example.com", RIGHT + "\u00ad", "UNVERIFIED", "invalid_credentials"),  # soft hyphen
+        ("pia.pass@example.com", "\uff43" + RIGHT[1:], "UNVERIFIED", "invalid_credentials"),  # full-width c
+        ("pia.pass@example.com", RIGHT + "\ufe0f", "UNVERIFIED", "invalid_credentials"),  # variation selector
+        ("pia.pass@example.com", RIGHT.replace(" ", "\u00a0"), "UNVERIFIED", "invalid_credentials"),  # NBSP
+        ("pia.pass@example.com", RIGHT.replace(" ", "\u2003"), "UNVERIFIED", "invalid_credentials"),  # em space
+        ("nina.unicode@example.com", unicodedata.normalize("NFD", NON_ASCII), "UNVERIFIED", "invalid_credentials"),
     ],
 )
 def test_the_directory_judges_the_password(
@@ -181,6 +208,132 @@ def test_ldaps_works_as_well_as_start_tls(ldap: PolicySlapd) -> None:
     with in_process(config(ldap, ldap.ldaps_url, start_tls=False)) as running:
         assert credential(check(running, "pia.pass@example.com", RIGHT)) == "VERIFIED"
         assert credential(check(running, "pia.pass@example.com", "nope")) == "UNVERIFIED"
+
+
+# -- the bytes the person typed, and nothing else ------------------------------------------------------
+
+
+def variants(password: str) -> list[str]:
+    """What a normalizing client would send instead of ``password``: its Unicode normal forms and its
+    SASLprep (RFC 4013) form, where they differ from it."""
+    found = {unicodedata.normalize(form, password) for form in ("NFC", "NFD", "NFKC", "NFKD")}
+    with suppress(LDAPSASLPrepError):
+        found.add(sasl_prep(password))
+    found.discard(password)
+    return sorted(found)
+
+
+def pwd_state(ldap: PolicySlapd, uid: str) -> dict[str, list[Any]]:
+    """ppolicy's failure and lock records on ``uid``'s entry, read as the directory's administrator."""
+    admin = ldap3.Connection(
+        ldap3.Server("127.0.0.1", port=ldap.port), ldap.admin_dn, ldap.admin_password, auto_bind=True
+    )
+    try:
+        admin.search(
+            f"uid={uid},{PEOPLE}", "(objectClass=*)", ldap3.BASE, attributes=["pwdFailureTime", "pwdAccountLockedTime"]
+        )
+        attributes: dict[str, list[Any]] = admin.response[0]["attributes"]
+        return {name: list(values) for name, values in attributes.items()}
+    finally:
+        admin.unbind()
+
+
+@pytest.mark.parametrize("name", sorted(EXACT_FORMS))
+def test_the_exact_bytes_verify_and_every_normalized_variant_does_not(service: InProcessService, name: str) -> None:
+    password, username = EXACT_FORMS[name], f"form.{name}@example.com"
+    errors = ldap_errors(service)
+    assert credential(check(service, username, password)) == "VERIFIED"
+    for variant in variants(password):
+        body = check(service, username, variant)
+        assert credential(body) == "UNVERIFIED", ascii(variant)
+        assert body["debugContext"]["reason"] == "invalid_credentials"
+    assert ldap_errors(service) == errors
+
+
+@pytest.mark.parametrize("name", sorted(EXACT_FORMS))
+def test_the_right_password_moves_no_lockout_counter(ldap: PolicySlapd, service: InProcessService, name: str) -> None:
+    """More right tries than ppolicy tolerates wrong ones: every one VERIFIED, no failure recorded."""
+    for _ in range(MAX_FAILURES + 1):
+        assert credential(check(service, f"lock.{name}@example.com", EXACT_FORMS[name])) == "VERIFIED"
+    assert pwd_state(ldap, f"lock.{name}") == {"pwdFailureTime": [], "pwdAccountLockedTime": []}
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["\x00", RIGHT + "\x00", RIGHT + "\x00junk", "\x07bell", RIGHT + "\x1b", "\u202eevil", "abc\u05d0", "\ue000",
+     "\U0010fffd", "\ufffe"],
+)  # fmt: skip
+def test_what_a_person_types_is_never_a_directory_error(service: InProcessService, password: str) -> None:
+    """Controls, NUL, bidi and private-use characters are the person's to type and the directory's to
+    judge: a wrong one is invalid_credentials (slapd compares every octet, NUL included), never an
+    error that moves OktaHookDirectoryErrors."""
+    errors, directory_errors = ldap_errors(service), counted(service, "error", "directory_error")
+    body = check(service, "pia.pass@example.com", password)
+    assert credential(body) == "UNVERIFIED"
+    assert body["debugContext"]["reason"] == "invalid_credentials"
+    assert (ldap_errors(service), counted(service, "error", "directory_error")) == (errors, directory_errors)
+
+
+@pytest.mark.parametrize("uid", sorted(AWKWARD_DNS))
+def test_a_dn_is_bound_as_the_directory_returned_it(service: InProcessService, uid: str) -> None:
+    """Escaped commas, plus signs and spaces, a leading '#', NFD text in the DN: ldap3 sends a bind's
+    name as it is given (no DN rewriting on a bind), so the right password verifies."""
+    assert credential(check(service, AWKWARD_DNS[uid], RIGHT)) == "VERIFIED"
+    assert credential(check(service, AWKWARD_DNS[uid], RIGHT + "x")) == "UNVERIFIED"
+
+
+def test_the_bind_on_the_wire_holds_the_typed_bytes_and_the_returned_dn(ldap: PolicySlapd) -> None:
+    """Read on the wire (plain LDAP through a recording relay): the bind request carries the UTF-8
+    bytes of the password as typed, never its SASLprep or NFC form, and the DN exactly as slapd sent
+    it (NFD bytes kept)."""
+    typed = EXACT_FORMS["nfd"] + EXACT_FORMS["nbsp"] + EXACT_FORMS["soft_hyphen"]
+    with RecordingRelay(ldap.port) as relay:
+        config = DirectoryConfig(
+            urls=(relay.url,), user_search=UserSearch(PEOPLE), bind_dn=ldap.service_bind_dn, bind_password_env="X"
+        )
+        directory = Directory(config, ldap.service_bind_password)
+        try:
+            for mail in ("awkward.nfd@example.com", "form.nfd@example.com"):
+                check_result = asyncio.run(directory.verify_password(UserQuery.of(mail, frozenset(), {}), typed, time.monotonic() + 5))
+                assert check_result.found and check_result.refusal is BindRefusal.INVALID_CREDENTIALS
+        finally:
+            directory.close()
+        sent = relay.sent
+    assert sent.count(typed.encode("utf-8")) == 2
+    assert unicodedata.normalize("NFC", typed).encode("utf-8") not in sent
+    assert sasl_prep(typed).encode("utf-8") not in sent
+    assert "uid=zoe\u0308 nfd,ou=people,dc=example,dc=com".encode() in sent
+
+
+@pytest.mark.parametrize("name", sorted(EXACT_FORMS))
+def test_the_service_account_password_is_sent_as_its_exact_bytes(ldap: PolicySlapd, name: str) -> None:
+    """The service account's password (environment or file) goes out as it was read."""
+    search = UserSearch(PEOPLE)
+
+    def probe(secret: str) -> str | None:
+        config = DirectoryConfig(
+            urls=(ldap.url,), user_search=search, bind_dn=f"uid=form.{name},{PEOPLE}", bind_password_env="X",
+            start_tls=True, ca_file=str(ldap.ca_file),
+        )  # fmt: skip
+        directory = Directory(config, secret)
+        try:
+            (error,) = directory.probe_servers().values()
+            return None if error is None else error.kind
+        finally:
+            directory.close()
+
+    assert probe(EXACT_FORMS[name]) is None
+    for variant in variants(EXACT_FORMS[name]):
+        assert probe(variant) == "bind_failed"
+
+
+def test_a_service_password_that_is_not_utf8_stops_the_service_naming_the_variable(ldap: PolicySlapd) -> None:
+    """Environment bytes that are not UTF-8 (Latin-1 here) cannot be sent as they are (ldap3 decodes
+    every request as UTF-8 before sending it): refused at startup, never sent as other bytes."""
+    settings = parse_settings(config(ldap))
+    environ = {"OKTA_HOOK_SECRET": "s", "LDAP_BIND_PASSWORD": os.fsdecode(b"caf\xe9-secret")}
+    with pytest.raises(ConfigError, match=r"^directory\.bind_password_env: LDAP_BIND_PASSWORD is not UTF-8 text$"):
+        load_secrets(settings, environ)
 
 
 # -- the directory failing -----------------------------------------------------------------------------

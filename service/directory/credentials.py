@@ -120,11 +120,17 @@ class CredentialChecker:
     def check(self, dn: str, password: str, on_stage: Callable[[Stage], None]) -> BindRefusal | None:
         """None when ``password`` is the password of the entry at ``dn``, else why it was refused.
 
+        The bind carries exactly the UTF-8 bytes of ``password``: nothing normalizes or refuses it on
+        the way (see :func:`new_connection`), so the right password is never refused (nor counted
+        towards a lockout) for a no-break space or a combining accent, no look-alike is accepted in its
+        place, and a NUL or a control character is the directory's to judge, not a client error.
+
         A server that cannot be reached or fails TLS is skipped for the next one (no password was
         sent to it); once a server has answered the bind, its answer is final, right or wrong.
         Raises :class:`DirectoryError` when no server answered."""
         if not password:  # an LDAP simple bind with a DN and no password is an anonymous bind
             return BindRefusal.INVALID_CREDENTIALS
+        secret = password.encode("utf-8")
         now = time.monotonic()
         candidates = [server for server in self._pool.servers if server.available(now)]
         if not candidates:
@@ -132,15 +138,15 @@ class CredentialChecker:
         last: DirectoryError | None = None
         for server in candidates:
             try:
-                return self._bind_on(server, dn, password, on_stage)
+                return self._bind_on(server, dn, secret, on_stage)
             except _NotSent as not_sent:
                 server.mark_down(self._config.server_cooldown_seconds)
                 last = not_sent.error
         assert last is not None
         raise last
 
-    def _bind_on(self, server: Server, dn: str, password: str, on_stage: Callable[[Stage], None]) -> BindRefusal | None:
-        conn = new_connection(server, self._config, dn, password)
+    def _bind_on(self, server: Server, dn: str, secret: bytes, on_stage: Callable[[Stage], None]) -> BindRefusal | None:
+        conn = new_connection(server, self._config, dn, secret)
         try:
             on_stage("connect")
             try:

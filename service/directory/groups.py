@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import ldap3
-from ldap3.utils.conv import escape_filter_chars
 
 from service.directory.config import GroupSearch
-from service.directory.connections import Connection, ConnectionPool, run_search
+from service.directory.connections import Connection, ConnectionPool, filter_value, run_search
 from service.directory.entry import Groups
 from service.directory.errors import DirectoryError, StageReporter
 
@@ -53,12 +52,12 @@ _LDAP_SUCCESS, _LDAP_SIZE_LIMIT, _LDAP_NO_SUCH_OBJECT = 0, 4, 32
 
 def in_chain_filter(member_attribute: str, user_dn: str) -> str:
     """``(member:1.2.840.113556.1.4.1941:=<escaped user DN>)``: every group the user is in, at any depth."""
-    return f"({member_attribute}:{IN_CHAIN_RULE}:={escape_filter_chars(user_dn)})"
+    return f"({member_attribute}:{IN_CHAIN_RULE}:={filter_value(user_dn)})"
 
 
 def member_filter(member_attribute: str, dns: Sequence[str]) -> str:
     """``(member=<dn>)`` for one DN, ``(|(member=<dn1>)(member=<dn2>)...)`` for several."""
-    terms = "".join(f"({member_attribute}={escape_filter_chars(dn)})" for dn in dns)
+    terms = "".join(f"({member_attribute}={filter_value(dn)})" for dn in dns)
     return terms if len(dns) == 1 else f"(|{terms})"
 
 

@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ldap3
-from ldap3.utils.conv import escape_filter_chars
 
 from service.directory.config import DirectoryConfig
-from service.directory.connections import Connection, ConnectionPool, run_search
+from service.directory.connections import Connection, ConnectionPool, filter_value, run_search
 from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import Abandoned, DirectoryError, StageReporter
 from service.directory.groups import DISABLED_ACCOUNT, GroupReader
@@ -57,8 +56,7 @@ class UserLookup:
             # hooks refuse such identifiers before any lookup; whoever calls, none is ever sent.
             return None
         # RFC 4515 escaping, applied exactly once, here and nowhere else.
-        escaped: str = escape_filter_chars(value)
-        return self._filter_prefix + escaped + "))"
+        return self._filter_prefix + filter_value(value) + "))"
 
     def find(self, query: UserQuery, on_stage: StageReporter) -> DirectoryEntry | None:
         """The one entry whose match attribute equals ``query.identifier``, with what ``query`` asks for

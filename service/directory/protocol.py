@@ -31,7 +31,7 @@ class UserQuery:
     cache wraps exactly one directory, so they are not repeated here.
     """
 
-    #: Stripped and lower-cased: the match attributes used for Okta logins (``uid``, ``mail``,
+    #: Lower-cased (:func:`normalise`): the match attributes used for Okta logins (``uid``, ``mail``,
     #: ``sAMAccountName``, ``userPrincipalName``) compare case-insensitively in LDAP, so ``Alice@x`` and
     #: ``alice@x`` are one user and one cache entry. With ``compared``, the directory's search value
     #: (:meth:`UserDirectory.search_value`: with ``strip_domains``, the local part).
@@ -69,7 +69,11 @@ class UserQuery:
 
 
 def normalise(identifier: str) -> str:
-    return identifier.strip().lower()
+    """Lower-cased: the match attributes used for Okta logins compare case-insensitively, so ``Alice@x``
+    and ``alice@x`` are one user and one cache entry. Nothing else is rewritten (no stripping): an
+    identifier with a space anywhere is refused before any lookup (``service.okta.identifiers``), and
+    any other caller's value reaches the directory as given."""
+    return identifier.lower()
 
 
 def search_query(query: UserQuery, search_value: Callable[[str], str | None]) -> UserQuery | None:
@@ -121,8 +125,8 @@ class PasswordCheck:
 
 class UserDirectory(Protocol):
     def search_value(self, identifier: str) -> str | None:
-        """What the directory compares with its match attribute for ``identifier`` (stripped and
-        lower-cased; its local part with ``user_search.strip_domains``); None when it can match nobody,
+        """What the directory compares with its match attribute for ``identifier`` (lower-cased;
+        its local part with ``user_search.strip_domains``); None when it can match nobody,
         so callers need not ask. Asked once per request: :meth:`UserQuery.with_value` carries it on."""
         ...
 

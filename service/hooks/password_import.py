@@ -11,7 +11,8 @@ one, so a directory failure costs one sign-in, never a wrong password let throug
 apart in the ``credential`` result (``unverified`` for the person, ``error`` for the directory).
 
 The password is read from the event here and handed to the directory's bind, nowhere else: it is
-not in the result, the answer, the debugContext, a log line, a span or a metric.
+not in the result, the answer, the debugContext, a log line, a span or a metric. The bind sends its
+exact UTF-8 bytes (no SASLprep, no normalization): the directory alone says whether they are right.
 """
 
 from __future__ import annotations
