@@ -294,7 +294,8 @@ def test_the_bind_on_the_wire_holds_the_typed_bytes_and_the_returned_dn(ldap: Po
         directory = Directory(config, ldap.service_bind_password)
         try:
             for mail in ("awkward.nfd@example.com", "form.nfd@example.com"):
-                check_result = asyncio.run(directory.verify_password(UserQuery.of(mail, frozenset(), {}), typed, time.monotonic() + 5))
+                query = UserQuery.of(mail, frozenset(), {})
+                check_result = asyncio.run(directory.verify_password(query, typed, time.monotonic() + 5))
                 assert check_result.found and check_result.refusal is BindRefusal.INVALID_CREDENTIALS
         finally:
             directory.close()

@@ -56,8 +56,9 @@ class UserSearch:
         object.__setattr__(self, "strip_domains", tuple(domain.lower() for domain in self.strip_domains))
 
     def search_value(self, identifier: str) -> str | None:
-        """What is compared with ``match_attribute`` for ``identifier``: the identifier lower-cased (:func:`~service.directory.protocol.normalise`), or with ``strip_domains`` its local
-        part; None when the identifier is in none of the company's domains. Computed once per request."""
+        """What is compared with ``match_attribute`` for ``identifier``: the identifier lower-cased
+        (:func:`~service.directory.protocol.normalise`), or with ``strip_domains`` its local part; None
+        when the identifier is in none of the company's domains. Computed once per request."""
         identifier = normalise(identifier)
         if not self.strip_domains:
             return identifier
