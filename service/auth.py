@@ -41,7 +41,7 @@ class SecretVerifier:
         if not self._secrets or not all(self._secrets):
             raise ValueError("at least one non-empty hook secret is required")
 
-    def refusal(self, presented: Sequence[str]) -> AuthRefusal | None:
+    def why_refused(self, presented: Sequence[str]) -> AuthRefusal | None:
         """None when the request carries one of the accepted secrets, else why not. ``presented`` is
         every value of the header in the request. Every secret is compared, in constant time, whatever
         matches first, so timing tells nothing about which or how close."""
@@ -77,12 +77,12 @@ class HookAuthenticator:
         self._secret = secret
         self._bearer = bearer
 
-    async def refusal(self, headers: Headers) -> str | None:
+    async def why_refused(self, headers: Headers) -> str | None:
         """None when the call is Okta's, else why not, from a fixed vocabulary: :class:`AuthRefusal`
         for the header secret, :class:`~service.oauth.Rejection` for a bearer token that was tried."""
         secret_refusal: str | None = None
         if self._secret is not None:
-            secret_refusal = self._secret.refusal(headers.getall(self._secret.header, []))
+            secret_refusal = self._secret.why_refused(headers.getall(self._secret.header, []))
             if secret_refusal is None:
                 return None
         if self._bearer is None:

@@ -184,7 +184,7 @@ def _hook_handler(
         context = context_of(request)
         received_at: float = request.received_at if isinstance(request, TimedRequest) else 0.0
         # every value of the header: a repeated one is refused, not resolved by picking one
-        auth_refusal = await verifier.refusal(request.headers)
+        auth_refusal = await verifier.why_refused(request.headers)
         if auth_refusal is not None:
             _refused(context, Outcome.UNAUTHORIZED, auth_refusal)
             return empty(status=401)

@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd
 from service.directory import Directory, DirectoryConfig, UserSearch
-from service.okta import IdentifierRefusal, identifier_refusal
+from service.okta import UnsafeIdentifier, unsafe_identifier
 from service.settings import ConfigError, load_settings, parse_settings
 
 NUL_ALICE = "alice.wong@example.com\u0000rosario"
@@ -87,26 +87,26 @@ def test_a_nul_after_a_real_address_gets_nobody_on_every_hook(service: InProcess
 
 
 HOSTILE_IDENTIFIERS = {
-    "alice.wong@example.com\x00": IdentifierRefusal.CONTROL_CHAR,
-    "alice.wong@example.com\x7f": IdentifierRefusal.CONTROL_CHAR,  # DEL
-    "alice.wong@example.com\x85": IdentifierRefusal.CONTROL_CHAR,  # C1 (NEL)
-    "alice.wong@example.com\n": IdentifierRefusal.CONTROL_CHAR,
-    "alice.wong\u200b@example.com": IdentifierRefusal.CONTROL_CHAR,  # zero-width space (format)
-    "\u202ealice.wong@example.com": IdentifierRefusal.CONTROL_CHAR,  # right-to-left override
-    "alice.wong@example.com\u2028": IdentifierRefusal.CONTROL_CHAR,  # line separator
-    "alice.wong@example.com\ud800": IdentifierRefusal.SURROGATE,
-    "a" * 89 + "@example.com": IdentifierRefusal.TOO_LONG,  # 101 characters
-    " alice.wong@example.com": IdentifierRefusal.WHITESPACE,
-    "alice.wong@example.com ": IdentifierRefusal.WHITESPACE,
-    "alice.wong@example.com\u3000": IdentifierRefusal.WHITESPACE,  # ideographic space
-    "\uff41lice.wong@example.com": IdentifierRefusal.NOT_NORMALIZED,  # full-width a
-    "alice.wong@example.\u33a1": IdentifierRefusal.NOT_NORMALIZED,  # square m: a compatibility character
+    "alice.wong@example.com\x00": UnsafeIdentifier.CONTROL_CHAR,
+    "alice.wong@example.com\x7f": UnsafeIdentifier.CONTROL_CHAR,  # DEL
+    "alice.wong@example.com\x85": UnsafeIdentifier.CONTROL_CHAR,  # C1 (NEL)
+    "alice.wong@example.com\n": UnsafeIdentifier.CONTROL_CHAR,
+    "alice.wong\u200b@example.com": UnsafeIdentifier.CONTROL_CHAR,  # zero-width space (format)
+    "\u202ealice.wong@example.com": UnsafeIdentifier.CONTROL_CHAR,  # right-to-left override
+    "alice.wong@example.com\u2028": UnsafeIdentifier.CONTROL_CHAR,  # line separator
+    "alice.wong@example.com\ud800": UnsafeIdentifier.SURROGATE,
+    "a" * 89 + "@example.com": UnsafeIdentifier.TOO_LONG,  # 101 characters
+    " alice.wong@example.com": UnsafeIdentifier.WHITESPACE,
+    "alice.wong@example.com ": UnsafeIdentifier.WHITESPACE,
+    "alice.wong@example.com\u3000": UnsafeIdentifier.WHITESPACE,  # ideographic space
+    "\uff41lice.wong@example.com": UnsafeIdentifier.NOT_NORMALIZED,  # full-width a
+    "alice.wong@example.\u33a1": UnsafeIdentifier.NOT_NORMALIZED,  # square m: a compatibility character
 }
 
 
 @pytest.mark.parametrize(("identifier", "reason"), HOSTILE_IDENTIFIERS.items(), ids=range(len(HOSTILE_IDENTIFIERS)))
-def test_identifier_refusals(identifier: str, reason: IdentifierRefusal) -> None:
-    assert identifier_refusal(identifier) is reason
+def test_unsafe_identifiers(identifier: str, reason: UnsafeIdentifier) -> None:
+    assert unsafe_identifier(identifier) is reason
 
 
 @pytest.mark.parametrize(
@@ -121,11 +121,11 @@ def test_identifier_refusals(identifier: str, reason: IdentifierRefusal) -> None
     ],
 )
 def test_real_identifiers_pass(identifier: str) -> None:
-    assert identifier_refusal(identifier) is None
+    assert unsafe_identifier(identifier) is None
 
 
 @pytest.mark.parametrize(
-    "identifier", [i for i, r in HOSTILE_IDENTIFIERS.items() if r is not IdentifierRefusal.SURROGATE]
+    "identifier", [i for i, r in HOSTILE_IDENTIFIERS.items() if r is not UnsafeIdentifier.SURROGATE]
 )
 def test_hostile_identifiers_are_never_looked_up(service: InProcessService, identifier: str) -> None:
     """Surrogates cannot arrive through JSON (the body is refused first: see below)."""
@@ -134,7 +134,7 @@ def test_hostile_identifiers_are_never_looked_up(service: InProcessService, iden
     assert answer.status == 200
     diagnostics = unchanged(answer.json())
     assert diagnostics["outcome"] == "refused_identifier"
-    assert diagnostics["reason"] == identifier_refusal(identifier)
+    assert diagnostics["reason"] == unsafe_identifier(identifier)
 
 
 def test_a_refused_identifier_is_denied_like_an_unknown_user_when_the_policy_says_so(slapd: Slapd) -> None:
@@ -369,11 +369,11 @@ def test_the_right_secret_still_works_with_utf8_secrets() -> None:
     from service.auth import AuthRefusal, SecretVerifier
 
     verifier = SecretVerifier("Authorization", ["s\u00e9cret", SECRET])
-    assert verifier.refusal(["s\u00e9cret"]) is None  # Sanic hands over UTF-8 as text
+    assert verifier.why_refused(["s\u00e9cret"]) is None  # Sanic hands over UTF-8 as text
     latin1 = "s\u00e9cret".encode("latin-1").decode(errors="surrogateescape")  # as Sanic decodes it
-    assert verifier.refusal([latin1]) is AuthRefusal.MALFORMED
-    assert verifier.refusal(["s\u00e9cret\x00"]) is AuthRefusal.MALFORMED
-    assert verifier.refusal([SECRET]) is None
+    assert verifier.why_refused([latin1]) is AuthRefusal.MALFORMED
+    assert verifier.why_refused(["s\u00e9cret\x00"]) is AuthRefusal.MALFORMED
+    assert verifier.why_refused([SECRET]) is None
 
 
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -344,10 +344,10 @@ from service.directory import Directory
 
 verify = Directory.verify_password
 
-async def verify_or_crash(self, identifier, *args, **kwargs):
-    if identifier == "planted.bug@example.com":
+async def verify_or_crash(self, query, *args, **kwargs):
+    if query.identifier == "planted.bug@example.com":
         raise RuntimeError("a bug")
-    return await verify(self, identifier, *args, **kwargs)
+    return await verify(self, query, *args, **kwargs)
 
 Directory.verify_password = verify_or_crash
 """

@@ -38,7 +38,7 @@ from wire_support import RecordingRelay
 
 from service.demo.slapd import DEMO_USER_PASSWORD, free_port
 from service.directory import Directory, DirectoryConfig, UserQuery, UserSearch
-from service.directory.credentials import BindRefusal, ppolicy_error, refusal_reason
+from service.directory.credentials import PasswordRejection, ppolicy_error, rejection_reason
 from service.hooks.password_import import credential_verdict, password_of
 from service.hooks.registry import ANSWERS, HookType
 from service.okta import parse_event
@@ -296,7 +296,7 @@ def test_the_bind_on_the_wire_holds_the_typed_bytes_and_the_returned_dn(ldap: Po
             for mail in ("awkward.nfd@example.com", "form.nfd@example.com"):
                 query = UserQuery.of(mail, frozenset(), {})
                 check_result = asyncio.run(directory.verify_password(query, typed, time.monotonic() + 5))
-                assert check_result.found and check_result.refusal is BindRefusal.INVALID_CREDENTIALS
+                assert check_result.found and check_result.rejection is PasswordRejection.INVALID_CREDENTIALS
         finally:
             directory.close()
         sent = relay.sent
@@ -446,7 +446,7 @@ def test_plain_ldap_is_refused_at_startup(ldap: PolicySlapd) -> None:
 )  # fmt: skip
 def test_active_directory_data_codes(message: str, reason: str) -> None:
     """Active Directory is not available here: its documented diagnostic messages are read as they come."""
-    assert refusal_reason({"result": 49, "message": message}) == BindRefusal(reason)
+    assert rejection_reason({"result": 49, "message": message}) == PasswordRejection(reason)
 
 
 @pytest.mark.parametrize(

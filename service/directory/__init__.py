@@ -13,17 +13,16 @@ from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError, StageReporter
 from service.directory.observer import DirectoryObserver, NullObserver
 from service.directory.protocol import (
-    BindRefusal,
     CacheResult,
     CredentialDirectory,
     LookupResult,
     PasswordCheck,
+    PasswordRejection,
     UserDirectory,
     UserQuery,
 )
 
 __all__ = [
-    "BindRefusal",
     "CacheResult",
     "CredentialDirectory",
     "DeadlineExceeded",
@@ -38,6 +37,7 @@ __all__ = [
     "Membership",
     "NullObserver",
     "PasswordCheck",
+    "PasswordRejection",
     "StageReporter",
     "UserDirectory",
     "UserQuery",

@@ -86,7 +86,7 @@ class Directory:
             entry = self._users.find(searched, on_stage)
             if entry is None:
                 return PasswordCheck(found=False)
-            return PasswordCheck(found=True, refusal=self._credentials.check(entry.dn, password, on_stage))
+            return PasswordCheck(found=True, rejection=self._credentials.check(entry.dn, password, on_stage))
 
         return await self._worker.run(work, deadline)
 

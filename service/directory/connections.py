@@ -14,7 +14,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,7 +23,7 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 
 from service.directory.config import DirectoryConfig, ServerAddress
-from service.directory.errors import DirectoryError, ErrorKind, Stage
+from service.directory.errors import DirectoryError, ErrorKind, StageReporter
 from service.directory.observer import DirectoryObserver
 
 T = TypeVar("T")
@@ -184,7 +184,7 @@ class ConnectionPool:
 
     # -- lending ---------------------------------------------------------------------------------
 
-    def acquire(self, on_stage: Callable[[Stage], None]) -> Connection:
+    def acquire(self, on_stage: StageReporter) -> Connection:
         """An idle connection young enough to trust, or a new one (failing over between servers)."""
         too_old = time.monotonic() - self._config.connection_max_age_seconds
         stale: list[Connection] = []
@@ -264,7 +264,7 @@ class ConnectionPool:
 
     # -- opening ---------------------------------------------------------------------------------
 
-    def open(self, on_stage: Callable[[Stage], None]) -> Connection:
+    def open(self, on_stage: StageReporter) -> Connection:
         """Connect and bind to the first available server. A server that cannot be reached is skipped
         for the cooldown; wrong credentials are not a server fault and end the attempt at once."""
         now = time.monotonic()
@@ -307,7 +307,7 @@ class ConnectionPool:
         _close(connection)
         return None
 
-    def _open_on(self, server: Server, on_stage: Callable[[Stage], None]) -> Connection:
+    def _open_on(self, server: Server, on_stage: StageReporter) -> Connection:
         conn = new_connection(server, self._config, self._config.bind_dn or None, self._password or None)
         connection = Connection(server, conn)
         with self._lock:

@@ -6,7 +6,7 @@ account's lockout), and its connection is closed right after. The password is ha
 nothing else: no message, log field, span attribute or exception here ever holds it.
 
 Why a bind was refused is read from what the server says, in a fixed vocabulary
-(:class:`BindRefusal`): Active Directory's "data NNN" code in the diagnostic message, or the password
+(:class:`PasswordRejection`): Active Directory's "data NNN" code in the diagnostic message, or the password
 policy response control (OpenLDAP's ppolicy overlay, draft-behera-ldap-password-policy), which says
 ``accountLocked`` or ``passwordExpired`` when the bind asked for it.
 """
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
 
 from service.directory.config import DirectoryConfig
 from service.directory.connections import ConnectionPool, Server, new_connection, open_session, run_bind
-from service.directory.errors import DirectoryError, Stage
-from service.directory.protocol import BindRefusal
+from service.directory.errors import DirectoryError, StageReporter
+from service.directory.protocol import PasswordRejection
 
 #: Request control of the password policy draft: the server answers it with the account's state.
 PPOLICY_OID = "1.3.6.1.4.1.42.2.27.8.5.1"
@@ -36,34 +36,34 @@ _REFUSED = frozenset({_INVALID_CREDENTIALS, 48, 50, 53})
 #: Active Directory's sub-codes of invalidCredentials (the ``data 52e`` in "AcceptSecurityContext
 #: error, data 52e, v4563"). 525 (no such user) cannot happen after the search found the entry, and is
 #: reported as a wrong password like any unknown code.
-AD_DATA_CODES: Mapping[str, BindRefusal] = {
-    "52e": BindRefusal.INVALID_CREDENTIALS,
-    "530": BindRefusal.NOT_PERMITTED_NOW,
-    "531": BindRefusal.WORKSTATION,
-    "532": BindRefusal.PASSWORD_EXPIRED,
-    "533": BindRefusal.ACCOUNT_DISABLED,
-    "701": BindRefusal.ACCOUNT_EXPIRED,
-    "773": BindRefusal.MUST_CHANGE_PASSWORD,
-    "775": BindRefusal.LOCKED,
+AD_DATA_CODES: Mapping[str, PasswordRejection] = {
+    "52e": PasswordRejection.INVALID_CREDENTIALS,
+    "530": PasswordRejection.NOT_PERMITTED_NOW,
+    "531": PasswordRejection.WORKSTATION,
+    "532": PasswordRejection.PASSWORD_EXPIRED,
+    "533": PasswordRejection.ACCOUNT_DISABLED,
+    "701": PasswordRejection.ACCOUNT_EXPIRED,
+    "773": PasswordRejection.MUST_CHANGE_PASSWORD,
+    "775": PasswordRejection.LOCKED,
 }
 _AD_DATA = re.compile(r"\bdata ([0-9a-fA-F]{3,4})\b")
 
 #: ppolicy's ``error`` enumeration (draft-behera, PasswordPolicyResponseValue).
-_PPOLICY_ERRORS: Mapping[int, BindRefusal] = {
-    0: BindRefusal.PASSWORD_EXPIRED,
-    1: BindRefusal.LOCKED,
-    2: BindRefusal.MUST_CHANGE_PASSWORD,
+_PPOLICY_ERRORS: Mapping[int, PasswordRejection] = {
+    0: PasswordRejection.PASSWORD_EXPIRED,
+    1: PasswordRejection.LOCKED,
+    2: PasswordRejection.MUST_CHANGE_PASSWORD,
 }
 
 
-def refusal_reason(result: Mapping[str, Any]) -> BindRefusal:
+def rejection_reason(result: Mapping[str, Any]) -> PasswordRejection:
     """Why a bind refused with ``result`` (ldap3's result dict) was refused; the message and control
     are read, never kept or repeated."""
     message = result.get("message")
     if isinstance(message, str):
         found = _AD_DATA.search(message)
         if found is not None:
-            return AD_DATA_CODES.get(found.group(1).lower(), BindRefusal.INVALID_CREDENTIALS)
+            return AD_DATA_CODES.get(found.group(1).lower(), PasswordRejection.INVALID_CREDENTIALS)
     controls = result.get("controls")
     control = controls.get(PPOLICY_OID) if isinstance(controls, dict) else None
     value = control.get("value") if isinstance(control, dict) else None
@@ -71,7 +71,7 @@ def refusal_reason(result: Mapping[str, Any]) -> BindRefusal:
         error = ppolicy_error(value)
         if error is not None and error in _PPOLICY_ERRORS:
             return _PPOLICY_ERRORS[error]
-    return BindRefusal.INVALID_CREDENTIALS
+    return PasswordRejection.INVALID_CREDENTIALS
 
 
 def ppolicy_error(value: bytes) -> int | None:
@@ -117,7 +117,7 @@ class CredentialChecker:
         self._config = config
         self._pool = pool
 
-    def check(self, dn: str, password: str, on_stage: Callable[[Stage], None]) -> BindRefusal | None:
+    def check(self, dn: str, password: str, on_stage: StageReporter) -> PasswordRejection | None:
         """None when ``password`` is the password of the entry at ``dn``, else why it was refused.
 
         The bind carries exactly the UTF-8 bytes of ``password``: nothing normalizes or refuses it on
@@ -129,7 +129,7 @@ class CredentialChecker:
         sent to it); once a server has answered the bind, its answer is final, right or wrong.
         Raises :class:`DirectoryError` when no server answered."""
         if not password:  # an LDAP simple bind with a DN and no password is an anonymous bind
-            return BindRefusal.INVALID_CREDENTIALS
+            return PasswordRejection.INVALID_CREDENTIALS
         secret = password.encode("utf-8")
         now = time.monotonic()
         candidates = [server for server in self._pool.servers if server.available(now)]
@@ -145,7 +145,7 @@ class CredentialChecker:
         assert last is not None
         raise last
 
-    def _bind_on(self, server: Server, dn: str, secret: bytes, on_stage: Callable[[Stage], None]) -> BindRefusal | None:
+    def _bind_on(self, server: Server, dn: str, secret: bytes, on_stage: StageReporter) -> PasswordRejection | None:
         conn = new_connection(server, self._config, dn, secret)
         try:
             on_stage("connect")
@@ -161,7 +161,7 @@ class CredentialChecker:
                     return None
                 code = result.get("result")
                 if code in _REFUSED:
-                    return refusal_reason(result)
+                    return rejection_reason(result)
                 raise DirectoryError("server_error", f"bind refused with LDAP result code {code}")
         finally:
             conn.password = None

@@ -4,7 +4,7 @@ The ldap3 :class:`~service.directory.Directory` and the cache in :mod:`service.c
 :class:`UserDirectory`, so the cache wraps the directory, hooks depend on neither, and tests or future
 backends plug in without subclassing. :class:`UserQuery` is frozen and hashable because it is the cache key.
 
-Standard library only: the vocabulary of answers (:class:`PasswordCheck`, :class:`BindRefusal`) lives here
+Standard library only: the vocabulary of answers (:class:`PasswordCheck`, :class:`PasswordRejection`) lives here
 too, so that whoever reads an answer needs neither ldap3 nor the module that produces it.
 """
 
@@ -97,7 +97,7 @@ class LookupResult:
     error_kind: str | None = None
 
 
-class BindRefusal(StrEnum):
+class PasswordRejection(StrEnum):
     """Why the directory refused a person's password: the metric's ``reason`` label."""
 
     INVALID_CREDENTIALS = "invalid_credentials"
@@ -116,11 +116,11 @@ class PasswordCheck:
     does, None for the right password or why the bind was refused."""
 
     found: bool
-    refusal: BindRefusal | None = None
+    rejection: PasswordRejection | None = None
 
     @property
     def verified(self) -> bool:
-        return self.found and self.refusal is None
+        return self.found and self.rejection is None
 
 
 class UserDirectory(Protocol):

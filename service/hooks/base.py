@@ -32,10 +32,10 @@ from service.okta import (
     Document,
     EventShape,
     HookEvent,
-    IdentifierRefusal,
     SubjectReader,
-    identifier_refusal,
+    UnsafeIdentifier,
     no_change,
+    unsafe_identifier,
     with_debug_context,
 )
 from service.policy import Answer, FailurePolicy, HookAnswers, Outcome
@@ -177,12 +177,12 @@ class EnrichingHook:
     async def _answer(self, event: HookEvent, received_at: float) -> HookResult:
         identifier = event.subject.pick(self.settings.subject)
         started = time.monotonic()
-        refusal = identifier_refusal(identifier)
+        unsafe = unsafe_identifier(identifier)
         # The value the directory compares, computed once for the request: the query carries it on.
-        value = self._directory.search_value(identifier) if refusal is None else None
+        value = self._directory.search_value(identifier) if unsafe is None else None
         if value is None:  # no lookup at all: the directory cannot be trusted to compare it
-            refusal = refusal or IdentifierRefusal.OUTSIDE_DOMAINS
-            return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, refusal=refusal)
+            unsafe = unsafe or UnsafeIdentifier.OUTSIDE_DOMAINS
+            return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, unsafe=unsafe)
         deadline = received_at + self.settings.deadline_seconds
         # A lookup started after this could not finish in time: the directory sheds it (stage "queue").
         start_by = deadline - self.settings.min_lookup_seconds
@@ -229,7 +229,7 @@ class EnrichingHook:
         *,
         stage: str | None = None,
         error_kind: str | None = None,
-        refusal: IdentifierRefusal | None = None,
+        unsafe: UnsafeIdentifier | None = None,
         error: Exception | None = None,
         cache: CacheResult | None = None,
     ) -> HookResult:
@@ -238,7 +238,7 @@ class EnrichingHook:
         deny = self._policy.answer(outcome) is Answer.DENY
         body = self._step.denial() if deny else no_change()
         elapsed = time.monotonic() - started
-        diagnostics = _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind, refusal=refusal, cache=cache)
+        diagnostics = _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind, unsafe=unsafe, cache=cache)
         body = with_debug_context(body, diagnostics)
         return HookResult(
             outcome,
@@ -248,7 +248,7 @@ class EnrichingHook:
             denied=deny,
             stage=stage,
             error_kind=error_kind,
-            refusal=refusal,
+            unsafe_identifier=unsafe,
             directory_seconds=elapsed,
             exception=error,
             cache=cache,
@@ -280,7 +280,7 @@ def _diagnostics(
     *,
     stage: str | None = None,
     error_kind: str | None = None,
-    refusal: IdentifierRefusal | None = None,
+    unsafe: UnsafeIdentifier | None = None,
     cache: str | None = None,
 ) -> dict[str, str | int]:
     """What Okta's System Log shows about this answer: fixed vocabularies and a duration, nothing from
@@ -290,8 +290,8 @@ def _diagnostics(
         context["deadlineStage"] = stage
     if error_kind:
         context["error"] = error_kind
-    if refusal:
-        context["reason"] = refusal.value
+    if unsafe:
+        context["reason"] = unsafe.value
     if cache:
         context["cache"] = cache
     return context

@@ -27,12 +27,12 @@ from service.hooks.result import CredentialResult, HookResult
 from service.okta import (
     Document,
     HookEvent,
-    IdentifierRefusal,
     JsonObject,
     Subject,
-    identifier_refusal,
+    UnsafeIdentifier,
     member,
     text,
+    unsafe_identifier,
 )
 from service.policy import Answer, Outcome
 
@@ -112,13 +112,13 @@ class PasswordImportHook:
         """Answer ``event`` within the deadline counted from ``received_at`` (:func:`time.monotonic`)."""
         started = time.monotonic()
         identifier = event.subject.pick(self.settings.subject)
-        refusal = identifier_refusal(identifier)
+        unsafe = unsafe_identifier(identifier)
         # The value the directory compares, computed once for the request: the query carries it on.
-        value = self._directory.search_value(identifier) if refusal is None else None
+        value = self._directory.search_value(identifier) if unsafe is None else None
         if value is None:
-            refusal = refusal or IdentifierRefusal.OUTSIDE_DOMAINS
+            unsafe = unsafe or UnsafeIdentifier.OUTSIDE_DOMAINS
             return _result(
-                event, Outcome.REFUSED_IDENTIFIER, "unverified", "refused_identifier", started, refusal=refusal
+                event, Outcome.REFUSED_IDENTIFIER, "unverified", "refused_identifier", started, unsafe=unsafe
             )
         password = password_of(event)
         if not password:  # a simple bind with a DN and no password is an anonymous bind: never sent
@@ -150,8 +150,8 @@ class PasswordImportHook:
             )
         if not check.found:
             return _result(event, Outcome.NO_MATCH, "unverified", "unknown_user", started)
-        if check.refusal is not None:
-            return _result(event, Outcome.UNVERIFIED, "unverified", check.refusal.value, started)
+        if check.rejection is not None:
+            return _result(event, Outcome.UNVERIFIED, "unverified", check.rejection.value, started)
         return _result(event, Outcome.VERIFIED, "verified", "ok", started)
 
 
@@ -164,7 +164,7 @@ def _result(
     *,
     stage: str | None = None,
     error_kind: str | None = None,
-    refusal: IdentifierRefusal | None = None,
+    unsafe: UnsafeIdentifier | None = None,
     exception: Exception | None = None,
 ) -> HookResult:
     elapsed = time.monotonic() - started
@@ -182,7 +182,7 @@ def _result(
         event.event_id_rejected,
         stage=stage,
         error_kind=error_kind,
-        refusal=refusal,
+        unsafe_identifier=unsafe,
         directory_seconds=elapsed,
         exception=exception,
         credential=credential,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.directory.protocol import CacheResult
-from service.okta import IdentifierRefusal, JsonObject
+from service.okta import JsonObject, UnsafeIdentifier
 from service.policy import Outcome
 
 CredentialResult = Literal["verified", "unverified", "error"]
@@ -36,7 +36,7 @@ class HookResult:
     #: The directory failure kind (``timeout``, ``connect``, ``ambiguous``...).
     error_kind: str | None = None
     #: Why the identifier was not looked up (outcome ``refused_identifier``).
-    refusal: IdentifierRefusal | None = None
+    unsafe_identifier: UnsafeIdentifier | None = None
     directory_seconds: float = 0.0
     #: How the cache answered (``hit``, ``miss``, ``stale``, ``negative_hit``), ``replay`` for an event
     #: answered before (Okta's retry), None with no cache or when no lookup was made.

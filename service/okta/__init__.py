@@ -30,7 +30,7 @@ from service.okta.events import (
     read_json,
     text,
 )
-from service.okta.identifiers import IdentifierRefusal, identifier_refusal
+from service.okta.identifiers import UnsafeIdentifier, unsafe_identifier
 
 __all__ = [
     "ACCESS_TOKEN_MODIFIABLE",
@@ -40,18 +40,18 @@ __all__ = [
     "EventReason",
     "EventShape",
     "HookEvent",
-    "IdentifierRefusal",
     "JsonObject",
     "JsonValue",
     "Subject",
     "SubjectReader",
+    "UnsafeIdentifier",
     "Value",
-    "identifier_refusal",
     "member",
     "no_change",
     "parse_event",
     "pointer",
     "read_json",
     "text",
+    "unsafe_identifier",
     "with_debug_context",
 ]

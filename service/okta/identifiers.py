@@ -23,7 +23,7 @@ MAX_IDENTIFIER_LENGTH = 100
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
-class IdentifierRefusal(StrEnum):
+class UnsafeIdentifier(StrEnum):
     """Why an identifier is not looked up. The values are log fields, ``debugContext`` values and
     metric labels: a fixed vocabulary that never quotes the identifier."""
 
@@ -46,20 +46,20 @@ class IdentifierRefusal(StrEnum):
 _PLAIN = re.compile("[!-~]*")
 
 
-def identifier_refusal(identifier: str) -> IdentifierRefusal | None:
+def unsafe_identifier(identifier: str) -> UnsafeIdentifier | None:
     """Why ``identifier`` must not reach the directory, or None when it may."""
     if len(identifier) > MAX_IDENTIFIER_LENGTH:
-        return IdentifierRefusal.TOO_LONG
+        return UnsafeIdentifier.TOO_LONG
     if _PLAIN.fullmatch(identifier):
         return None
     for character in identifier:
         category = unicodedata.category(character)
         if category == "Cs":
-            return IdentifierRefusal.SURROGATE
+            return UnsafeIdentifier.SURROGATE
         if category in _CONTROL_CATEGORIES:
-            return IdentifierRefusal.CONTROL_CHAR
+            return UnsafeIdentifier.CONTROL_CHAR
         if character.isspace():
-            return IdentifierRefusal.WHITESPACE
+            return UnsafeIdentifier.WHITESPACE
     if unicodedata.normalize("NFKC", identifier) != identifier:
-        return IdentifierRefusal.NOT_NORMALIZED
+        return UnsafeIdentifier.NOT_NORMALIZED
     return None

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 import structlog
 from opentelemetry.trace import TracerProvider
 
-from service.okta import IdentifierRefusal
+from service.okta import UnsafeIdentifier
 from service.policy import DENIAL_REASONS, Outcome
 from service.telemetry.cache import CacheTelemetry
 from service.telemetry.directory import DirectoryTelemetry, current_tracer
@@ -50,7 +50,7 @@ class Telemetry:
                 m.deadline_exceeded.labels(hook_type, stage)
             for limit in GROUP_LIMITS:
                 m.groups_truncated.labels(hook_type, limit)
-            for refusal in IdentifierRefusal:
+            for refusal in UnsafeIdentifier:
                 m.refused_identifiers.labels(hook_type, refusal.value)
             if denies:
                 for reason in DENIAL_REASONS.values():

@@ -178,8 +178,8 @@ class RequestTelemetry:
             metrics.groups_truncated.labels(hook_type, "walk_bound").inc()
         if result.credential is not None:
             metrics.password_verifications.labels(result.credential, result.credential_reason or "").inc()
-        if result.refusal is not None:
-            metrics.refused_identifiers.labels(hook_type, result.refusal.value).inc()
+        if result.unsafe_identifier is not None:
+            metrics.refused_identifiers.labels(hook_type, result.unsafe_identifier.value).inc()
 
 
 def _log_hook_request(
@@ -208,7 +208,7 @@ def _log_hook_request(
         )
         return
     exception = result.exception
-    refusal = result.refusal
+    unsafe = result.unsafe_identifier
     # a bug answered with a fallback: the same line, at error level, with the traceback (type and
     # frames only: see telemetry.logs.safe_traceback)
     (log.info if exception is None else log.error)(
@@ -218,7 +218,7 @@ def _log_hook_request(
         event_id_rejected=result.event_id_rejected or None,
         hook_type=hook_type,
         outcome=outcome.value if outcome else None,
-        reason=reason or (refusal.value if refusal is not None else None),
+        reason=reason or (unsafe.value if unsafe is not None else None),
         status=status,
         denied=result.denied,
         stage=result.stage,
