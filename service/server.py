@@ -31,6 +31,7 @@ from sanic.exceptions import (
     SanicException,
 )
 from sanic.handlers import ErrorHandler
+from sanic.http import Http
 from sanic.http.constants import Stage
 from sanic.models.protocol_types import TransportProtocol
 from sanic.response import BaseHTTPResponse, text
@@ -40,6 +41,7 @@ from service.auth import HookAuthenticator, SecretVerifier
 from service.cache import CachedDirectory, CachePolicy
 from service.directory import Directory, UserDirectory
 from service.hooks import Hook
+from service.http_framing import check_request_head
 from service.json_text import encoder
 from service.oauth import FETCH_ERRORS, BearerVerifier, IssuerKeys, Rejection
 from service.okta import EventError, parse_event
@@ -152,6 +154,27 @@ class _TimedRequest(Request):
         super().__init__(url_bytes, headers, version, method, transport, app, head, stream_id)
 
 
+class _StrictHttp(Http):
+    """Sanic's HTTP/1 exchange, with each request head checked by :func:`check_request_head` before
+    Sanic parses it. A head that two HTTP parsers could read differently (``Content-Length : 5``,
+    obs-fold, a control byte, two framing fields...) is answered 400 (``malformed_http``) and the
+    connection is closed, so the bytes after it are never read as another request."""
+
+    __slots__ = ()
+
+    async def http1_request_header(self) -> None:
+        buffer = self.recv_buffer
+        start = 0
+        while (end := buffer.find(b"\r\n\r\n", start)) == -1:  # as Sanic waits for the whole head
+            start = max(0, len(buffer) - 3)
+            if start >= self.HEADER_MAX_SIZE:
+                break
+            await self._receive_more()
+        if 0 <= end < self.HEADER_MAX_SIZE and check_request_head(buffer, end) is not None:
+            raise BadRequest("Bad Request")  # in the REQUEST stage: answered, then the connection closed
+        await super().http1_request_header()  # type: ignore[no-untyped-call]  # (a head too large: 413)
+
+
 class _BoundedHttpProtocol(HttpProtocol):
     """Sanic's HTTP/1.1 protocol with a bound on the time to receive a whole request.
 
@@ -161,6 +184,7 @@ class _BoundedHttpProtocol(HttpProtocol):
     the connection (408) when headers and body are not all in within ``REQUEST_RECEIVE_TIMEOUT`` of it."""
 
     __slots__ = ("_socket", "receiving_since")
+    HTTP_CLASS = _StrictHttp
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
