@@ -313,7 +313,9 @@ def create_apps(
     # what Sanic refuses before any handler runs (404, 405, 413, 408) is observed when it is answered.
     for hook in hooks:
         handler = _hook_handler(hook, verifier, start_observation)
-        hook_app.add_route(handler, hook.type.path, methods=["POST"], name=hook.type.value)
+        # a streaming route: Sanic does not read the body (nor send 100 Continue) before the handler
+        # has authenticated the request
+        hook_app.add_route(handler, hook.type.path, methods=["POST"], name=hook.type.value, stream=True)
 
     def close_when_draining(request: Request) -> None:
         """Answer in-flight hooks during shutdown with ``Connection: close``: Sanic closes idle
@@ -445,7 +447,9 @@ def _hook_handler(
         auth_refusal = await verifier.refusal(request.headers)
         if auth_refusal is not None:
             _refused(request, Outcome.UNAUTHORIZED, auth_refusal)
+            _leave_body_unread(request)
             return empty(status=401)
+        await _read_body(request)
         try:
             event = parse_event(request.body, hook.type)
         except EventError as error:
@@ -456,6 +460,29 @@ def _hook_handler(
 
     handle.__name__ = f"{hook.type.value}_hook"
     return handle
+
+
+def _leave_body_unread(request: Request) -> None:
+    """An unauthenticated request's body is never read: no ``100 Continue`` invites it (Sanic would
+    even send one before the 401), and the connection is closed after the answer, so the bytes it sent
+    are never read as a next request either."""
+    stream = request.stream
+    if isinstance(stream, Http) and stream.request_body:
+        stream.expecting_continue = False
+        stream.request_body = None
+        stream.keep_alive = False
+
+
+async def _read_body(request: Request) -> None:
+    """Read an authenticated request's body (the hook routes stream: Sanic has not read it). Sanic lifts
+    the size limit of a streaming route: it is set back, and a body announced larger is refused (413)
+    without a ``100 Continue`` first."""
+    stream = request.stream
+    if isinstance(stream, Http):
+        stream.request_max_size = MAX_BODY_BYTES
+        if (stream.request_bytes or 0) > MAX_BODY_BYTES:
+            stream.expecting_continue = False
+    await request.receive_body()  # type: ignore[no-untyped-call]
 
 
 def _refused(request: Request, outcome: Outcome, reason: str) -> None:

@@ -7,17 +7,19 @@ tests/test_generated_input.py ("HTTP framing")."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
 from conftest import SECRET, RunningService, service_config
 from connection_support import log_lines, metric_value
-from framing_support import EVENT, HOOK, PROBE, SMUGGLED, exchange, hook_request
+from framing_support import EVENT, HOOK, PROBE, SMUGGLED, exchange, hook_request, read_response
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.demo.slapd import Slapd
 from service.http_framing import _HEAD, HeadRefusal, _diagnose, check_request_head
+from service.server import MAX_BODY_BYTES
 
 REQUEST_LINE = f"POST {HOOK} HTTP/1.1".encode()
 HOST = b"Host: 127.0.0.1"
@@ -235,3 +237,49 @@ def test_the_expression_and_the_line_by_line_reading_agree(prefix: bytes, pieces
     descriptions of the same rules: on every head, either both find it well-formed or both refuse it."""
     head = prefix + b"".join(pieces)
     assert (_HEAD.fullmatch(head) is None) == (_diagnose(head) is not None), head
+
+
+# -- 4. Expect: 100-continue ---------------------------------------------------------------------------------
+
+
+def _expecting(secret_line: bytes, announced: int) -> bytes:
+    return hook_request(
+        [REQUEST_LINE, HOST, JSON, secret_line, b"Expect: 100-continue", b"Content-Length: %d" % announced]
+    )
+
+
+def _closed(sock: socket.socket) -> bool:
+    sock.settimeout(2)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_expect_100_continue_is_answered_after_authentication(service: RunningService) -> None:
+    """Without the secret: a 401 at once, never ``100 Continue``, the body never read (nor waited for),
+    the connection closed. With it: 100, then the body, then the answer."""
+    for announced in (len(EVENT), MAX_BODY_BYTES):
+        with socket.create_connection(("127.0.0.1", service.hook_port), timeout=5) as sock:
+            sock.sendall(_expecting(WRONG, announced))
+            answer, raw = read_response(sock, timeout=3)
+            assert b"100 Continue" not in raw
+            assert answer is not None and answer.status == 401 and answer.header("connection") == "close", raw
+            assert _closed(sock)
+
+    with socket.create_connection(("127.0.0.1", service.hook_port), timeout=5) as sock:
+        sock.sendall(_expecting(RIGHT, len(EVENT)))
+        invited, _ = read_response(sock)
+        assert invited is not None and invited.status == 100
+        sock.sendall(EVENT)
+        answer, _ = read_response(sock)
+        assert answer is not None and answer.status == 200 and b'"commands"' in answer.body
+
+
+def test_expect_100_continue_for_a_body_too_large_is_a_413_without_the_100(service: RunningService) -> None:
+    with socket.create_connection(("127.0.0.1", service.hook_port), timeout=5) as sock:
+        sock.sendall(_expecting(RIGHT, MAX_BODY_BYTES + 1))
+        answer, raw = read_response(sock, timeout=3)
+        assert b"100 Continue" not in raw
+        assert answer is not None and answer.status == 413, raw
+        assert _closed(sock)
