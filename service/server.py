@@ -12,14 +12,14 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client.exposition import choose_encoder
-from sanic import HTTPResponse, Request, Sanic, empty, json
+from sanic import HTTPResponse, Request, Sanic, json
 from sanic.config import Config
 from sanic.exceptions import (
     BadRequest,
@@ -229,7 +229,7 @@ class _ErrorHandler(ErrorHandler):
     def default(self, request: Request, exception: BaseException) -> HTTPResponse:
         if isinstance(exception, RequestCancelled) or _client_gone(request):
             request.ctx.refusal_reason = "client_closed"
-            return empty(status=CLIENT_CLOSED)
+            return _Bodiless(CLIENT_CLOSED)
         if isinstance(exception, SanicException) and exception.status_code < 500:
             status = exception.status_code
             reason = next((name for kind, name in _REFUSAL_REASONS if isinstance(exception, kind)), None)
@@ -242,6 +242,20 @@ class _ErrorHandler(ErrorHandler):
     @staticmethod
     def log(request: Request, exception: Exception) -> None:
         """Sanic's own log line holds the URL and the exception's message: :meth:`default` logs instead."""
+
+
+class _Bodiless(HTTPResponse):
+    """An answer without a body, and so without a ``Content-Type``: Sanic's ``empty()`` leaves the
+    content type None, which its header formatting writes out as ``content-type: None``."""
+
+    __slots__ = ()
+
+    def __init__(self, status: int) -> None:
+        super().__init__(b"", status)
+
+    @property
+    def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:
+        return (header for header in super().processed_headers if header[0] != b"content-type")
 
 
 def _phrase(status: int) -> str:
@@ -448,7 +462,7 @@ def _hook_handler(
         if auth_refusal is not None:
             _refused(request, Outcome.UNAUTHORIZED, auth_refusal)
             _leave_body_unread(request)
-            return empty(status=401)
+            return _Bodiless(401)
         await _read_body(request)
         try:
             event = parse_event(request.body, hook.type)

@@ -8,14 +8,16 @@ tests/test_generated_input.py ("HTTP framing")."""
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
 from conftest import SECRET, RunningService, service_config
 from connection_support import log_lines, metric_value
-from framing_support import EVENT, HOOK, PROBE, SMUGGLED, exchange, hook_request, read_response
+from framing_support import EVENT, HOOK, PROBE, SMUGGLED, Response, exchange, hook_request, read_response
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from in_process import InProcessService
 
 from service.demo.slapd import Slapd
 from service.http_framing import _HEAD, HeadRefusal, _diagnose, check_request_head
@@ -283,3 +285,69 @@ def test_expect_100_continue_for_a_body_too_large_is_a_413_without_the_100(servi
         assert b"100 Continue" not in raw
         assert answer is not None and answer.status == 413, raw
         assert _closed(sock)
+
+
+# -- 5. no Content-Type without a body --------------------------------------------------------------------------
+
+
+def _assert_content_type_matches_body(status: int, response: Response) -> None:
+    content_type = response.header("content-type")
+    assert content_type != "None", (status, response)
+    if response.body:
+        assert content_type, (status, response)
+    else:
+        assert content_type is None, (status, response)
+
+
+def _slow_sender(port: int, answers: dict[int, Response]) -> None:
+    """Half a head, then nothing: 408 within REQUEST_RECEIVE_SECONDS plus Sanic's timer period."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(REQUEST_LINE + b"\r\n" + HOST + b"\r\n")
+        answer, _ = read_response(sock, timeout=9)
+        assert answer is not None
+        answers[answer.status] = answer
+
+
+def test_no_answer_without_a_body_carries_a_content_type(service: RunningService) -> None:
+    """Every status the service answers (499 is never sent: the client has gone; a 500 takes a bug,
+    and goes through the same error handler as the 4xx here)."""
+    answers: dict[int, Response] = {}
+    slow = threading.Thread(target=_slow_sender, args=(service.hook_port, answers))
+    slow.start()
+    hook_calls: dict[str, bytes] = {
+        "200": _case(HOST, JSON, RIGHT, length(EVENT), body=EVENT),
+        "400": _case(HOST, JSON, RIGHT, b"Content-Length: 5", body=b"{nope"),
+        "400 head": _case(HOST, JSON, RIGHT, b"Content-Length : 5", body=b"{nope"),
+        "401": _case(HOST, JSON, WRONG, length(EVENT), body=EVENT),
+        "401 no body": _case(HOST, JSON, body=b""),
+        "404": hook_request([b"POST /hooks/nothing HTTP/1.1", HOST, length(EVENT)], EVENT),
+        "405": hook_request([b"GET " + HOOK.encode() + b" HTTP/1.1", HOST]),
+        "413": _case(HOST, JSON, RIGHT, b"Content-Length: %d" % (MAX_BODY_BYTES + 1)),
+        "417": _case(HOST, JSON, RIGHT, b"Expect: a-miracle", length(EVENT), body=EVENT),
+    }
+    for name, request_bytes in hook_calls.items():
+        sent = exchange(service.hook_port, request_bytes + PROBE, timeout=5)
+        assert sent.responses, (name, sent.raw)
+        answer = sent.responses[0]
+        assert str(answer.status) == name.split()[0], (name, sent.raw)
+        _assert_content_type_matches_body(answer.status, answer)
+        answers.setdefault(answer.status, answer)
+    for path in ("/livez", "/readyz", "/metrics"):
+        sent = exchange(service.ops_port, hook_request([f"GET {path} HTTP/1.1".encode(), HOST, b"Connection: close"]))
+        assert sent.statuses == [200], (path, sent.raw)
+        _assert_content_type_matches_body(200, sent.responses[0])
+    slow.join(timeout=15)
+    assert set(answers) == {200, 400, 401, 404, 405, 408, 413, 417}
+    for status, answer in answers.items():
+        _assert_content_type_matches_body(status, answer)
+    assert answers[401].body == b""
+
+
+def test_readyz_while_draining_is_a_503_with_its_body_and_type(in_process: InProcessService) -> None:
+    """/readyz's 503 (from SIGTERM on) is the one status the hook port's process can only show while
+    draining: the in-process service (real sockets) shows it without stopping a process."""
+    in_process.begin_draining()
+    sent = exchange(in_process.ops_port, hook_request([b"GET /readyz HTTP/1.1", HOST, b"Connection: close"]))
+
+    assert sent.statuses == [503] and sent.responses[0].body == b"not ready"
+    _assert_content_type_matches_body(503, sent.responses[0])
