@@ -324,7 +324,8 @@ def create_apps(
         return observation
 
     # Observation starts in the handler (a request middleware would cost an await on every call);
-    # what Sanic refuses before any handler runs (404, 405, 413, 408) is observed when it is answered.
+    # what Sanic refuses before any handler runs (404, 405, 408, a malformed head) is observed when it is
+    # answered; a body over the limit (413) is refused in the handler, after authentication.
     for hook in hooks:
         handler = _hook_handler(hook, verifier, start_observation)
         # a streaming route: Sanic does not read the body (nor send 100 Continue) before the handler
