@@ -12,14 +12,14 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client.exposition import choose_encoder
-from sanic import HTTPResponse, Request, Sanic, empty, json
+from sanic import HTTPResponse, Request, Sanic, json
 from sanic.config import Config
 from sanic.exceptions import (
     BadRequest,
@@ -31,6 +31,7 @@ from sanic.exceptions import (
     SanicException,
 )
 from sanic.handlers import ErrorHandler
+from sanic.http import Http
 from sanic.http.constants import Stage
 from sanic.models.protocol_types import TransportProtocol
 from sanic.response import BaseHTTPResponse, text
@@ -40,6 +41,7 @@ from service.auth import HookAuthenticator, SecretVerifier
 from service.cache import CachedDirectory, CachePolicy
 from service.directory import Directory, UserDirectory
 from service.hooks import Hook
+from service.http_framing import check_request_head
 from service.json_text import encoder
 from service.oauth import FETCH_ERRORS, BearerVerifier, IssuerKeys, Rejection
 from service.okta import EventError, parse_event
@@ -152,6 +154,27 @@ class _TimedRequest(Request):
         super().__init__(url_bytes, headers, version, method, transport, app, head, stream_id)
 
 
+class _StrictHttp(Http):
+    """Sanic's HTTP/1 exchange, with each request head checked by :func:`check_request_head` before
+    Sanic parses it. A head that two HTTP parsers could read differently (``Content-Length : 5``,
+    obs-fold, a control byte, two framing fields...) is answered 400 (``malformed_http``) and the
+    connection is closed, so the bytes after it are never read as another request."""
+
+    __slots__ = ()
+
+    async def http1_request_header(self) -> None:
+        buffer = self.recv_buffer
+        start = 0
+        while (end := buffer.find(b"\r\n\r\n", start)) == -1:  # as Sanic waits for the whole head
+            start = max(0, len(buffer) - 3)
+            if start >= self.HEADER_MAX_SIZE:
+                break
+            await self._receive_more()
+        if 0 <= end < self.HEADER_MAX_SIZE and check_request_head(buffer, end) is not None:
+            raise BadRequest("Bad Request")  # in the REQUEST stage: answered, then the connection closed
+        await super().http1_request_header()  # type: ignore[no-untyped-call]  # (a head too large: 413)
+
+
 class _BoundedHttpProtocol(HttpProtocol):
     """Sanic's HTTP/1.1 protocol with a bound on the time to receive a whole request.
 
@@ -161,6 +184,7 @@ class _BoundedHttpProtocol(HttpProtocol):
     the connection (408) when headers and body are not all in within ``REQUEST_RECEIVE_TIMEOUT`` of it."""
 
     __slots__ = ("_socket", "receiving_since")
+    HTTP_CLASS = _StrictHttp
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -205,7 +229,7 @@ class _ErrorHandler(ErrorHandler):
     def default(self, request: Request, exception: BaseException) -> HTTPResponse:
         if isinstance(exception, RequestCancelled) or _client_gone(request):
             request.ctx.refusal_reason = "client_closed"
-            return empty(status=CLIENT_CLOSED)
+            return _Bodiless(CLIENT_CLOSED)
         if isinstance(exception, SanicException) and exception.status_code < 500:
             status = exception.status_code
             reason = next((name for kind, name in _REFUSAL_REASONS if isinstance(exception, kind)), None)
@@ -218,6 +242,20 @@ class _ErrorHandler(ErrorHandler):
     @staticmethod
     def log(request: Request, exception: Exception) -> None:
         """Sanic's own log line holds the URL and the exception's message: :meth:`default` logs instead."""
+
+
+class _Bodiless(HTTPResponse):
+    """An answer without a body, and so without a ``Content-Type``: Sanic's ``empty()`` leaves the
+    content type None, which its header formatting writes out as ``content-type: None``."""
+
+    __slots__ = ()
+
+    def __init__(self, status: int) -> None:
+        super().__init__(b"", status)
+
+    @property
+    def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:
+        return (header for header in super().processed_headers if header[0] != b"content-type")
 
 
 def _phrase(status: int) -> str:
@@ -286,10 +324,13 @@ def create_apps(
         return observation
 
     # Observation starts in the handler (a request middleware would cost an await on every call);
-    # what Sanic refuses before any handler runs (404, 405, 413, 408) is observed when it is answered.
+    # what Sanic refuses before any handler runs (404, 405, 408, a malformed head) is observed when it is
+    # answered; a body over the limit (413) is refused in the handler, after authentication.
     for hook in hooks:
         handler = _hook_handler(hook, verifier, start_observation)
-        hook_app.add_route(handler, hook.type.path, methods=["POST"], name=hook.type.value)
+        # a streaming route: Sanic does not read the body (nor send 100 Continue) before the handler
+        # has authenticated the request
+        hook_app.add_route(handler, hook.type.path, methods=["POST"], name=hook.type.value, stream=True)
 
     def close_when_draining(request: Request) -> None:
         """Answer in-flight hooks during shutdown with ``Connection: close``: Sanic closes idle
@@ -421,7 +462,9 @@ def _hook_handler(
         auth_refusal = await verifier.refusal(request.headers)
         if auth_refusal is not None:
             _refused(request, Outcome.UNAUTHORIZED, auth_refusal)
-            return empty(status=401)
+            _leave_body_unread(request)
+            return _Bodiless(401)
+        await _read_body(request)
         try:
             event = parse_event(request.body, hook.type)
         except EventError as error:
@@ -432,6 +475,29 @@ def _hook_handler(
 
     handle.__name__ = f"{hook.type.value}_hook"
     return handle
+
+
+def _leave_body_unread(request: Request) -> None:
+    """An unauthenticated request's body is never read: no ``100 Continue`` invites it (Sanic would
+    even send one before the 401), and the connection is closed after the answer, so the bytes it sent
+    are never read as a next request either."""
+    stream = request.stream
+    if isinstance(stream, Http) and stream.request_body:
+        stream.expecting_continue = False
+        stream.request_body = None
+        stream.keep_alive = False
+
+
+async def _read_body(request: Request) -> None:
+    """Read an authenticated request's body (the hook routes stream: Sanic has not read it). Sanic lifts
+    the size limit of a streaming route: it is set back, and a body announced larger is refused (413)
+    without a ``100 Continue`` first."""
+    stream = request.stream
+    if isinstance(stream, Http):
+        stream.request_max_size = MAX_BODY_BYTES
+        if (stream.request_bytes or 0) > MAX_BODY_BYTES:
+            stream.expecting_continue = False
+    await request.receive_body()  # type: ignore[no-untyped-call]
 
 
 def _refused(request: Request, outcome: Outcome, reason: str) -> None:
