@@ -12,11 +12,12 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from http import HTTPStatus
 from types import SimpleNamespace
 from typing import Any
 
-from sanic import HTTPResponse, Request, empty, json
+from sanic import HTTPResponse, Request, json
 from sanic.exceptions import (
     BadRequest,
     MethodNotAllowed,
@@ -27,11 +28,13 @@ from sanic.exceptions import (
     SanicException,
 )
 from sanic.handlers import ErrorHandler
+from sanic.http import Http
 from sanic.http.constants import Stage
 from sanic.models.protocol_types import TransportProtocol
 from sanic.server.protocols.http_protocol import HttpProtocol
 
 from service.hooks.result import HookResult
+from service.http_framing import check_request_head
 from service.policy import Outcome
 from service.telemetry.logs import log_exception
 from service.telemetry.requests import RequestObservation
@@ -161,6 +164,27 @@ def context_of(request: Request) -> RequestContext:
     return context
 
 
+class StrictHttp(Http):
+    """Sanic's HTTP/1 exchange, with each request head checked by :func:`check_request_head` before
+    Sanic parses it. A head that two HTTP parsers could read differently (``Content-Length : 5``,
+    obs-fold, a control byte, two framing fields...) is answered 400 (``malformed_http``) and the
+    connection is closed, so the bytes after it are never read as another request."""
+
+    __slots__ = ()
+
+    async def http1_request_header(self) -> None:
+        buffer = self.recv_buffer
+        start = 0
+        while (end := buffer.find(b"\r\n\r\n", start)) == -1:  # as Sanic waits for the whole head
+            start = max(0, len(buffer) - 3)
+            if start >= self.HEADER_MAX_SIZE:
+                break
+            await self._receive_more()
+        if 0 <= end < self.HEADER_MAX_SIZE and check_request_head(buffer, end) is not None:
+            raise BadRequest("Bad Request")  # in the REQUEST stage: answered, then the connection closed
+        await super().http1_request_header()  # type: ignore[no-untyped-call]  # (a head too large: 413)
+
+
 class BoundedHttpProtocol(HttpProtocol):
     """Sanic's HTTP/1.1 protocol with a bound on the time to receive a whole request.
 
@@ -170,6 +194,7 @@ class BoundedHttpProtocol(HttpProtocol):
     the connection (408) when headers and body are not all in within ``REQUEST_RECEIVE_TIMEOUT`` of it."""
 
     __slots__ = ("_socket", "receiving_since")
+    HTTP_CLASS = StrictHttp
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -216,7 +241,7 @@ class RefusalHandler(ErrorHandler):
         if isinstance(exception, RequestCancelled) or client_gone(request):
             # what Okta (or whoever it was) received: nothing
             context.outcome, context.refusal_reason = Outcome.CLIENT_CLOSED, "client_closed"
-            return empty(status=CLIENT_CLOSED)
+            return Bodiless(CLIENT_CLOSED)
         if isinstance(exception, SanicException) and exception.status_code < 500:
             status = exception.status_code
             reason = next((name for kind, name in REFUSAL_REASONS if isinstance(exception, kind)), None)
@@ -231,6 +256,43 @@ class RefusalHandler(ErrorHandler):
     @staticmethod
     def log(request: Request, exception: Exception) -> None:
         """Sanic's own log line holds the URL and the exception's message: :meth:`default` logs instead."""
+
+
+class Bodiless(HTTPResponse):
+    """An answer without a body, and so without a ``Content-Type``: Sanic's ``empty()`` leaves the
+    content type None, which its header formatting writes out as ``content-type: None``."""
+
+    __slots__ = ()
+
+    def __init__(self, status: int) -> None:
+        super().__init__(b"", status)
+
+    @property
+    def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:
+        return (header for header in super().processed_headers if header[0] != b"content-type")
+
+
+def leave_body_unread(request: Request) -> None:
+    """An unauthenticated request's body is never read: no ``100 Continue`` invites it (Sanic would
+    even send one before the 401), and the connection is closed after the answer, so the bytes it sent
+    are never read as a next request either."""
+    stream = request.stream
+    if isinstance(stream, Http) and stream.request_body:
+        stream.expecting_continue = False
+        stream.request_body = None
+        stream.keep_alive = False
+
+
+async def read_body(request: Request) -> None:
+    """Read an authenticated request's body (the hook routes stream: Sanic has not read it). Sanic lifts
+    the size limit of a streaming route: it is set back, and a body announced larger is refused (413)
+    without a ``100 Continue`` first."""
+    stream = request.stream
+    if isinstance(stream, Http):
+        stream.request_max_size = MAX_BODY_BYTES
+        if (stream.request_bytes or 0) > MAX_BODY_BYTES:
+            stream.expecting_continue = False
+    await request.receive_body()  # type: ignore[no-untyped-call]
 
 
 def _phrase(status: int) -> str:

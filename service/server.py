@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client.exposition import choose_encoder
-from sanic import HTTPResponse, Request, Sanic, empty, json
+from sanic import HTTPResponse, Request, Sanic, json
 from sanic.config import Config
 from sanic.response import BaseHTTPResponse, text
 
@@ -29,11 +29,14 @@ from service.http_protocol import (
     LISTEN_BACKLOG,
     METHODS,
     SANIC_CONFIG,
+    Bodiless,
     BoundedHttpProtocol,
     RefusalHandler,
     RequestContext,
     TimedRequest,
     context_of,
+    leave_body_unread,
+    read_body,
 )
 from service.json_text import encoder
 from service.oauth import FETCH_ERRORS, BearerVerifier, IssuerKeys, Rejection
@@ -132,7 +135,10 @@ def _route_hooks(
     """A POST route per hook, and the one response middleware that observes every answer.
 
     Observation starts in the handler (a request middleware would cost an await on every call); what
-    Sanic refuses before any handler runs (404, 405, 413, 408) is observed when it is answered."""
+    Sanic refuses before any handler runs (404, 405, 408, a malformed head) is observed when it is
+    answered; a body over the limit (413) is refused in the handler, after authentication. The routes
+    stream: Sanic does not read the body (nor send 100 Continue) before the handler has authenticated
+    the request."""
     hook_paths = {hook.type.path: hook.type.value for hook in hooks}
     telemetry.declare_routes(hook_paths)
 
@@ -148,7 +154,8 @@ def _route_hooks(
         return observation
 
     for hook in hooks:
-        app.add_route(_hook_handler(hook, verifier, start_observation), hook.type.path, methods=["POST"])
+        handler = _hook_handler(hook, verifier, start_observation)
+        app.add_route(handler, hook.type.path, methods=["POST"], name=hook.type.value, stream=True)
 
     async def observe_response(request: Request, response: BaseHTTPResponse) -> None:
         # One response middleware, not two: each costs an await on every request. The connection
@@ -187,7 +194,9 @@ def _hook_handler(
         auth_refusal = await verifier.why_refused(request.headers)
         if auth_refusal is not None:
             _refused(context, Outcome.UNAUTHORIZED, auth_refusal)
-            return empty(status=401)
+            leave_body_unread(request)
+            return Bodiless(401)
+        await read_body(request)
         try:
             event = parse_event(request.body, hook.type)
         except EventError as error:

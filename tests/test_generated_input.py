@@ -544,3 +544,52 @@ def _sasl_prepped(password: str) -> str:
     except LDAPSASLPrepError:
         return ""
     return prepared
+# -- HTTP framing (issue 19, item 3) ------------------------------------------------------------------------------
+# Generated request heads bent the ways that let a request be smuggled (tests/framing_support.py: a
+# space or another byte before the colon, control bytes, obs-fold, repeated or conflicting framing
+# fields, bent framing values, no or two Hosts, empty names), each carrying a complete hook request with
+# the right secret as its body. The generator knows which heads it bent: the check must refuse exactly
+# those, and the real process must answer a bent one once (400, closed) and never the request inside.
+
+
+def test_generated_heads_the_check_refuses_exactly_the_bent_ones() -> None:
+    from framing_support import heads
+
+    from service.http_framing import check_request_head
+
+    seen = {"bent": 0, "straight": 0}
+
+    @settings(GENERATED, max_examples=3000)
+    @given(head=heads())
+    def run(head: Any) -> None:
+        refusal = check_request_head(b"\r\n".join(head.lines))
+        assert (refusal is not None) == head.malformed, (head.bends, head.lines, refusal)
+        seen["bent" if head.malformed else "straight"] += 1
+
+    run()
+    assert seen["bent"] > 1000 and seen["straight"] > 300, seen
+
+
+def test_generated_heads_against_the_real_process(slapd: Slapd, start_service: Any) -> None:
+    from conftest import RunningService
+    from framing_support import PROBE, exchange, heads
+
+    running: RunningService = start_service(service_config(slapd.url))
+    sent = {"bent": 0, "straight": 0}
+
+    @settings(GENERATED, max_examples=80)
+    @given(head=heads())
+    def run(head: Any) -> None:
+        answered = exchange(running.hook_port, head.request() + PROBE)
+        assert answered.closed, (head.bends, answered.raw)
+        if head.malformed:  # one answer, and the connection closed: nothing after the head was read
+            assert answered.statuses == [400], (head.bends, head.lines, answered.raw)
+            assert answered.responses[0].header("connection") == "close"
+        else:  # the smuggled request was the body (not Okta's JSON: a 400), then the probe
+            assert answered.statuses == [400, 404], (head.lines, answered.raw)
+        sent["bent" if head.malformed else "straight"] += 1
+
+    run()
+    assert sent["bent"] >= 40 and sent["straight"] >= 10, sent
+    log = running.log()
+    assert "Traceback" not in log and '"status": 500' not in log and SECRET not in log
