@@ -21,7 +21,7 @@ from in_process import InProcessService
 
 from service.demo.slapd import Slapd
 from service.http_framing import _HEAD, HeadRefusal, _diagnose, check_request_head
-from service.server import MAX_BODY_BYTES
+from service.http_protocol import MAX_BODY_BYTES
 
 REQUEST_LINE = f"POST {HOOK} HTTP/1.1".encode()
 HOST = b"Host: 127.0.0.1"
