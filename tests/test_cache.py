@@ -21,10 +21,11 @@ from typing import Any, TypeVar
 import httpx
 import ldap3
 import pytest
-from conftest import SECRET, directory_config, service_config, unchanged
 from groups_support import ADA_DIRECT, ADA_MAILS, ADA_NESTED, groups_ldif
 from okta_spec import example, registration_for
 from sanic import Sanic
+from support.answers import unchanged
+from support.config import SECRET, directory_config, service_config
 
 from service.cache import _MAX_SHAPES, CachedDirectory, CachePolicy, _Packer
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port

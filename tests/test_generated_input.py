@@ -17,7 +17,6 @@ from typing import Any
 
 import ldap3
 import pytest
-from conftest import SECRET, directory_config, service_config
 from hostile_support import HOOK_PATHS, InProcessService, captured_logs, event_for, in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +26,7 @@ from ldap3.protocol.sasl.sasl import sasl_prep
 from oauth_support import AUDIENCE, CLIENT_ID, SCOPE, IssuerServer, SigningKey, claims, signed, with_member
 from okta_spec import example
 from password_import_support import PEOPLE, PolicySlapd, password_event, password_ldif, ssha
+from support.config import SECRET, directory_config, service_config
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd
 from service.directory import Directory, DirectoryConfig, UserSearch
@@ -571,8 +571,8 @@ def test_generated_heads_the_check_refuses_exactly_the_bent_ones() -> None:
 
 
 def test_generated_heads_against_the_real_process(slapd: Slapd, start_service: Any) -> None:
-    from conftest import RunningService
     from framing_support import PROBE, exchange, heads
+    from support.servers import RunningService
 
     running: RunningService = start_service(service_config(slapd.url))
     sent = {"bent": 0, "straight": 0}

@@ -11,9 +11,10 @@ import json
 import time
 
 import pytest
-from conftest import SECRET, service_config, unchanged
 from in_process import InProcessService
 from okta_spec import example, registration_for, validate_response
+from support.answers import unchanged
+from support.config import SECRET, service_config
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD
 from service.directory import Directory

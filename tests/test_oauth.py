@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import SECRET, HangingServer, RunningService, service_config
 from oauth_support import (
     AUDIENCE,
     CLIENT_ID,
@@ -36,6 +35,8 @@ from oauth_support import (
 )
 from okta_spec import example
 from sanic import Sanic
+from support.config import SECRET, service_config
+from support.servers import HangingServer, RunningService
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port
 from service.oauth import NullOAuthObserver, OAuthConfig, Rejection
