@@ -39,7 +39,7 @@ from support.config import SECRET, service_config
 from support.servers import HangingServer, RunningService
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port
-from service.oauth import NullOAuthObserver, OAuthConfig, Rejection
+from service.oauth import BearerVerifier, IssuerKeys, NullOAuthObserver, OAuthConfig, Rejection
 from service.server import create_apps
 from service.settings import ConfigError, Secrets, parse_settings
 from service.telemetry import Metrics, Telemetry
@@ -167,6 +167,10 @@ REFUSED: dict[str, tuple[Forge, Rejection]] = {
         Rejection.WRONG_ISSUER,
     ),
     "wrong audience": (lambda iss: "Bearer " + mint(RSA, claims(iss, aud="api://default")), Rejection.WRONG_AUDIENCE),
+    "audience list without ours": (
+        lambda iss: "Bearer " + mint(RSA, claims(iss, aud=["api://default", "api://other"])),
+        Rejection.WRONG_AUDIENCE,
+    ),
     "missing scope": (
         lambda iss: "Bearer " + mint(EC, claims(iss, scp=["okta.users.read"])),
         Rejection.MISSING_SCOPE,
@@ -530,3 +534,57 @@ def test_chart_refuses_incomplete_or_unsafe_oauth_values(oauth: dict[str, Any], 
 
     with pytest.raises((helm.HelmRenderError, helm.HelmValuesError), match=message):
         render_objects({"okta": {"oauth": oauth}})
+
+
+# -- the token checks themselves: BearerVerifier on the issuer's real key set, without the app --------
+
+
+@pytest.fixture(scope="module")
+def verifier() -> Iterator[tuple[BearerVerifier, str]]:
+    """A verifier holding the stand-in issuer's keys (fetched once over HTTP), and that issuer's URL."""
+    server = IssuerServer([RSA, EC])
+    config = OAuthConfig(issuer=server.issuer, audience=AUDIENCE, scopes=(SCOPE,), client_ids=(CLIENT_ID,))
+    keys = IssuerKeys(config)
+
+    async def fetch() -> bool:
+        return await keys.refresh()
+
+    try:
+        assert asyncio.run(fetch())
+    finally:
+        server.stop()  # keys cached: nothing more is fetched (an unknown kid finds the issuer gone)
+    yield BearerVerifier(config, keys), server.issuer
+
+
+def check(verifier: BearerVerifier, authorization: str | None) -> Rejection | None:
+    return asyncio.run(verifier.check(authorization))
+
+
+@pytest.mark.parametrize(
+    ("audience", "reason"),
+    [
+        pytest.param([AUDIENCE], None, id="a list of ours only"),
+        pytest.param(["api://other", AUDIENCE], None, id="a list naming ours"),
+        pytest.param(["api://other"], Rejection.WRONG_AUDIENCE, id="a list of another"),
+        pytest.param(["api://other", "api://default"], Rejection.WRONG_AUDIENCE, id="a list without ours"),
+        pytest.param([AUDIENCE + "/x", AUDIENCE.upper()], Rejection.WRONG_AUDIENCE, id="a list of look-alikes"),
+        pytest.param(AUDIENCE + "/x", Rejection.WRONG_AUDIENCE, id="a look-alike"),
+    ],
+)
+def test_an_audience_list_must_name_this_hook(
+    verifier: tuple[BearerVerifier, str], audience: str | list[str], reason: Rejection | None
+) -> None:
+    """RFC 7519: ``aud`` is one string or a list; a token is for this hook when the list names it. A
+    token for other APIs of the same authorization server must not be accepted because it is a list."""
+    bearer, issuer = verifier
+    assert check(bearer, "Bearer " + mint(RSA, claims(issuer, aud=audience))) is reason
+
+
+@pytest.mark.parametrize("case", [case for case in REFUSED if case != "unknown kid"])
+def test_the_verifier_gives_each_refused_token_its_reason(verifier: tuple[BearerVerifier, str], case: str) -> None:
+    """The table the app is tested with above, on the verifier alone (milliseconds per case). An unknown
+    kid needs the issuer up for its refetch: tested on the app."""
+    forge, reason = REFUSED[case]
+    bearer, issuer = verifier
+    assert check(bearer, forge(issuer)) is reason
+    assert check(bearer, "Bearer " + mint(EC, claims(issuer))) is None
