@@ -836,3 +836,236 @@ def test_recent_answers_last_their_window_and_keep_their_bound() -> None:
     off: RecentAnswers[str, str] = RecentAnswers(0, clock=clock)
     off.put("evt-1", "first")
     assert off.get("evt-1") is None
+
+
+def test_refresh_ahead_starts_at_half_the_fresh_time_at_most() -> None:
+    """refresh_ahead_seconds (30 by default) longer than half the fresh time: the refresh starts at half
+    of it, not at every hit."""
+    clock = FakeClock()
+    directory = FakeDirectory(PEOPLE, clock=clock)
+    cache = CachedDirectory(directory, CachePolicy(fresh_seconds=10, refresh_ahead_seconds=30), Recorder(), clock)
+    query = QUERY.with_identifier(ROSARIO)
+
+    async def scenario() -> list[int]:
+        calls = []
+        for step in (0, 4.999, 0.001):
+            clock.advance(step)
+            await cache.find_user(query, clock() + 2.5)
+            await until(lambda: not cache._in_flight)
+            calls.append(directory.calls)
+        return calls
+
+    assert clock.run(scenario()) == [1, 1, 2]
+
+
+def test_a_lookup_that_cannot_start_in_time_is_shed_and_a_fresh_entry_still_answered() -> None:
+    """start_by reaches the directory, which sheds the lookup (DeadlineExceeded "queue"), through the
+    cache for a miss and for an identifier the cache passes through (outside strip_domains); an entry in
+    memory needs no lookup and is answered however late."""
+    clock = FakeClock()
+    people = {"rosario.jones": PEOPLE[ROSARIO], "nina.new": person(NEW_HIRE, title="Cartographer")}
+    directory = FakeDirectory(people, clock=clock, strip_domains=("example.com",))
+    cache = CachedDirectory(directory, CachePolicy(), Recorder(), clock)
+
+    async def scenario() -> list[str]:
+        await cache.find_user(QUERY.with_identifier(ROSARIO), clock() + 2.5)
+        late = clock() - 0.001
+        stages = []
+        for login in (NEW_HIRE, "rosario.jones@elsewhere.example"):
+            with pytest.raises(DeadlineExceeded) as shed:
+                await cache.find_user(QUERY.with_identifier(login), clock() + 2.5, start_by=late)
+            stages.append(shed.value.stage)
+        hit = await cache.find_user(QUERY.with_identifier(ROSARIO), clock() + 2.5, start_by=late)
+        stages.append(str(hit.cache))
+        return stages
+
+    assert clock.run(scenario()) == ["queue", "queue", "hit"]
+
+
+def test_with_strip_domains_each_person_has_an_entry_of_their_own() -> None:
+    clock = FakeClock()
+    people = {"rosario.jones": PEOPLE[ROSARIO], "carol.chen": PEOPLE[KNOWN[0]]}
+    directory = FakeDirectory(people, clock=clock, strip_domains=("example.com", "corp.example.com"))
+    cache = CachedDirectory(directory, CachePolicy(), Recorder(), clock)
+
+    async def scenario() -> list[tuple[str | None, str]]:
+        found = []
+        for login in (ROSARIO, KNOWN[0], "rosario.jones@corp.example.com", "carol.chen@corp.example.com"):
+            result = await cache.find_user(QUERY.with_identifier(login), clock() + 2.5)
+            assert result.entry is not None
+            found.append((result.cache, result.entry.values("title")[0]))
+        return found
+
+    assert clock.run(scenario()) == [
+        ("miss", "Senior Software Engineer"),
+        ("miss", "VP Engineering"),
+        ("hit", "Senior Software Engineer"),
+        ("hit", "VP Engineering"),
+    ]
+    assert len(cache) == 2
+
+
+def test_an_ambiguous_answer_for_someone_never_cached_is_the_directory_error() -> None:
+    clock = FakeClock()
+    directory = FakeDirectory(PEOPLE, clock=clock)
+    directory.fail(DirectoryError("ambiguous", "2 entries match"))
+    cache = CachedDirectory(directory, CachePolicy(), Recorder(), clock)
+
+    async def scenario() -> str:
+        with pytest.raises(DirectoryError) as error:
+            await cache.find_user(QUERY.with_identifier(ROSARIO), clock() + 2.5)
+        return error.value.kind
+
+    assert clock.run(scenario()) == "ambiguous"
+
+
+@pytest.mark.parametrize(
+    ("policy", "known", "unknown", "kept"),
+    [
+        pytest.param(CachePolicy(negative_seconds=0), "hit", "miss", 1, id="negative caching off"),
+        pytest.param(
+            CachePolicy(fresh_seconds=0.5, stale_seconds=0, negative_seconds=0.5),
+            "hit",
+            "negative_hit",
+            2,
+            id="under a second each",
+        ),
+        pytest.param(CachePolicy(max_entries=1), "hit", "miss", 1, id="one entry"),
+    ],
+)
+def test_what_is_kept_follows_each_time_and_the_bound(policy: CachePolicy, known: str, unknown: str, kept: int) -> None:
+    clock = FakeClock()
+    cache = CachedDirectory(FakeDirectory(PEOPLE, clock=clock), policy, Recorder(), clock)
+
+    async def scenario() -> list[str | None]:
+        seen = []
+        for login in (ROSARIO, ROSARIO, NEW_HIRE, NEW_HIRE):
+            clock.advance(0.1)
+            seen.append((await cache.find_user(QUERY.with_identifier(login), clock() + 2.5)).cache)
+        return seen
+
+    if policy.max_entries == 1:  # the unknown person took the only place
+        assert clock.run(scenario()) == ["miss", known, "miss", "negative_hit"]
+    else:
+        assert clock.run(scenario()) == ["miss", known, "miss", unknown]
+    assert len(cache) == kept
+
+
+def test_callers_with_one_deadline_get_the_stage_the_directory_reached() -> None:
+    """Okta's calls for one person arriving together: they share the lookup and its deadline, and each
+    gets the directory's own DeadlineExceeded, which knows where it was (here: waiting for a connection)."""
+    clock = FakeClock()
+    directory = FakeDirectory(PEOPLE, clock=clock)
+    cache = CachedDirectory(directory, CachePolicy(), Recorder(), clock)
+    directory.hang("pool_wait")
+
+    async def scenario() -> list[str]:
+        deadline = clock() + 2.5
+        calls = [cache.find_user(QUERY.with_identifier(ROSARIO), deadline) for _ in range(3)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        return [result.stage if isinstance(result, DeadlineExceeded) else repr(result) for result in results]
+
+    assert clock.run(scenario()) == ["pool_wait"] * 3
+    assert directory.calls == 1
+
+
+def test_the_refresh_bound_holds_after_refreshes_have_finished() -> None:
+    clock = FakeClock()
+    mails = [f"person{i}@example.com" for i in range(6)]
+    directory = FakeDirectory({mail: person(mail, title=f"T{i}") for i, mail in enumerate(mails)}, clock=clock)
+    recorder = Recorder()
+    cache = CachedDirectory(directory, CachePolicy(fresh_seconds=10, refresh_ahead_seconds=5), recorder, clock)
+
+    async def scenario() -> int:
+        for mail in mails:
+            await cache.find_user(QUERY.with_identifier(mail), clock() + 2.5)
+        clock.advance(6)
+        await cache.find_user(QUERY.with_identifier(mails[0]), clock() + 2.5)  # one refresh, to its end
+        await until(lambda: recorder.seen.count("refreshed:ok") == 1)
+        directory.hang()
+        for mail in mails[1:]:
+            await cache.find_user(QUERY.with_identifier(mail), clock() + 2.5)
+        await until(lambda: directory.held == 4)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        held = directory.held
+        directory.release()
+        await until(lambda: recorder.seen.count("refreshed:ok") == 5)
+        return held
+
+    assert clock.run(scenario()) == 4
+
+
+def test_refresh_failures_are_reported_by_kind_and_a_refresh_cut_short_as_cancelled() -> None:
+    clock = FakeClock()
+    directory = FakeDirectory(PEOPLE, clock=clock)
+    recorder = Recorder()
+    cache = CachedDirectory(directory, CachePolicy(fresh_seconds=100, refresh_ahead_seconds=50), recorder, clock)
+    query = QUERY.with_identifier(ROSARIO)
+
+    async def scenario() -> None:
+        await cache.find_user(query, clock() + 2.5)
+        clock.advance(50)  # within refresh_ahead of going stale: each hit from now on starts a refresh
+        for failure in (RuntimeError("a bug"), DirectoryError("connect", "down")):
+            directory.fail(failure)
+            assert (await cache.find_user(query, clock() + 2.5)).cache == "hit"
+            await until(lambda: not cache._in_flight)
+            clock.advance(1)
+        directory.fail(None)
+        directory.hang()
+        await cache.find_user(query, clock() + 2.5)  # a refresh still waiting when the service stops
+        await until(lambda: directory.held == 1)
+
+    clock.run(scenario())
+    refreshes = [seen for seen in recorder.seen if seen.startswith("refreshed")]
+    assert refreshes == ["refreshed:RuntimeError", "refreshed:connect", "refreshed:cancelled"]
+
+
+def test_an_entry_served_stale_after_a_deadline_says_so() -> None:
+    service = OnFakes({"fresh_seconds": 1, "refresh_ahead_seconds": 0}, deadline=0.5)
+
+    async def scenario() -> dict[str, Any]:
+        await service.register(ROSARIO)
+        service.clock.advance(1)
+        service.directory.hang()
+        return await service.register(ROSARIO)
+
+    diagnostics = service.run(scenario)["debugContext"]
+    assert diagnostics["outcome"] == "enriched_stale" and diagnostics["error"] == "deadline"
+
+
+def _layout(i: int) -> DirectoryEntry:
+    return DirectoryEntry(f"uid=u{i},ou=people", {f"attribute{i}": ("x",)})
+
+
+def test_a_layout_is_stored_once_and_the_table_of_layouts_is_bounded() -> None:
+    """The attribute names of a layout seen before are not in an entry's record (its number is); past
+    _MAX_SHAPES layouts, a new one carries its names itself, and the known ones keep their numbers."""
+    packer = _Packer()
+    common = PEOPLE[KNOWN[0]]
+    for _ in range(_MAX_SHAPES + 100):
+        record = packer.pack(common, 1.0)
+    assert b"departmentnumber" not in record and packer.unpack(record) == common
+    assert b"attribute0" not in packer.pack(_layout(0), 1.0)  # the second layout: numbered, no names
+    for i in range(1, _MAX_SHAPES - 2):
+        packer.pack(_layout(i), 1.0)
+    last, beyond = packer.pack(_layout(_MAX_SHAPES - 2), 1.0), packer.pack(_layout(_MAX_SHAPES - 1), 1.0)
+    assert f"attribute{_MAX_SHAPES - 2}".encode() not in last  # the last of the table
+    assert f"attribute{_MAX_SHAPES - 1}".encode() in beyond  # past it: the names travel with the entry
+    assert packer.unpack(beyond) == _layout(_MAX_SHAPES - 1)
+    assert b"departmentnumber" not in packer.pack(common, 2.0)
+
+
+def test_recent_answers_keep_short_windows_single_places_and_ten_thousand_by_default() -> None:
+    clock = FakeClock()
+    short: RecentAnswers[str, str] = RecentAnswers(0.5, clock=clock)
+    short.put("evt-1", "first")
+    clock.advance(0.499)
+    assert short.get("evt-1") == "first"
+    single: RecentAnswers[str, str] = RecentAnswers(10, max_entries=1, clock=clock)
+    single.put("evt-1", "first")
+    assert single.get("evt-1") == "first"
+    default: RecentAnswers[int, int] = RecentAnswers(10, clock=clock)
+    for event in range(10_001):
+        default.put(event, event)
+    assert default.get(0) is None and default.get(1) == 1 and default.get(10_000) == 10_000

@@ -30,6 +30,7 @@ from service.directory import (
     UserQuery,
     UserSearch,
 )
+from service.directory.errors import Stage
 
 T = TypeVar("T")
 
@@ -67,9 +68,22 @@ class FakeClock:
         on a hanging directory takes no real time. Threads (``run_in_executor``) run in real time while
         fake time may jump past their timeouts: keep them out of scenarios run here. A scenario that waits
         with no timer pending and nothing happening for ``stuck_after`` real seconds fails with
-        :class:`FakeClockStuck` instead of hanging the test run."""
-        with asyncio.Runner(loop_factory=lambda: _FakeTimeLoop(self, stuck_after)) as runner:
-            return runner.run(main)
+        :class:`FakeClockStuck` instead of hanging the test run.
+
+        An error the loop reports instead of raising (an exception in a done callback, a task's
+        exception nobody retrieved, at the end of the scenario too) fails the run: asyncio only logs them."""
+        reported: list[dict[str, Any]] = []
+
+        def loop() -> _FakeTimeLoop:
+            fake = _FakeTimeLoop(self, stuck_after)
+            fake.set_exception_handler(lambda _, context: reported.append(context))
+            return fake
+
+        with asyncio.Runner(loop_factory=loop) as runner:
+            result = runner.run(main)
+        if reported:
+            raise AssertionError(f"the event loop reported errors: {reported}")
+        return result
 
 
 class _JumpingSelector(selectors.DefaultSelector):
@@ -128,7 +142,7 @@ class FakeDirectory:
 
     Like the ldap3 ``Directory`` it answers only what the query asks (its attributes, the entries of its
     DN resolutions, its memberships), sheds a lookup asked after ``start_by`` (``DeadlineExceeded("queue")``)
-    and raises ``DeadlineExceeded("search")`` when a lookup it holds reaches its deadline. ``clock`` is the
+    and raises ``DeadlineExceeded`` when a lookup it holds reaches its deadline. ``clock`` is the
     one deadlines are instants of: a :class:`FakeClock` in scenarios run with :meth:`FakeClock.run`."""
 
     def __init__(
@@ -148,6 +162,7 @@ class FakeDirectory:
         self.held = 0
         self._failure: BaseException | None = None
         self._gate: asyncio.Event | None = None
+        self._stage: Stage = "search"
 
     @property
     def calls(self) -> int:
@@ -165,8 +180,10 @@ class FakeDirectory:
         anything else standing in for a bug); None: answer again."""
         self._failure = error
 
-    def hang(self) -> None:
-        """Lookups from now on wait until :meth:`release` or their deadline."""
+    def hang(self, stage: Stage = "search") -> None:
+        """Lookups from now on wait until :meth:`release` or their deadline, where they raise
+        ``DeadlineExceeded(stage)`` (where the real directory was: ``pool_wait``, ``connect``...)."""
+        self._stage = stage
         if self._gate is None:
             self._gate = asyncio.Event()
 
@@ -190,7 +207,7 @@ class FakeDirectory:
             try:
                 await asyncio.wait_for(gate.wait(), max(0.0, deadline - self._clock()))
             except TimeoutError:
-                raise DeadlineExceeded("search") from None
+                raise DeadlineExceeded(self._stage) from None
             finally:
                 self.held -= 1
         if self._failure is not None:
