@@ -648,6 +648,8 @@ REFUSED_TOO: dict[str, tuple[Callable[[str], str], Rejection]] = {
         lambda iss: "Bearer " + mint(RSA, claims(iss, padding="x" * 20_000)),
         Rejection.MALFORMED,
     ),
+    "header a JSON array": (lambda iss: "Bearer W10.e30.c2ln", Rejection.MALFORMED),
+    "claims a JSON array, signed": (lambda iss: "Bearer " + signed(RSA, b'["aud", "exp"]'), Rejection.MALFORMED),
     "kid not a string": (lambda iss: "Bearer " + with_header(mint(RSA, claims(iss)), kid=1), Rejection.MALFORMED),
     "iat not a number": (lambda iss: "Bearer " + mint(RSA, claims(iss, iat="yesterday")), Rejection.MALFORMED),
     "signed with a 1024-bit key the issuer publishes": (
