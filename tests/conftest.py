@@ -1,33 +1,25 @@
 """Shared fixtures: a real slapd with the demo directory, the service in the test process
 (``start_in_process``, the default) or as a real process (``start_service``, for start-up, signals and
-reload), and misbehaving directories (a closed port, a socket that accepts and never answers)."""
+reload), and misbehaving directories (a closed port, a socket that accepts and never answers).
+
+Fixtures only: what tests import (configurations, the secret, the stand-in servers, the fakes of the
+clock and the directory) is in ``tests/support/``."""
 
 from __future__ import annotations
 
-import copy
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import yaml
-from hook_client import HookClient
 from in_process import InProcessService
+from support.config import SECRET, service_config
+from support.servers import HangingServer, RunningService
 
-from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "service/demo/data/demo-config.yaml"
-SECRET = "test-hook-secret"
+from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -82,37 +74,6 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
         yield server
 
 
-class HangingServer:
-    """Accepts TCP connections and never sends a byte: a directory that is up but stuck."""
-
-    def __init__(self) -> None:
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self.port = self._socket.getsockname()[1]
-        self.url = f"ldap://127.0.0.1:{self.port}"
-        self._held: list[socket.socket] = []
-        self._stopped = False
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stopped:
-            try:
-                connection, _ = self._socket.accept()
-            except OSError:
-                return
-            self._held.append(connection)
-
-    @property
-    def accepted(self) -> int:
-        return len(self._held)
-
-    def close(self) -> None:
-        self._stopped = True
-        self._socket.close()
-        for connection in self._held:
-            connection.close()
-
-
 @pytest.fixture
 def hanging_directory() -> Iterator[HangingServer]:
     server = HangingServer()
@@ -124,102 +85,6 @@ def hanging_directory() -> Iterator[HangingServer]:
 def closed_port_url() -> str:
     """An ldap:// URL on which nothing listens (connections are refused at once)."""
     return f"ldap://127.0.0.1:{free_port()}"
-
-
-def unchanged(body: dict[str, Any]) -> dict[str, Any]:
-    """Assert an answer asks Okta to change nothing (only diagnostics); return those diagnostics."""
-    assert set(body) == {"debugContext"}, body
-    return body["debugContext"]
-
-
-def directory_config(url: str, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "urls": [url],
-        "bind_dn": SERVICE_BIND_DN,
-        "bind_password_env": "LDAP_BIND_PASSWORD",
-        "user_search": {
-            "base_dn": "ou=people,dc=example,dc=com",
-            "filter": "(objectClass=inetOrgPerson)",
-            "match_attribute": "mail",
-        },
-        "pool_size": 4,
-        "connect_timeout_seconds": 0.5,
-        "operation_timeout_seconds": 1.0,
-        "server_cooldown_seconds": 0.5,
-        "health_check_interval_seconds": 1.0,
-    }
-    config.update(overrides)
-    return config
-
-
-def service_config(ldap_url: str, **sections: Any) -> dict[str, Any]:
-    """The demo configuration (the README's example) pointed at ``ldap_url``, with ``sections``
-    replacing or merging top-level sections."""
-    config = yaml.safe_load(DEMO_CONFIG.read_text())
-    config["auth"] = {"header": "Authorization", "secret_env": ["OKTA_HOOK_SECRET"]}
-    config["directory"] = directory_config(ldap_url)
-    config["logging"] = {"level": "info", "format": "json"}
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            merged = copy.deepcopy(config[key])
-            merged.update(value)
-            config[key] = merged
-        else:
-            config[key] = value
-    return config
-
-
-class RunningService(HookClient):
-    """The service started as `python -m service serve`, as in production."""
-
-    def __init__(self, config: dict[str, Any], workdir: Path, env: dict[str, str]) -> None:
-        self.hook_port, self.ops_port = free_port(), free_port()
-        config = copy.deepcopy(config)
-        config["server"] = {"host": "127.0.0.1", "hook_port": self.hook_port, "ops_port": self.ops_port}
-        self.config_path = workdir / "config.yaml"
-        self.config_path.write_text(yaml.safe_dump(config, allow_unicode=True))
-        self.log_path = workdir / "service.log"
-        self.hook_url = f"http://127.0.0.1:{self.hook_port}"
-        self.ops_url = f"http://127.0.0.1:{self.ops_port}"
-        process_env = {**os.environ, "OKTA_HOOK_SECRET": SECRET, "LDAP_BIND_PASSWORD": SERVICE_BIND_PASSWORD, **env}
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", "serve", "--config", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=process_env,
-                cwd=REPO,
-            )
-        self.client = httpx.Client(timeout=10)
-        self.default_secret = SECRET
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"service exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if self.client.get(self.ops_url + "/readyz", timeout=0.5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"service not ready after 15 s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.client.close()
-        return self.process.returncode
 
 
 @pytest.fixture

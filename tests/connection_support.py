@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from conftest import SECRET
+from support.config import SECRET
 
 
 def request_bytes(

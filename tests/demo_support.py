@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
-from conftest import REPO
+from support.config import REPO
 
 from service.demo.slapd import free_port
 

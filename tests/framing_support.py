@@ -11,9 +11,9 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from conftest import SECRET
 from hypothesis import strategies as st
 from okta_spec import example
+from support.config import SECRET
 
 HOOK = "/hooks/registration"
 EVENT = json.dumps(example("registration")).encode()

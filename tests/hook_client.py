@@ -9,7 +9,7 @@ import httpx
 
 
 class HookClient:
-    """Mixed into ``conftest.RunningService`` and ``in_process.InProcessService``."""
+    """Mixed into ``support.servers.RunningService`` and ``in_process.InProcessService``."""
 
     hook_url: str
     ops_url: str

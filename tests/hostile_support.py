@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-from conftest import SECRET
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sanic import Sanic
 from structlog.testing import capture_logs
+from support.config import SECRET
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, free_port
 from service.server import create_apps

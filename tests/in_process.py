@@ -4,7 +4,7 @@ Starting ``python -m service serve`` costs about a second of imports per test on
 most tests only need the hook's HTTP behaviour. :class:`InProcessService` builds both apps with
 ``service.server.create_apps`` and serves them from an event loop in a thread of the test process, on
 loopback ports, with the same lifecycle events as ``serve`` (the directory pool prewarms, the health
-check runs, /readyz turns ready). It has the interface of ``conftest.RunningService`` (``post``,
+check runs, /readyz turns ready). It has the interface of ``support.servers.RunningService`` (``post``,
 ``metrics``, ``client``, ``hook_url``, ``ops_url``), so a test can use either; only start-up, signals,
 reload and process-level behaviour need the real process.
 """

@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from admission_support import SlowDirectory
-from conftest import directory_config, service_config
 from connection_support import metric_value
 from in_process import InProcessService
 from okta_spec import registration_for
+from support.config import directory_config, service_config
 
 from service.demo.slapd import Slapd
 

@@ -1,37 +1,45 @@
-"""Answering from memory, against a real slapd: fresh hits, stale answers while slapd is frozen
-(SIGSTOP), changes visible after the fresh time, single-flight, refresh-ahead, the LRU bound, `0` to turn
-it off, Okta's retry, and SIGHUP emptying the cache of a real service process.
+"""Answering from memory. The cache's logic (fresh, negative and stale times, single-flight,
+refresh-ahead, Okta's retry) runs on a fake directory and a fake clock (tests/support/fakes.py): no
+sleep, microseconds per scenario. Against a real slapd: stale answers while slapd is frozen (SIGSTOP),
+the concurrent burst, the LRU bound, `0` to turn it off, the key a real directory compares, the groups
+in the key, and SIGHUP emptying the cache of a real service process.
 
-Each test drives the in-process app (``create_apps`` + Sanic's ASGI client) inside one event loop, and
-counts LDAP searches with the service's own metrics.
+The slapd scenarios drive the in-process app (``create_apps`` + Sanic's ASGI client) inside one event
+loop and count LDAP searches with the service's own metrics; the fake ones drive the registration
+``Hook`` in front of a ``CachedDirectory``, with the cache's metrics also the service's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+import itertools
 import json
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import ldap3
 import pytest
-from conftest import SECRET, directory_config, service_config, unchanged
 from groups_support import ADA_DIRECT, ADA_MAILS, ADA_NESTED, groups_ldif
 from okta_spec import example, registration_for
 from sanic import Sanic
+from support.answers import unchanged
+from support.config import SECRET, directory_config, service_config
+from support.fakes import FakeClock, FakeDirectory, person, until
 
-from service.cache import _MAX_SHAPES, CachedDirectory, CachePolicy, _Packer
+from service.cache import _MAX_SHAPES, CachedDirectory, CachePolicy, RecentAnswers, _Packer
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
 from service.directory import (
+    DeadlineExceeded,
     Directory,
     DirectoryConfig,
     DirectoryEntry,
+    DirectoryError,
     Groups,
     LookupResult,
     Membership,
@@ -151,15 +159,85 @@ def own_slapd(tmp_path: Path) -> Iterator[Slapd]:
         yield server
 
 
+# -- on fakes: the registration hook, a CachedDirectory, a FakeDirectory, a FakeClock ------------------
+
+CAROL_DN = "uid=carol.chen,ou=people,dc=example,dc=com"
+#: The people of the demo directory these tests ask about, with the values the demo configuration's
+#: registration mapping reads.
+PEOPLE: dict[str, DirectoryEntry] = {
+    ROSARIO: dataclasses.replace(
+        person(
+            ROSARIO,
+            departmentNumber="Engineering",
+            title="Senior Software Engineer",
+            employeeNumber="1002",
+            manager=CAROL_DN,
+            memberOf=("cn=all-staff,ou=groups,dc=example,dc=com", "cn=engineering,ou=groups,dc=example,dc=com"),
+        ),
+        linked={CAROL_DN: {"mail": (KNOWN[0],)}},
+    ),
+    KNOWN[0]: person(KNOWN[0], departmentNumber="Engineering", title="VP Engineering", employeeNumber="1001"),
+    KNOWN[1]: person(KNOWN[1], departmentNumber="Engineering", title="Software Engineer", employeeNumber="1003"),
+}
+NEW_HIRE = "nina.new@example.com"
+
+
+def replace_values(entry: DirectoryEntry, **values: str) -> DirectoryEntry:
+    return dataclasses.replace(entry, attributes={**entry.attributes, **{k.lower(): (v,) for k, v in values.items()}})
+
+
+class OnFakes:
+    """What :class:`App` is, on fakes: the demo configuration's registration hook with ``cache``
+    settings, in front of a :class:`CachedDirectory` (when those settings enable it, as the server
+    does) on a :class:`FakeDirectory` holding :data:`PEOPLE`, all on one :class:`FakeClock`. The
+    cache reports to the service's own telemetry."""
+
+    def __init__(self, cache: dict[str, Any], deadline: float = 2.5) -> None:
+        config = service_config("ldap://127.0.0.1:389")
+        registration = {**config["hooks"]["registration"], "cache": cache, "deadline_seconds": deadline}
+        settings = parse_settings({**config, "hooks": {"registration": registration}}).hooks.registration
+        assert settings is not None
+        self.deadline = deadline
+        self.clock = FakeClock()
+        self.directory = FakeDirectory(PEOPLE, clock=self.clock)
+        self.telemetry = Telemetry(Metrics())
+        self.policy = settings.cache
+        observer = self.telemetry.cache("registration")
+        self.cache = CachedDirectory(self.directory, self.policy, observer, self.clock, refresh_budget_seconds=deadline)
+        source = self.cache if self.policy.enabled else self.directory
+        self.hook = EnrichingHook(HookType.REGISTRATION, settings, source)
+        self._events = itertools.count()
+
+    def run(self, scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        return self.clock.run(scenario())
+
+    async def register(self, email: str, event_id: str | None = None) -> dict[str, Any]:
+        """The registration hook's answer for ``email``, the request arriving now (fake time)."""
+        document = {**registration_for(email), "eventId": event_id or f"evt-{next(self._events)}"}
+        event = parse_event(json.dumps(document).encode(), HookType.REGISTRATION)
+        return (await self.hook.answer(event, self.clock())).body
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.telemetry.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def lookups(self, result: str) -> float:
+        return self.metric("okta_hook_cache_lookups_total", hook_type="registration", result=result)
+
+
+def cache_of(body: dict[str, Any]) -> str:
+    return body["debugContext"]["cache"]
+
+
 def test_frozen_directory_cached_users_stay_enriched_uncached_fall_back(own_slapd: Slapd) -> None:
-    service = App(own_slapd.url, {"fresh_seconds": 0.2, "stale_seconds": 3600}, deadline=1.0)
+    # fresh_seconds 0: every lookup asks the directory (no waiting out a fresh time), and the answers
+    # read stay in memory for the stale time
+    service = App(own_slapd.url, {"fresh_seconds": 0, "stale_seconds": 3600}, deadline=1.0)
     assert own_slapd.pid is not None
 
     async def scenario() -> tuple[list[tuple[dict[str, Any], float]], list[tuple[dict[str, Any], float]]]:
         for email in (ROSARIO, *KNOWN[:2]):
             body, _ = await service.register(email)
             assert outcome(body) == "enriched" and body["debugContext"]["cache"] == "miss"
-        await asyncio.sleep(0.3)  # past the fresh time: the next lookups must ask the directory
         freeze(own_slapd.pid)
         try:
             cached = await asyncio.gather(*(service.register(e) for e in (ROSARIO, *KNOWN[:2])))
@@ -184,26 +262,20 @@ def test_frozen_directory_cached_users_stay_enriched_uncached_fall_back(own_slap
     assert service.metric("okta_hook_requests_total", hook_type="registration", outcome="enriched_stale") == 3
 
 
-def test_a_change_in_the_directory_shows_after_the_fresh_time(own_slapd: Slapd) -> None:
+def test_a_change_in_the_directory_shows_after_the_fresh_time() -> None:
     fresh = 1.0
-    service = App(own_slapd.url, {"fresh_seconds": fresh, "refresh_ahead_seconds": 0})
-    admin = ldap3.Connection(own_slapd.url, own_slapd.admin_dn, own_slapd.admin_password, auto_bind=True)
+    service = OnFakes({"fresh_seconds": fresh, "refresh_ahead_seconds": 0})
 
     async def scenario() -> list[str]:
-        seen = [title((await service.register(ROSARIO))[0])]
-        read_at = time.monotonic()
-        admin.modify(
-            "uid=rosario.jones,ou=people,dc=example,dc=com", {"title": [(ldap3.MODIFY_REPLACE, ["Chief Cartographer"])]}
-        )
-        seen.append(title((await service.register(ROSARIO))[0]))  # still fresh: from memory
-        await asyncio.sleep(max(0.0, read_at + fresh + 0.05 - time.monotonic()))
-        seen.append(title((await service.register(ROSARIO))[0]))
+        seen = [title(await service.register(ROSARIO))]
+        service.directory.put(ROSARIO, replace_values(PEOPLE[ROSARIO], title="Chief Cartographer"))
+        service.clock.advance(fresh - 0.001)
+        seen.append(title(await service.register(ROSARIO)))  # still fresh: from memory
+        service.clock.advance(0.001)  # fresh_seconds after the read: no longer fresh
+        seen.append(title(await service.register(ROSARIO)))
         return seen
 
-    try:
-        seen = run(service, scenario)
-    finally:
-        admin.unbind()
+    seen = service.run(scenario)
     assert seen == ["Senior Software Engineer", "Senior Software Engineer", "Chief Cartographer"]
     assert service.lookups("hit") == 1 and service.lookups("miss") == 2
 
@@ -221,24 +293,24 @@ def test_fifty_concurrent_calls_for_a_new_user_make_one_search(slapd: Slapd) -> 
     assert service.metric("okta_hook_ldap_operation_duration_seconds_count", operation="resolve") == 1  # manager
 
 
-def test_refresh_ahead_rereads_a_hot_entry_in_the_background(slapd: Slapd) -> None:
-    service = App(slapd.url, {"fresh_seconds": 1.0, "refresh_ahead_seconds": 0.5})
+def test_refresh_ahead_rereads_a_hot_entry_in_the_background() -> None:
+    service = OnFakes({"fresh_seconds": 1.0, "refresh_ahead_seconds": 0.5})
 
     async def scenario() -> list[str]:
-        caches = [(await service.register(ROSARIO))[0]["debugContext"]["cache"]]
-        await asyncio.sleep(0.6)  # within refresh_ahead of going stale
-        caches.append((await service.register(ROSARIO))[0]["debugContext"]["cache"])
-        for _ in range(100):  # the refresh runs in the background; the answer above did not wait for it
-            if service.metric("okta_hook_cache_refreshes_total", hook_type="registration", result="ok"):
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.5)  # past the first read's fresh time, not the refreshed one's
-        caches.append((await service.register(ROSARIO))[0]["debugContext"]["cache"])
+        caches = [cache_of(await service.register(ROSARIO))]
+        service.clock.advance(0.6)  # within refresh_ahead of going stale
+        service.directory.hang()  # the refresh waits in the directory; the answer must not wait for it
+        caches.append(cache_of(await service.register(ROSARIO)))
+        await until(lambda: service.directory.held == 1)
+        service.directory.release()
+        await until(lambda: service.metric("okta_hook_cache_refreshes_total", hook_type="registration", result="ok"))
+        service.clock.advance(0.45)  # past the first read's fresh time, not the refreshed one's (nor its refresh)
+        caches.append(cache_of(await service.register(ROSARIO)))
         return caches
 
-    assert run(service, scenario) == ["miss", "hit", "hit"]
+    assert service.run(scenario) == ["miss", "hit", "hit"]
     assert service.metric("okta_hook_cache_refreshes_total", hook_type="registration", result="ok") == 1
-    assert service.searches() == 2
+    assert service.directory.calls == 2
 
 
 def test_the_least_recently_used_entry_goes_at_the_bound(slapd: Slapd) -> None:
@@ -298,26 +370,19 @@ def test_okta_retry_of_an_event_gets_the_same_answer(slapd: Slapd) -> None:
     assert service.metric("okta_hook_replayed_answers_total", hook_type="registration") == 1
 
 
-def test_a_fallback_is_not_replayed(own_slapd: Slapd) -> None:
+def test_a_fallback_is_not_replayed() -> None:
     """Okta's retry after a failed lookup is a second chance to enrich, not a copy of the failure."""
-    service = App(own_slapd.url, {"fresh_seconds": 0, "stale_seconds": 0, "negative_seconds": 0}, deadline=0.5)
-    assert own_slapd.pid is not None
+    service = OnFakes({"fresh_seconds": 0, "stale_seconds": 0, "negative_seconds": 0}, deadline=0.5)
 
     async def scenario() -> list[str]:
-        await service.register(KNOWN[0])  # a pooled connection exists
-        freeze(own_slapd.pid)
-        try:
-            first = outcome((await service.register(ROSARIO, event_id="evt-r"))[0])
-        finally:
-            os.kill(own_slapd.pid, signal.SIGCONT)
-        for _ in range(50):
-            retry = outcome((await service.register(ROSARIO, event_id="evt-r"))[0])
-            if retry == "enriched":
-                break
-            await asyncio.sleep(0.1)
+        await service.register(KNOWN[0])
+        service.directory.hang()  # the lookup waits out the hook's deadline (0.5 fake seconds)
+        first = outcome(await service.register(ROSARIO, event_id="evt-r"))
+        service.directory.release()
+        retry = outcome(await service.register(ROSARIO, event_id="evt-r"))
         return [first, retry]
 
-    assert run(service, scenario) == ["fallback_deadline", "enriched"]
+    assert service.run(scenario) == ["fallback_deadline", "enriched"]
 
 
 def test_sighup_empties_the_cache_of_a_running_service(slapd: Slapd, start_service) -> None:
@@ -391,33 +456,23 @@ def test_stale_up_to_zero_fresh_still_serves_stale_on_errors(own_slapd: Slapd) -
     assert service.searches() >= 2
 
 
-def test_several_matching_entries_are_never_answered_from_memory(own_slapd: Slapd) -> None:
+def test_several_matching_entries_are_never_answered_from_memory() -> None:
     """Once a second entry carries the user's mail, the old answer could be someone else's: it is
-    dropped, not served stale, even when the directory fails afterwards."""
-    service = App(own_slapd.url, {"fresh_seconds": 0.2, "stale_seconds": 3600}, deadline=0.8)
-    admin = ldap3.Connection(own_slapd.url, own_slapd.admin_dn, own_slapd.admin_password, auto_bind=True)
-    assert own_slapd.pid is not None
+    dropped, not served stale, even when the directory fails afterwards. (That slapd reports two
+    entries with one mail as ``ambiguous``: test_hooks.py.)"""
+    service = OnFakes({"fresh_seconds": 0.2, "stale_seconds": 3600}, deadline=0.8)
 
     async def scenario() -> list[str]:
-        seen = [outcome((await service.register(ROSARIO))[0])]
-        admin.add(
-            "uid=rosario.twin,ou=people,dc=example,dc=com",
-            ["inetOrgPerson"],
-            {"cn": "Twin", "sn": "Twin", "uid": "rosario.twin", "mail": ROSARIO},
-        )
-        await asyncio.sleep(0.3)
-        seen.append(outcome((await service.register(ROSARIO))[0]))
-        freeze(own_slapd.pid)
-        try:
-            seen.append(outcome((await service.register(ROSARIO))[0]))
-        finally:
-            os.kill(own_slapd.pid, signal.SIGCONT)
+        seen = [outcome(await service.register(ROSARIO))]
+        service.directory.fail(DirectoryError("ambiguous", "2 entries match"))  # a twin now holds the mail
+        service.clock.advance(0.3)
+        seen.append(outcome(await service.register(ROSARIO)))
+        service.directory.fail(None)
+        service.directory.hang()  # then the directory stops answering
+        seen.append(outcome(await service.register(ROSARIO)))
         return seen
 
-    try:
-        seen = run(service, scenario)
-    finally:
-        admin.unbind()
+    seen = service.run(scenario)
     assert seen == ["enriched", "fallback_ldap_error", "fallback_deadline"]
     assert service.lookups("stale") == 0
 
@@ -539,3 +594,483 @@ def test_the_key_is_the_value_the_directory_compares(slapd: Slapd) -> None:
     assert other_domain.cache == "hit" and other_domain.entry == corp.entry
     assert foreign == LookupResult(None) and bare == LookupResult(None)  # nobody, and not from memory
     assert len(cache) == 1
+
+
+# -- on fakes: the times an entry lives, single-flight, refresh-ahead, Okta's retries ---------------------
+
+
+def answered(body: dict[str, Any]) -> tuple[str, str | None]:
+    """The outcome and how the cache answered (None: no cache result, e.g. a directory failure)."""
+    return body["debugContext"]["outcome"], body["debugContext"].get("cache")
+
+
+def test_a_person_deleted_from_the_directory_is_no_match_once_the_entry_is_not_fresh() -> None:
+    """Someone removed from the directory (they left): within the fresh time their entry still answers;
+    from fresh_seconds after it was read, the directory is asked and says nobody, that answer is what is
+    remembered, and the deleted entry is never served again, not even stale when the directory fails."""
+    service = OnFakes({"fresh_seconds": 300, "stale_seconds": 3600, "negative_seconds": 60})
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        seen = [answered(await service.register(ROSARIO))]
+        service.directory.delete(ROSARIO)
+        service.clock.advance(299.999)
+        seen.append(answered(await service.register(ROSARIO)))
+        service.clock.advance(0.001)
+        seen.append(answered(await service.register(ROSARIO)))
+        seen.append(answered(await service.register(ROSARIO)))
+        service.clock.advance(60)  # the "nobody" answer is over too; now the directory fails
+        service.directory.fail(DirectoryError("timeout", "no answer in time"))
+        seen.append(answered(await service.register(ROSARIO)))
+        return seen
+
+    assert service.run(scenario) == [
+        ("enriched", "miss"),
+        ("enriched", "hit"),
+        ("no_match", "miss"),
+        ("no_match", "negative_hit"),
+        ("fallback_ldap_error", None),  # not enriched_stale with the deleted person's entry
+    ]
+    assert service.directory.calls == 3
+
+
+def test_a_deleted_person_is_not_served_stale_with_negative_caching_off() -> None:
+    """negative_seconds 0 keeps no "nobody" answer: the deleted person's entry must go all the same."""
+    service = OnFakes({"fresh_seconds": 1, "stale_seconds": 3600, "negative_seconds": 0})
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        seen = [answered(await service.register(ROSARIO))]
+        service.directory.delete(ROSARIO)
+        service.clock.advance(1)
+        seen.append(answered(await service.register(ROSARIO)))
+        service.directory.fail(DirectoryError("timeout", "no answer in time"))
+        seen.append(answered(await service.register(ROSARIO)))
+        return seen
+
+    assert service.run(scenario) == [("enriched", "miss"), ("no_match", "miss"), ("fallback_ldap_error", None)]
+
+
+def test_an_unknown_person_is_asked_about_again_after_the_negative_time_not_the_fresh_time() -> None:
+    """A new hire whose first call came before their entry existed: "nobody" is remembered for
+    negative_seconds (60 s), not fresh_seconds (300 s), then the directory is asked again."""
+    service = OnFakes({"fresh_seconds": 300, "negative_seconds": 60})
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        seen = [answered(await service.register(NEW_HIRE))]
+        service.directory.put(NEW_HIRE, person(NEW_HIRE, title="Cartographer"))
+        service.clock.advance(59.999)
+        seen.append(answered(await service.register(NEW_HIRE)))
+        service.clock.advance(0.001)
+        body = await service.register(NEW_HIRE)
+        seen.append(answered(body))
+        assert title(body) == "Cartographer"
+        return seen
+
+    assert service.run(scenario) == [("no_match", "miss"), ("no_match", "negative_hit"), ("enriched", "miss")]
+    assert service.directory.calls == 2
+
+
+def test_an_entry_is_served_stale_on_failures_until_stale_seconds_after_it_was_read() -> None:
+    service = OnFakes({"fresh_seconds": 10, "stale_seconds": 100, "refresh_ahead_seconds": 0})
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        seen = [answered(await service.register(ROSARIO))]
+        service.directory.fail(DirectoryError("connect", "server down"))
+        service.clock.advance(10)
+        seen.append(answered(await service.register(ROSARIO)))
+        service.clock.advance(89.999)
+        body = await service.register(ROSARIO)
+        seen.append(answered(body))
+        assert body["debugContext"]["error"] == "connect" and title(body) == "Senior Software Engineer"
+        service.clock.advance(0.001)
+        seen.append(answered(await service.register(ROSARIO)))
+        return seen
+
+    assert service.run(scenario) == [
+        ("enriched", "miss"),
+        ("enriched_stale", "stale"),
+        ("enriched_stale", "stale"),
+        ("fallback_ldap_error", None),
+    ]
+    assert service.lookups("stale") == 2
+
+
+def test_concurrent_calls_for_one_user_wait_on_one_lookup() -> None:
+    service = OnFakes({})
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        service.directory.hang()
+        calls = [asyncio.create_task(service.register(ROSARIO)) for _ in range(50)]
+        await until(lambda: service.directory.held == 1)
+        service.directory.release()
+        return [answered(body) for body in await asyncio.gather(*calls)]
+
+    assert service.run(scenario) == [("enriched", "miss")] * 50
+    assert service.directory.calls == 1
+    assert service.lookups("miss") == 50
+
+
+class Recorder:
+    """A CacheObserver that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def looked_up(self, result: str) -> None:
+        self.seen.append(result)
+
+    def evicted(self) -> None:
+        self.seen.append("evicted")
+
+    def refreshed(self, error_kind: str | None) -> None:
+        self.seen.append(f"refreshed:{error_kind or 'ok'}")
+
+
+QUERY = UserQuery.of("", frozenset({"title"}), {})
+
+
+def test_a_caller_joining_a_longer_lookup_waits_only_until_its_own_deadline() -> None:
+    """A request that waited in a queue before it reached the cache has less time left than the
+    lookup in flight for the same person: it gives up at its own deadline (fake seconds, through the
+    cache's wait_for), and the lookup carries on for the others."""
+    clock = FakeClock()
+    directory = FakeDirectory(PEOPLE, clock=clock)
+    recorder = Recorder()
+    cache = CachedDirectory(directory, CachePolicy(stale_seconds=0), recorder, clock)
+    query = QUERY.with_identifier(ROSARIO)
+
+    async def scenario() -> tuple[float, float, LookupResult]:
+        start = clock()
+        directory.hang()
+        first = asyncio.create_task(cache.find_user(query, start + 2.5))
+        await until(lambda: directory.held == 1)
+        with pytest.raises(DeadlineExceeded) as late:
+            await cache.find_user(query, start + 0.2)
+        gave_up = clock() - start
+        assert late.value.stage == "search"
+        directory.release()
+        result = await first
+        return gave_up, clock() - start, result
+
+    gave_up, finished, result = clock.run(scenario())
+    assert gave_up == pytest.approx(0.2)
+    assert finished == pytest.approx(0.2)  # released at once after: the first lookup did not wait more
+    assert result.cache == "miss" and result.entry is not None
+    assert result.entry.values("title") == ("Senior Software Engineer",)
+    assert directory.calls == 1 and recorder.seen == ["miss", "miss"]
+
+
+def test_a_failed_refresh_is_reported_and_the_entry_still_served() -> None:
+    clock = FakeClock()
+    directory = FakeDirectory(PEOPLE, clock=clock)
+    recorder = Recorder()
+    cache = CachedDirectory(directory, CachePolicy(fresh_seconds=10, refresh_ahead_seconds=2), recorder, clock)
+    query = QUERY.with_identifier(ROSARIO)
+
+    async def scenario() -> list[str | None]:
+        seen = [(await cache.find_user(query, clock() + 2.5)).cache]
+        directory.fail(DirectoryError("timeout", "no answer in time"))
+        clock.advance(7.999)  # not yet within refresh_ahead of going stale: no refresh
+        seen.append((await cache.find_user(query, clock() + 2.5)).cache)
+        calls_before = directory.calls
+        clock.advance(0.001)  # within it: a refresh, which fails
+        seen.append((await cache.find_user(query, clock() + 2.5)).cache)
+        await until(lambda: "refreshed:timeout" in recorder.seen)
+        assert calls_before == 1 and directory.calls == 2
+        clock.advance(1.999)  # still fresh
+        seen.append((await cache.find_user(query, clock() + 2.5)).cache)
+        return seen
+
+    assert clock.run(scenario()) == ["miss", "hit", "hit", "hit"]
+    assert recorder.seen.count("refreshed:timeout") >= 1 and "refreshed:ok" not in recorder.seen
+
+
+def test_background_refreshes_are_bounded() -> None:
+    """At most MAX_CONCURRENT_REFRESHES (4) refreshes at once: they must never take the whole LDAP pool
+    from the requests waiting on it."""
+    clock = FakeClock()
+    mails = [f"person{i}@example.com" for i in range(6)]
+    directory = FakeDirectory({mail: person(mail, title=f"T{i}") for i, mail in enumerate(mails)}, clock=clock)
+    cache = CachedDirectory(directory, CachePolicy(fresh_seconds=10, refresh_ahead_seconds=5), Recorder(), clock)
+
+    async def scenario() -> int:
+        for mail in mails:
+            await cache.find_user(QUERY.with_identifier(mail), clock() + 2.5)
+        clock.advance(6)
+        directory.hang()
+        for mail in mails:
+            assert (await cache.find_user(QUERY.with_identifier(mail), clock() + 2.5)).cache == "hit"
+        await until(lambda: directory.held == 4)
+        for _ in range(10):  # and no fifth one turns up
+            await asyncio.sleep(0)
+        held = directory.held
+        directory.release()
+        return held
+
+    assert clock.run(scenario()) == 4
+    assert directory.calls == 6 + 4
+
+
+def test_clear_forgets_every_entry() -> None:
+    clock = FakeClock()
+    cache = CachedDirectory(FakeDirectory(PEOPLE, clock=clock), CachePolicy(), Recorder(), clock)
+
+    async def scenario() -> list[str | None]:
+        for mail in (ROSARIO, KNOWN[0], NEW_HIRE):
+            await cache.find_user(QUERY.with_identifier(mail), clock() + 2.5)
+        assert len(cache) == 3 and cache.clear() == 3 and len(cache) == 0
+        return [(await cache.find_user(QUERY.with_identifier(ROSARIO), clock() + 2.5)).cache]
+
+    assert clock.run(scenario()) == ["miss"]
+
+
+def test_recent_answers_last_their_window_and_keep_their_bound() -> None:
+    clock = FakeClock()
+    answers: RecentAnswers[str, str] = RecentAnswers(10, max_entries=2, clock=clock)
+    answers.put("evt-1", "first")
+    clock.advance(9.999)
+    assert answers.get("evt-1") == "first"
+    clock.advance(0.001)
+    assert answers.get("evt-1") is None  # Okta retries within seconds; later, the event is new again
+    for event in ("evt-2", "evt-3", "evt-4"):
+        answers.put(event, event)
+    assert [answers.get(event) for event in ("evt-2", "evt-3", "evt-4")] == [None, "evt-3", "evt-4"]
+    answers.clear()
+    assert answers.get("evt-4") is None
+    off: RecentAnswers[str, str] = RecentAnswers(0, clock=clock)
+    off.put("evt-1", "first")
+    assert off.get("evt-1") is None
+
+
+def test_refresh_ahead_starts_at_half_the_fresh_time_at_most() -> None:
+    """refresh_ahead_seconds (30 by default) longer than half the fresh time: the refresh starts at half
+    of it, not at every hit."""
+    clock = FakeClock()
+    directory = FakeDirectory(PEOPLE, clock=clock)
+    cache = CachedDirectory(directory, CachePolicy(fresh_seconds=10, refresh_ahead_seconds=30), Recorder(), clock)
+    query = QUERY.with_identifier(ROSARIO)
+
+    async def scenario() -> list[int]:
+        calls = []
+        for step in (0, 4.999, 0.001):
+            clock.advance(step)
+            await cache.find_user(query, clock() + 2.5)
+            await until(lambda: not cache._in_flight)
+            calls.append(directory.calls)
+        return calls
+
+    assert clock.run(scenario()) == [1, 1, 2]
+
+
+def test_a_lookup_that_cannot_start_in_time_is_shed_and_a_fresh_entry_still_answered() -> None:
+    """start_by reaches the directory, which sheds the lookup (DeadlineExceeded "queue") for a miss; an
+    entry in memory needs no lookup and is answered however late; an identifier that can match nobody
+    (outside strip_domains) is nobody at once, asking no one."""
+    clock = FakeClock()
+    people = {"rosario.jones": PEOPLE[ROSARIO], "nina.new": person(NEW_HIRE, title="Cartographer")}
+    directory = FakeDirectory(people, clock=clock, strip_domains=("example.com",))
+    cache = CachedDirectory(directory, CachePolicy(), Recorder(), clock)
+
+    async def scenario() -> list[str]:
+        await cache.find_user(QUERY.with_identifier(ROSARIO), clock() + 2.5)
+        late = clock() - 0.001
+        stages = []
+        with pytest.raises(DeadlineExceeded) as shed:
+            await cache.find_user(QUERY.with_identifier(NEW_HIRE), clock() + 2.5, start_by=late)
+        stages.append(shed.value.stage)
+        asked = len(directory.queries)
+        nobody = await cache.find_user(QUERY.with_identifier("rosario.jones@elsewhere.example"), clock() + 2.5, late)
+        stages.append("nobody" if nobody.entry is None and len(directory.queries) == asked else "asked")
+        hit = await cache.find_user(QUERY.with_identifier(ROSARIO), clock() + 2.5, start_by=late)
+        stages.append(str(hit.cache))
+        return stages
+
+    assert clock.run(scenario()) == ["queue", "nobody", "hit"]
+
+
+def test_with_strip_domains_each_person_has_an_entry_of_their_own() -> None:
+    clock = FakeClock()
+    people = {"rosario.jones": PEOPLE[ROSARIO], "carol.chen": PEOPLE[KNOWN[0]]}
+    directory = FakeDirectory(people, clock=clock, strip_domains=("example.com", "corp.example.com"))
+    cache = CachedDirectory(directory, CachePolicy(), Recorder(), clock)
+
+    async def scenario() -> list[tuple[str | None, str]]:
+        found = []
+        for login in (ROSARIO, KNOWN[0], "rosario.jones@corp.example.com", "carol.chen@corp.example.com"):
+            result = await cache.find_user(QUERY.with_identifier(login), clock() + 2.5)
+            assert result.entry is not None
+            found.append((result.cache, result.entry.values("title")[0]))
+        return found
+
+    assert clock.run(scenario()) == [
+        ("miss", "Senior Software Engineer"),
+        ("miss", "VP Engineering"),
+        ("hit", "Senior Software Engineer"),
+        ("hit", "VP Engineering"),
+    ]
+    assert len(cache) == 2
+
+
+def test_an_ambiguous_answer_for_someone_never_cached_is_the_directory_error() -> None:
+    clock = FakeClock()
+    directory = FakeDirectory(PEOPLE, clock=clock)
+    directory.fail(DirectoryError("ambiguous", "2 entries match"))
+    cache = CachedDirectory(directory, CachePolicy(), Recorder(), clock)
+
+    async def scenario() -> str:
+        with pytest.raises(DirectoryError) as error:
+            await cache.find_user(QUERY.with_identifier(ROSARIO), clock() + 2.5)
+        return error.value.kind
+
+    assert clock.run(scenario()) == "ambiguous"
+
+
+@pytest.mark.parametrize(
+    ("policy", "known", "unknown", "kept"),
+    [
+        pytest.param(CachePolicy(negative_seconds=0), "hit", "miss", 1, id="negative caching off"),
+        pytest.param(
+            CachePolicy(fresh_seconds=0.5, stale_seconds=0, negative_seconds=0.5),
+            "hit",
+            "negative_hit",
+            2,
+            id="under a second each",
+        ),
+        pytest.param(CachePolicy(max_entries=1), "hit", "miss", 1, id="one entry"),
+    ],
+)
+def test_what_is_kept_follows_each_time_and_the_bound(policy: CachePolicy, known: str, unknown: str, kept: int) -> None:
+    clock = FakeClock()
+    cache = CachedDirectory(FakeDirectory(PEOPLE, clock=clock), policy, Recorder(), clock)
+
+    async def scenario() -> list[str | None]:
+        seen = []
+        for login in (ROSARIO, ROSARIO, NEW_HIRE, NEW_HIRE):
+            clock.advance(0.1)
+            seen.append((await cache.find_user(QUERY.with_identifier(login), clock() + 2.5)).cache)
+        return seen
+
+    if policy.max_entries == 1:  # the unknown person took the only place
+        assert clock.run(scenario()) == ["miss", known, "miss", "negative_hit"]
+    else:
+        assert clock.run(scenario()) == ["miss", known, "miss", unknown]
+    assert len(cache) == kept
+
+
+def test_callers_with_one_deadline_get_the_stage_the_directory_reached() -> None:
+    """Okta's calls for one person arriving together: they share the lookup and its deadline, and each
+    gets the directory's own DeadlineExceeded, which knows where it was (here: waiting for a connection)."""
+    clock = FakeClock()
+    directory = FakeDirectory(PEOPLE, clock=clock)
+    cache = CachedDirectory(directory, CachePolicy(), Recorder(), clock)
+    directory.hang("pool_wait")
+
+    async def scenario() -> list[str]:
+        deadline = clock() + 2.5
+        calls = [cache.find_user(QUERY.with_identifier(ROSARIO), deadline) for _ in range(3)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        return [result.stage if isinstance(result, DeadlineExceeded) else repr(result) for result in results]
+
+    assert clock.run(scenario()) == ["pool_wait"] * 3
+    assert directory.calls == 1
+
+
+def test_the_refresh_bound_holds_after_refreshes_have_finished() -> None:
+    clock = FakeClock()
+    mails = [f"person{i}@example.com" for i in range(6)]
+    directory = FakeDirectory({mail: person(mail, title=f"T{i}") for i, mail in enumerate(mails)}, clock=clock)
+    recorder = Recorder()
+    cache = CachedDirectory(directory, CachePolicy(fresh_seconds=10, refresh_ahead_seconds=5), recorder, clock)
+
+    async def scenario() -> int:
+        for mail in mails:
+            await cache.find_user(QUERY.with_identifier(mail), clock() + 2.5)
+        clock.advance(6)
+        await cache.find_user(QUERY.with_identifier(mails[0]), clock() + 2.5)  # one refresh, to its end
+        await until(lambda: recorder.seen.count("refreshed:ok") == 1)
+        directory.hang()
+        for mail in mails[1:]:
+            await cache.find_user(QUERY.with_identifier(mail), clock() + 2.5)
+        await until(lambda: directory.held == 4)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        held = directory.held
+        directory.release()
+        await until(lambda: recorder.seen.count("refreshed:ok") == 5)
+        return held
+
+    assert clock.run(scenario()) == 4
+
+
+def test_refresh_failures_are_reported_by_kind_and_a_refresh_cut_short_as_cancelled() -> None:
+    clock = FakeClock()
+    directory = FakeDirectory(PEOPLE, clock=clock)
+    recorder = Recorder()
+    cache = CachedDirectory(directory, CachePolicy(fresh_seconds=100, refresh_ahead_seconds=50), recorder, clock)
+    query = QUERY.with_identifier(ROSARIO)
+
+    async def scenario() -> None:
+        await cache.find_user(query, clock() + 2.5)
+        clock.advance(50)  # within refresh_ahead of going stale: each hit from now on starts a refresh
+        for failure in (RuntimeError("a bug"), DirectoryError("connect", "down")):
+            directory.fail(failure)
+            assert (await cache.find_user(query, clock() + 2.5)).cache == "hit"
+            await until(lambda: not cache._in_flight)
+            clock.advance(1)
+        directory.fail(None)
+        directory.hang()
+        await cache.find_user(query, clock() + 2.5)  # a refresh still waiting when the service stops
+        await until(lambda: directory.held == 1)
+
+    clock.run(scenario())
+    refreshes = [seen for seen in recorder.seen if seen.startswith("refreshed")]
+    assert refreshes == ["refreshed:RuntimeError", "refreshed:connect", "refreshed:cancelled"]
+
+
+def test_an_entry_served_stale_after_a_deadline_says_so() -> None:
+    service = OnFakes({"fresh_seconds": 1, "refresh_ahead_seconds": 0}, deadline=0.5)
+
+    async def scenario() -> dict[str, Any]:
+        await service.register(ROSARIO)
+        service.clock.advance(1)
+        service.directory.hang()
+        return await service.register(ROSARIO)
+
+    diagnostics = service.run(scenario)["debugContext"]
+    assert diagnostics["outcome"] == "enriched_stale" and diagnostics["error"] == "deadline"
+
+
+def _layout(i: int) -> DirectoryEntry:
+    return DirectoryEntry(f"uid=u{i},ou=people", {f"attribute{i}": ("x",)})
+
+
+def test_a_layout_is_stored_once_and_the_table_of_layouts_is_bounded() -> None:
+    """The attribute names of a layout seen before are not in an entry's record (its number is); past
+    _MAX_SHAPES layouts, a new one carries its names itself, and the known ones keep their numbers."""
+    packer = _Packer()
+    common = PEOPLE[KNOWN[0]]
+    for _ in range(_MAX_SHAPES + 100):
+        record = packer.pack(common, 1.0)
+    assert b"departmentnumber" not in record and packer.unpack(record) == common
+    assert b"attribute0" not in packer.pack(_layout(0), 1.0)  # the second layout: numbered, no names
+    for i in range(1, _MAX_SHAPES - 2):
+        packer.pack(_layout(i), 1.0)
+    last, beyond = packer.pack(_layout(_MAX_SHAPES - 2), 1.0), packer.pack(_layout(_MAX_SHAPES - 1), 1.0)
+    assert f"attribute{_MAX_SHAPES - 2}".encode() not in last  # the last of the table
+    assert f"attribute{_MAX_SHAPES - 1}".encode() in beyond  # past it: the names travel with the entry
+    assert packer.unpack(beyond) == _layout(_MAX_SHAPES - 1)
+    assert b"departmentnumber" not in packer.pack(common, 2.0)
+
+
+def test_recent_answers_keep_short_windows_single_places_and_ten_thousand_by_default() -> None:
+    clock = FakeClock()
+    short: RecentAnswers[str, str] = RecentAnswers(0.5, clock=clock)
+    short.put("evt-1", "first")
+    clock.advance(0.499)
+    assert short.get("evt-1") == "first"
+    single: RecentAnswers[str, str] = RecentAnswers(10, max_entries=1, clock=clock)
+    single.put("evt-1", "first")
+    assert single.get("evt-1") == "first"
+    default: RecentAnswers[int, int] = RecentAnswers(10, clock=clock)
+    for event in range(10_001):
+        default.put(event, event)
+    assert default.get(0) is None and default.get(1) == 1 and default.get(10_000) == 10_000

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DEMO_CONFIG, REPO, HangingServer
+from support.config import DEMO_CONFIG, REPO
+from support.servers import HangingServer
 
 from service import cli
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd

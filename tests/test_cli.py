@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from conftest import REPO, SECRET, service_config
+from support.config import REPO, SECRET, service_config
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, free_port
 

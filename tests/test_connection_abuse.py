@@ -8,7 +8,6 @@ import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import HangingServer, RunningService, directory_config, service_config
 from connection_support import (
     closed_by_server,
     connect,
@@ -19,6 +18,8 @@ from connection_support import (
     wait_until,
 )
 from okta_spec import example
+from support.config import directory_config, service_config
+from support.servers import HangingServer, RunningService
 
 from service.demo.slapd import Slapd
 from service.http_protocol import KEEP_ALIVE_SECONDS, REQUEST_RECEIVE_SECONDS

@@ -8,8 +8,8 @@ import re
 import socket
 import subprocess
 
-from conftest import REPO
 from demo_support import running_demo
+from support.config import REPO
 
 
 def test_demo_answers_the_printed_curl_and_stops_cleanly() -> None:

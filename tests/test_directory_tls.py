@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import directory_config, service_config, unchanged
 from okta_spec import example
+from support.answers import unchanged
+from support.config import directory_config, service_config
 
 from service.demo.slapd import Slapd, make_ca
 

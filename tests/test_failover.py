@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import HangingServer, directory_config, service_config, unchanged
 from okta_spec import example, registration_for
+from support.answers import unchanged
+from support.config import directory_config, service_config
+from support.servers import HangingServer
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, demo_ldif
 from service.directory import Directory, DirectoryConfig, DirectoryError, UserQuery, UserSearch

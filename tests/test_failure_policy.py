@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import HangingServer, RunningService, directory_config, service_config, unchanged
 from in_process import InProcessService
 from okta_spec import example, registration_for, validate_response
+from support.answers import unchanged
+from support.config import directory_config, service_config
+from support.servers import HangingServer, RunningService
 
 from service.demo.slapd import Slapd, demo_ldif
 

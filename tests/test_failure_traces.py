@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import service_config
 from connection_support import log_lines, metric_value, wait_until
 from fault_injection import PERSONAL
 from okta_spec import example
+from support.config import service_config
 
 from service.demo.slapd import Slapd
 

@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import SECRET, HangingServer, directory_config, service_config
 from groups_support import ADA_DIRECT, ADA_MAILS, ADA_NESTED, TEAMS, groups_ldif
 from okta_spec import example, registration_for, validate_response
 from prometheus_client import generate_latest
 from sanic import Sanic
+from support.config import SECRET, directory_config, service_config
+from support.servers import HangingServer
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port
 from service.directory import (

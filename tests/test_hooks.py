@@ -11,15 +11,17 @@ import json
 import time
 
 import pytest
-from conftest import SECRET, service_config, unchanged
 from in_process import InProcessService
 from okta_spec import example, registration_for, validate_response
+from support.answers import unchanged
+from support.config import SECRET, service_config
+from support.fakes import FakeClock, FakeDirectory, person
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD
-from service.directory import Directory
+from service.directory import Directory, DirectoryError
 from service.hooks.base import EnrichingHook
 from service.hooks.registry import HookType
-from service.okta import parse_event
+from service.okta import HookEvent, parse_event
 from service.settings import parse_settings
 
 
@@ -400,24 +402,18 @@ def test_ops_port_probes_and_metrics(service: InProcessService) -> None:
         assert service.metric(f'okta_hook_ldap_operation_duration_seconds_count{{operation="{operation}"}}') >= 1
 
 
-def test_a_bug_in_the_service_still_answers_with_the_fallback(slapd) -> None:
+def test_a_bug_in_the_service_still_answers_with_the_fallback() -> None:
     """Nothing real fails this way (that is the point of a bug), so a directory that raises an
     unexpected exception stands in for one; the answer must still be the configured fallback."""
-
-    class BrokenDirectory(Directory):
-        async def find_user(self, *args: object, **kwargs: object) -> None:
-            raise RuntimeError("a bug")
-
-    config = service_config(slapd.url)
+    config = service_config("ldap://127.0.0.1:389")
     config["hooks"]["registration"]["on_directory_error"] = "deny"
     settings = parse_settings(config)
-    directory = BrokenDirectory(settings.directory, "x")
+    clock = FakeClock()
+    directory = FakeDirectory(clock=clock)
+    directory.fail(RuntimeError("a bug"))
     hook = EnrichingHook(HookType.REGISTRATION, settings.hooks.registration, directory)
     event = parse_event(json.dumps(example("registration")).encode(), HookType.REGISTRATION)
-    try:
-        result = asyncio.run(hook.answer(event, time.monotonic()))
-    finally:
-        directory.close()
+    result = clock.run(hook.answer(event, clock()))
 
     assert result.outcome.value == "fallback_internal_error"
     assert result.error_kind == "RuntimeError"
@@ -440,3 +436,99 @@ def test_a_fallback_keeps_the_event_id_and_its_own_duration(slapd) -> None:
     assert result.event_id == event.event_id != ""
     assert 0 <= result.directory_seconds < 5
     assert 0 <= result.body["debugContext"]["directoryMs"] < 5000
+
+
+# -- the hook's logic on fakes: which fallback each failure gets, what is never looked up --------------
+
+ROSARIO = "rosario.jones@example.com"
+
+
+def fake_hook(
+    hook_type: HookType, strip_domains: tuple[str, ...] = (), **section: object
+) -> tuple[EnrichingHook, FakeDirectory, FakeClock]:
+    """``hook_type`` of the demo configuration (``section`` merged into its settings, no cache) on a
+    FakeDirectory holding the person of Okta's examples."""
+    config = service_config("ldap://127.0.0.1:389")
+    config["hooks"][hook_type.value].update(section, cache={"fresh_seconds": 0, "stale_seconds": 0})
+    settings = getattr(parse_settings(config).hooks, hook_type.value)
+    clock = FakeClock()
+    people = {ROSARIO: person(ROSARIO, title="Senior Software Engineer")}
+    directory = FakeDirectory(people, clock=clock, strip_domains=strip_domains)
+    return EnrichingHook(hook_type, settings, directory), directory, clock
+
+
+def registration(email: str = ROSARIO) -> HookEvent:
+    return parse_event(json.dumps(registration_for(email)).encode(), HookType.REGISTRATION)
+
+
+@pytest.mark.parametrize(
+    ("failure", "outcome", "detail"),
+    [
+        ("hang", "fallback_deadline", {"deadlineStage": "search"}),
+        ("queued", "fallback_deadline", {"deadlineStage": "queue"}),
+        ("timeout", "fallback_ldap_error", {"error": "timeout"}),
+        ("ambiguous", "fallback_ldap_error", {"error": "ambiguous"}),
+    ],
+)
+@pytest.mark.parametrize("on_directory_error", ["continue", "deny"])
+def test_each_directory_failure_gets_the_directory_error_policy(
+    failure: str, outcome: str, detail: dict[str, str], on_directory_error: str
+) -> None:
+    """A hanging directory (the deadline passes in fake time), a request that queued too long to start
+    a lookup, a failing or ambiguous directory: each is answered with on_directory_error, never with
+    on_unknown_user, and says why in Okta's debugContext."""
+    hook, directory, clock = fake_hook(
+        HookType.REGISTRATION, on_directory_error=on_directory_error, on_unknown_user="deny"
+    )
+    received_at = clock()
+    if failure == "hang":
+        directory.hang()
+    elif failure == "queued":
+        received_at -= 2.45  # 2.5 s deadline: less than min_lookup_seconds (0.1) left
+    else:
+        directory.fail(DirectoryError(failure, "the directory failed"))  # type: ignore[arg-type]
+
+    result = clock.run(hook.answer(registration(), received_at))
+
+    diagnostics = result.body["debugContext"]
+    assert diagnostics["outcome"] == outcome
+    assert {key: diagnostics[key] for key in detail} == detail
+    assert result.denied is (on_directory_error == "deny")
+    if on_directory_error == "deny":
+        assert result.body["commands"] == [{"type": "com.okta.action.update", "value": {"registration": "DENY"}}]
+    else:
+        unchanged(result.body)
+    assert directory.calls == 1
+
+
+def test_a_hanging_directory_is_given_up_at_the_deadline() -> None:
+    hook, directory, clock = fake_hook(HookType.TOKEN, deadline_seconds=1.5)
+    directory.hang()
+    received_at = clock()
+
+    result = clock.run(hook.answer(parse_event(json.dumps(example("token")).encode(), HookType.TOKEN), received_at))
+
+    assert result.outcome.value == "fallback_deadline" and result.stage == "search"
+    assert clock() == received_at + 1.5  # not a moment later (fake seconds: the loop jumped there)
+    assert not result.denied  # a token hook has no deny answer
+
+
+@pytest.mark.parametrize(
+    ("identifier", "reason", "strip_domains"),
+    [
+        (ROSARIO + "\x85", "identifier_control_char", ()),
+        (" " + ROSARIO, "identifier_whitespace", ()),
+        (ROSARIO, "identifier_outside_domains", ("corp.example.com",)),
+    ],
+)
+def test_a_refused_identifier_never_reaches_the_directory(
+    identifier: str, reason: str, strip_domains: tuple[str, ...]
+) -> None:
+    hook, directory, clock = fake_hook(HookType.REGISTRATION, strip_domains, on_unknown_user="deny")
+
+    result = clock.run(hook.answer(registration(identifier), clock()))
+
+    assert result.outcome.value == "refused_identifier" and result.unsafe_identifier == reason
+    assert result.body["debugContext"]["reason"] == reason
+    assert result.denied  # answered like an unknown user: on_unknown_user
+    assert directory.calls == 0

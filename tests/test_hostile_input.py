@@ -12,11 +12,13 @@ from typing import Any
 
 import ldap3
 import pytest
-from conftest import SECRET, RunningService, directory_config, service_config, unchanged
 from hostile_support import HOOK_PATHS, InProcessService, captured_logs, event_for, hook_lines, in_process
 from ldap3.utils.conv import escape_filter_chars
 from okta_spec import example
 from opentelemetry.trace import SpanKind
+from support.answers import unchanged
+from support.config import SECRET, directory_config, service_config
+from support.servers import RunningService
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd
 from service.directory import Directory, DirectoryConfig, UserSearch
@@ -225,7 +227,7 @@ def test_config_types_are_strict(slapd: Slapd, section: str, key: str, value: An
 
 
 def test_strict_config_still_reads_yaml_enums_lists_and_numbers(slapd: Slapd) -> None:
-    from conftest import DEMO_CONFIG
+    from support.config import DEMO_CONFIG
 
     demo = load_settings(DEMO_CONFIG)  # every key of the README's example
     assert demo.hooks.registration is not None

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import RunningService
 from connection_support import log_lines, metric_value, wait_until
 from okta_spec import example
+from support.servers import RunningService
 
 from service.hooks.registry import HookType
 from service.json_text import encoder

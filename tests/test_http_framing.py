@@ -12,12 +12,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import SECRET, RunningService, service_config
 from connection_support import log_lines, metric_value
 from framing_support import EVENT, HOOK, PROBE, SMUGGLED, Response, exchange, hook_request, read_response
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from in_process import InProcessService
+from support.config import SECRET, service_config
+from support.servers import RunningService
 
 from service.demo.slapd import Slapd
 from service.http_framing import _HEAD, HeadRefusal, _diagnose, check_request_head

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import SECRET, service_config
 from image_support import IMAGE, REQUIRED_TOOLS, ImageProcess, MountedImage, build, image_config
+from support.config import SECRET, service_config
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
 

@@ -22,10 +22,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import REPO, RunningService, directory_config, service_config
 from oauth_support import IssuerServer, SigningKey, oauth_section
 from okta_spec import example, registration_for
 from prometheus_server import PrometheusServer
+from support.config import REPO, directory_config, service_config
+from support.servers import RunningService
 
 from service.demo.slapd import Slapd
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import SECRET, HangingServer, RunningService, directory_config, service_config, unchanged
 from connection_support import log_lines
 from in_process import InProcessService
 from okta_spec import example, registration_for
@@ -30,6 +29,9 @@ from opentelemetry.trace import SpanKind
 from password_import_support import MAX_FAILURES, PEOPLE, RIGHT, PolicySlapd, password_event, password_ldif, ssha
 from prometheus_server import PrometheusServer
 from sanic import Sanic
+from support.answers import unchanged
+from support.config import SECRET, directory_config, service_config
+from support.servers import HangingServer, RunningService
 
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port
 from service.server import create_apps

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import okta_spec
 import pytest
-from conftest import REPO
 from demo_support import Demo, running_demo
+from support.config import REPO
 
 from service.demo.examples import examples, send
 from service.demo.run import DEMO_SECRET

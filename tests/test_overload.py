@@ -12,9 +12,9 @@ import json
 import signal
 import time
 
-from conftest import service_config
 from connection_support import connect, metric_value, request_bytes
 from okta_spec import registration_for
+from support.config import service_config
 
 from service.demo.slapd import Slapd
 

@@ -16,7 +16,6 @@ from typing import Any
 import ldap3
 import pytest
 import yaml
-from conftest import HangingServer, directory_config
 from hostile_support import InProcessService, captured_logs, in_process
 from ldap3.core.exceptions import LDAPSASLPrepError
 from ldap3.protocol.sasl.sasl import sasl_prep
@@ -34,6 +33,8 @@ from password_import_support import (
     password_ldif,
 )
 from prometheus_client import generate_latest
+from support.config import directory_config
+from support.servers import HangingServer
 from wire_support import RecordingRelay
 
 from service.demo.slapd import DEMO_USER_PASSWORD, free_port

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import REPO, SECRET, service_config
+from support.config import REPO, SECRET, service_config
 
 import service
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, free_port

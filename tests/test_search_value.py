@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import directory_config, service_config
 from okta_spec import registration_for
 from password_import_support import RIGHT, PolicySlapd, password_event, password_ldif
+from support.config import directory_config, service_config
 
 from service.cache import CachedDirectory, CachePolicy
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd

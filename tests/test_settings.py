@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import DEMO_CONFIG, REPO
+from support.config import DEMO_CONFIG, REPO
 
 from service.settings import ConfigError, load_secrets, load_settings, parse_settings
 

@@ -12,9 +12,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from conftest import HangingServer, RunningService, directory_config, service_config, unchanged
 from in_process import InProcessService
 from okta_spec import example
+from support.answers import unchanged
+from support.config import directory_config, service_config
+from support.servers import HangingServer, RunningService
 
 #: Sanic's GRACEFUL_SHUTDOWN_TIMEOUT in service.server: a connection left open is cut after it.
 GRACEFUL_SHUTDOWN_SECONDS = 10
