@@ -27,7 +27,7 @@ from service.directory import (
     UserQuery,
 )
 from service.hooks.config import EnrichingSettings, HookSettings
-from service.hooks.result import HookResult, Remembered
+from service.hooks.result import HookResult, Remembered, debug_context
 from service.okta import (
     Document,
     EventShape,
@@ -205,7 +205,7 @@ class EnrichingHook:
         elapsed = time.monotonic() - started
         # Stale: the directory failed (lookup.error_kind says how) and an older answer was served.
         outcome = Outcome.ENRICHED_STALE if cache == "stale" else Outcome.ENRICHED
-        context = _diagnostics(outcome, elapsed, error_kind=lookup.error_kind, cache=cache)
+        context = debug_context(outcome, elapsed, error_kind=lookup.error_kind, cache=cache)
         if mapper.cut or mapper.incomplete:
             context["groupsTruncated"] = True
         body = with_debug_context(body, context)
@@ -238,7 +238,8 @@ class EnrichingHook:
         deny = self._policy.answer(outcome) is Answer.DENY
         body = self._step.denial() if deny else no_change()
         elapsed = time.monotonic() - started
-        diagnostics = _diagnostics(outcome, elapsed, stage=stage, error_kind=error_kind, unsafe=unsafe, cache=cache)
+        reason = unsafe.value if unsafe is not None else None
+        diagnostics = debug_context(outcome, elapsed, stage=stage, error_kind=error_kind, reason=reason, cache=cache)
         body = with_debug_context(body, diagnostics)
         return HookResult(
             outcome,
@@ -272,29 +273,6 @@ class Mapper:
         self.cut = self.cut or bool(mapped.cut)
         self.incomplete = self.incomplete or bool(mapped.incomplete)
         return mapped.values
-
-
-def _diagnostics(
-    outcome: Outcome,
-    elapsed: float,
-    *,
-    stage: str | None = None,
-    error_kind: str | None = None,
-    unsafe: UnsafeIdentifier | None = None,
-    cache: str | None = None,
-) -> dict[str, str | int]:
-    """What Okta's System Log shows about this answer: fixed vocabularies and a duration, nothing from
-    the event or the directory entry."""
-    context: dict[str, str | int] = {"outcome": outcome.value, "directoryMs": round(elapsed * 1000)}
-    if stage:
-        context["deadlineStage"] = stage
-    if error_kind:
-        context["error"] = error_kind
-    if unsafe:
-        context["reason"] = unsafe.value
-    if cache:
-        context["cache"] = cache
-    return context
 
 
 class Step(Protocol):

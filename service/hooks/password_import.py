@@ -23,7 +23,7 @@ from typing import ClassVar
 from service.directory import CredentialDirectory, DeadlineExceeded, DirectoryConfig, DirectoryError, UserQuery
 from service.hooks.base import HookKind, HookTypeRef, Wiring
 from service.hooks.config import DirectoryProblem, HookSettings
-from service.hooks.result import CredentialResult, HookResult
+from service.hooks.result import CredentialResult, HookResult, debug_context
 from service.okta import (
     Document,
     HookEvent,
@@ -168,11 +168,7 @@ def _result(
     exception: Exception | None = None,
 ) -> HookResult:
     elapsed = time.monotonic() - started
-    context: dict[str, str | int] = {"outcome": outcome.value, "directoryMs": round(elapsed * 1000), "reason": reason}
-    if stage:
-        context["deadlineStage"] = stage
-    if error_kind:
-        context["error"] = error_kind
+    context = debug_context(outcome, elapsed, stage=stage, error_kind=error_kind, reason=reason)
     # Password import's failure policy (service.policy) has one answer for every outcome but VERIFIED.
     body = {**credential_verdict(outcome is Outcome.VERIFIED), "debugContext": context}
     return HookResult(

@@ -89,3 +89,26 @@ class Remembered:
             groups_cut=self.groups_cut,
             groups_incomplete=self.groups_incomplete,
         )
+
+
+def debug_context(
+    outcome: Outcome,
+    elapsed: float,
+    *,
+    stage: str | None = None,
+    error_kind: str | None = None,
+    reason: str | None = None,
+    cache: str | None = None,
+) -> dict[str, str | int]:
+    """What Okta's System Log shows about an answer (its ``debugContext``): fixed vocabularies and a
+    duration, nothing from the event or the directory entry."""
+    context: dict[str, str | int] = {"outcome": outcome.value, "directoryMs": round(elapsed * 1000)}
+    if reason:
+        context["reason"] = reason
+    if stage:
+        context["deadlineStage"] = stage
+    if error_kind:
+        context["error"] = error_kind
+    if cache:
+        context["cache"] = cache
+    return context
