@@ -12,12 +12,28 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from service.ports import busy_message
 
+if TYPE_CHECKING:
+    from service.demo.samba import SambaDC
+
 DEMO_SECRET = "demo-hook-secret"
+BIND_PASSWORD_ENV = "LDAP_BIND_PASSWORD"
+
+
+def ad_document(dc: SambaDC) -> dict[str, Any]:
+    """service/demo/data/ad-config.yaml (the README's AD example) pointed at ``dc``: its LDAPS URL, its
+    CA, and the bind password from ``$LDAP_BIND_PASSWORD`` instead of a file."""
+    data = importlib.resources.files("service.demo") / "data"
+    document: dict[str, Any] = yaml.safe_load((data / "ad-config.yaml").read_text(encoding="utf-8"))
+    directory = document["directory"]
+    directory.update(urls=[dc.ldaps_url], ca_file=str(dc.ca_file), bind_password_env=BIND_PASSWORD_ENV)
+    del directory["bind_password_file"]
+    return document
 
 
 def run_demo(hook_port: int, ops_port: int) -> int:
