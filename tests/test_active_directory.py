@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import ssl
 import subprocess
 import time
@@ -32,6 +33,7 @@ from service.demo.samba import SambaDC
 from service.demo.slapd import DEMO_USER_PASSWORD, SERVICE_BIND_PASSWORD, make_ca
 from service.directory import Directory, DirectoryEntry, DirectoryError
 from service.directory import groups as groups_module
+from service.directory.groups import SidNames
 from service.settings import ConfigError, parse_settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -416,3 +418,50 @@ def test_nested_search_token_groups_needs_the_ad_dialect(samba_dc: SambaDC) -> N
     config = copy.deepcopy(document(samba_dc, dialect="openldap"))
     with pytest.raises(ConfigError, match=r"nested_search: token_groups needs dialect: active_directory"):
         parse_settings(config)
+
+
+def test_sid_names_are_forgotten_after_their_time_and_past_their_bound() -> None:
+    now = [0.0]
+    names = SidNames(seconds=600, max_entries=3, clock=lambda: now[0])
+    group = groups_module._Found("CN=g,DC=x", "g")
+    names.put({b"a": group, b"b": None})
+    assert names.get([b"b", b"c"]) == ({b"b": None}, [b"c"])  # "no such group" is remembered too
+    assert names.get([b"a"]) == ({b"a": group}, [])  # a used last
+    now[0] = 599.0
+    names.put({b"c": group, b"d": group})  # a fourth SID: the least recently used (b) goes
+    assert names.get([b"a", b"b"]) == ({b"a": group}, [b"b"])
+    now[0] = 600.0
+    assert names.get([b"a", b"c"]) == ({b"c": group}, [b"a"])  # a was put ten minutes ago
+    assert names.clear() == 3 and len(names) == 0
+
+
+def test_sighup_forgets_the_sid_names_of_a_running_service(samba_dc: SambaDC, start_service: Any) -> None:
+    config = document(samba_dc)
+    config["hooks"] = {"token": {**config["hooks"]["token"], "cache": {"fresh_seconds": 0, "stale_seconds": 0,
+                                                                       "negative_seconds": 0}}}  # fmt: skip
+    running = start_service(config)
+
+    def group_searches() -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in running.metrics().splitlines()
+            if line.startswith("okta_hook_ldap_operation_duration_seconds_count{") and 'operation="groups"' in line
+        )
+
+    def token() -> None:
+        event = token_for("ada@corp.example.com")
+        event["eventId"] = f"evt-{time.monotonic_ns()}"  # not Okta's retry: answered anew
+        answer = running.post("token", event)
+        assert answer.json()["commands"], answer.text
+
+    token()
+    assert group_searches() == 2  # tokenGroups, and the SIDs' names
+    token()
+    assert group_searches() == 3  # tokenGroups only: the names are remembered
+    running.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "okta_hook_cache_flushes_total 1.0" not in running.metrics():
+        assert time.monotonic() < deadline, running.log()[-2000:]
+        time.sleep(0.05)
+    token()
+    assert group_searches() == 5  # forgotten: searched again
