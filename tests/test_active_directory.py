@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import signal
+import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,9 +25,11 @@ from typing import Any
 import ldap3
 import pytest
 import yaml
+from demo_support import running_demo
 from hostile_support import InProcessService, in_process
 from okta_spec import example, registration_for, validate_response
 from password_import_support import password_event
+from support.config import REPO
 
 from service.demo import ad_data
 from service.demo.ad_data import ADA_DIRECT, ADA_NESTED, ADA_TOKEN_GROUPS, BIND_STATES, RIGHT
@@ -465,3 +470,24 @@ def test_sighup_forgets_the_sid_names_of_a_running_service(samba_dc: SambaDC, st
         time.sleep(0.05)
     token()
     assert group_searches() == 5  # forgotten: searched again
+
+
+# -- the AD demo: make run DIRECTORY=ad, then make try --------------------------------------------------------
+
+
+def test_the_ad_demo_answers_every_example_and_stops_its_dc() -> None:
+    with running_demo("ad") as demo:
+        address = re.search(r"demo directory : ldaps://(\S+)", demo.banner).group(1)  # type: ignore[union-attr]
+        result = subprocess.run(
+            [sys.executable, "-m", "service", "try", "--url", demo.hook_url],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+            env={key: value for key, value in os.environ.items() if key != "OKTA_HOOK_SECRET"},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("HTTP 200") == 6
+    assert result.stdout.count("outcome: enriched") == 5 and "outcome: verified" in result.stdout
+    assert '"department": "Engineering"' in result.stdout  # rosario.jones, Okta's registration example
+    assert '"path": "/claims/app_roles", "value": ["app-Okta Admins"]' in result.stdout  # the token example
+    assert demo.process.returncode == 0, demo.output
+    with socket.socket() as probe:
+        assert probe.connect_ex((address, 636)) != 0, "the demo's DC is still running"
