@@ -91,7 +91,7 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 @pytest.fixture(scope="module")
 def samba_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
     """A Samba AD DC holding service/demo/ad_data.py's domain, on a loopback address of its own, one per
-    test module that asks: started from the provisioned copy in about half a second."""
+    test module that asks: started from the provisioned copy in under a second."""
     with SambaDC(tmp_path_factory.mktemp("samba")) as dc:
         yield dc
 
