@@ -130,7 +130,6 @@ def test_the_dc_speaks_ldaps_starttls_and_the_global_catalog_with_its_own_ca(sam
         assert connection.bind(), (url, connection.result)
         assert connection.tls_started or url.startswith("ldaps"), url
         connection.unbind()
-    assert samba_dc.start_seconds is not None and samba_dc.start_seconds < 10
 
 
 # -- finding people: UPN, mail, sAMAccountName --------------------------------------------------------------
