@@ -219,8 +219,10 @@ def _refused(context: RequestContext, outcome: Outcome, reason: str) -> None:
 
 def _flusher(hooks: list[Hook], wiring: _Wiring, telemetry: Telemetry) -> Callable[[], None]:
     def flush_caches() -> None:
-        """Forget every cached directory answer and every answer kept for Okta's retries."""
+        """Forget every cached directory answer, every answer kept for Okta's retries, and the group
+        names the directory remembers (tokenGroups SIDs)."""
         entries = sum(cache.clear() for cache in wiring.caches)
+        wiring.directory.forget()
         for hook in hooks:
             hook.forget_answers()
         telemetry.cache_flushed(entries)
