@@ -40,6 +40,7 @@ from service.secret_files import CHECK_INTERVAL_SECONDS, SecretFile
 #: A check interval, plus what a loaded shared machine adds to a poll loop.
 WITHIN_ONE_CHECK = CHECK_INTERVAL_SECONDS + 1.5
 REFUSED_GAUGE = "okta_hook_ldap_bind_password_refused"
+LDAP_OPERATIONS = "okta_hook_ldap_operation_duration_seconds_count"
 
 
 @pytest.fixture
@@ -235,10 +236,13 @@ def test_a_wrong_new_password_is_reported_tried_once_and_locks_nothing(
         swap_to_use(lambda: service.metric(REFUSED_GAUGE) == 1)
         assert enriched(service)  # the pooled connection, bound with the old password, still serves
         ldap.restart()  # now every lookup needs a new connection
+        connects = metric_value(service.metrics(), LDAP_OPERATIONS, operation="connect")
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda _: enriched(service), range(24)))
         time.sleep(CHECK_INTERVAL_SECONDS + 3 * 0.3)  # the file looked at again, more health checks
     assert not any(answers)
+    # nothing was even connected for: the refused password is known before a connection is opened
+    assert metric_value(service.metrics(), LDAP_OPERATIONS, operation="connect") == connects
     state = lockout_state(ldap)
     assert (len(state["pwdFailureTime"]), state["pwdAccountLockedTime"]) == (1, [])
     assert MAX_FAILURES > 1
