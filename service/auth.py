@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from service.oauth import BearerVerifier, Rejection
-from service.secret_files import Credential, Reading, as_credential
+from service.secret_files import Credential, Fixed, Reading, as_credential
 
 #: Far above any secret Okta can hold; a longer value is refused before it is compared.
 MAX_PRESENTED_LENGTH = 4096
@@ -49,9 +49,11 @@ class SecretVerifier:
         self._sources = tuple(as_credential(s, f"auth.secret_env[{i}]") for i, s in enumerate(secrets))
         #: The configured sources' names, in order: the bounded values of the "accepted by" label.
         self.sources = tuple(source.name for source in self._sources)
-        self._readings: list[Reading] = []
-        self._secrets: tuple[tuple[bytes, str], ...] = ()
-        if not self._sources or not all(secret for secret, _ in self._current()):
+        #: Only what can change is read on a call (a fixed value costs nothing after this).
+        self._changing = tuple(source for source in self._sources if not isinstance(source, Fixed))
+        self._readings: list[Reading] = [source.read() for source in self._changing]
+        self._secrets = self._encoded()
+        if not self._secrets or not all(secret for secret, _ in self._secrets):
             raise ValueError("at least one non-empty hook secret is required")
 
     def why_refused(self, presented: Sequence[str]) -> AuthRefusal | None:
@@ -78,15 +80,17 @@ class SecretVerifier:
         return (None, accepted) if accepted is not None else (AuthRefusal.MISMATCH, None)
 
     def _current(self) -> tuple[tuple[bytes, str], ...]:
-        """Every source's secret as bytes, encoded again only when a file's value changed. Each read is
-        a clock comparison; a file is looked at every few seconds (:mod:`service.secret_files`)."""
-        readings = [source.read() for source in self._sources]
-        if readings != self._readings:  # the same Reading objects while nothing changed: identity
-            self._readings = readings
-            self._secrets = tuple(
-                (reading.value.encode(), source.name) for reading, source in zip(readings, self._sources, strict=True)
-            )
+        """Every source's secret as bytes, encoded again only when a file's value changed. Each read of
+        a file is a clock comparison; the file is looked at every few seconds (:mod:`service.secret_files`)."""
+        if self._changing:
+            readings = [source.read() for source in self._changing]
+            if readings != self._readings:  # the same Reading objects while nothing changed: identity
+                self._readings = readings
+                self._secrets = self._encoded()
         return self._secrets
+
+    def _encoded(self) -> tuple[tuple[bytes, str], ...]:
+        return tuple((source.read().value.encode(), source.name) for source in self._sources)
 
 
 class Headers(Protocol):
