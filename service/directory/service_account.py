@@ -18,8 +18,9 @@ has the same password, and taking them all out of the Service would turn fallbac
 connection errors.
 
 The first bind with a value not yet accepted is made by one thread at a time, so that pool threads
-opening connections at once after a rotation try a wrong value once, not once each. A value that did
-bind is then used concurrently. Several threads binding at once with the accepted value when the
+opening connections at once after a rotation try a wrong value once, not once each; the others wait for
+its answer (milliseconds), at most one operation timeout (a server that does not answer refuses
+nothing). A value that did bind is then used concurrently. Several threads binding at once with the accepted value when the
 directory changes it can still each be refused once: at most ``pool_size`` + 1 failures per pod.
 """
 
@@ -55,10 +56,9 @@ class ServiceAccount:
         self._dn = config.bind_dn
         self._password = password
         self._observer = observer
-        #: One bind at a time with a value not yet accepted. Waiting for it is bounded by what its
-        #: holder can take: a bind, a file read, another bind.
+        #: One bind at a time with a value not yet accepted, waited for at most one operation timeout.
         self._trial = threading.Lock()
-        self._trial_wait = 2 * config.operation_timeout_seconds + config.connect_timeout_seconds
+        self._trial_wait = config.operation_timeout_seconds
         self._lock = threading.Lock()
         self._accepted: int | None = None  # the newest generation that bound
         self._refused: int | None = None  # a generation the directory refused: never sent again
@@ -114,7 +114,10 @@ class ServiceAccount:
             yield reading
             return
         if not self._trial.acquire(timeout=self._trial_wait):
-            raise DirectoryError("timeout", "another bind with a new password of the service account did not end")
+            # The other try is stuck on a server that does not answer: no answer is no refusal, and
+            # waiting longer would only make this lookup later. Go on without it.
+            yield self._password.read()
+            return
         try:
             yield self._password.read()
         finally:
