@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from stat import S_ISREG
 from typing import Protocol
 
 #: Seconds between two looks at a file (on use). The kubelet takes up to a minute or two to project a
@@ -49,7 +50,7 @@ class Refusal(StrEnum):
     UNREADABLE = "unreadable"  # missing, no permission...
     NOT_UTF8 = "not_utf8"
     CHANGING = "changing"  # the file changed while it was read: a partial read
-    INVALID = "invalid"  # too large, or (the CA bundle) not PEM certificates
+    INVALID = "invalid"  # not a regular file, too large, or (the CA bundle) not PEM certificates
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +142,15 @@ class _Stamp:
     size: int
     mtime_ns: int
     ctime_ns: int
+    regular: bool
     #: The path the links lead to (the kubelet's timestamped directory): a new one is a new file, even
     #: when its inode is the number of one deleted earlier (tmpfs hands them out again at once).
     target: str = ""
 
     @classmethod
     def of(cls, stat: os.stat_result, target: str = "") -> _Stamp:
-        return cls(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, target)
+        regular = S_ISREG(stat.st_mode)
+        return cls(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, regular, target)
 
     @classmethod
     def at(cls, path: str) -> _Stamp:
@@ -315,7 +318,7 @@ _MESSAGES = {
     Refusal.UNREADABLE: "cannot be read",
     Refusal.NOT_UTF8: "is not UTF-8 text",
     Refusal.CHANGING: "kept changing while it was read",
-    Refusal.INVALID: f"is larger than {MAX_BYTES} bytes",
+    Refusal.INVALID: f"is not a regular file of at most {MAX_BYTES} bytes",
 }
 
 
@@ -323,6 +326,8 @@ def _load(stamp: _Stamp) -> str | Refusal:
     """The text of the file ``stamp`` describes (line ends at its end removed) when it is whole: the
     file opened is unchanged from the stat to the end of the read, and every byte of its size was read.
     Else why not."""
+    if not stamp.regular:  # a directory, a FIFO (opening one would wait for a writer), a device
+        return Refusal.INVALID
     try:
         with open(stamp.target, "rb") as file:  # the file stamped: a swap since is seen at the next look
             before = _Stamp.of(os.fstat(file.fileno()), stamp.target)

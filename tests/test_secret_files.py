@@ -181,16 +181,32 @@ def test_a_ca_bundle_is_taken_only_whole(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "message"), [(b"", "is empty"), (b"\xff", "is not UTF-8 text"), (None, "cannot read")]
+    ("content", "message"),
+    [(b"", "is empty"), (b"\xff", "is not UTF-8 text"), (None, "cannot read"), ("fifo", "is not a regular file")],
 )
 def test_at_start_an_unusable_file_is_an_error_naming_the_path(
-    tmp_path: Path, content: bytes | None, message: str
+    tmp_path: Path, content: bytes | str | None, message: str
 ) -> None:
     path = tmp_path / "secret"
-    if content is not None:
+    if content == "fifo":
+        os.mkfifo(path)  # opening it would wait for a writer: never opened
+    elif isinstance(content, bytes):
         path.write_bytes(content)
     with pytest.raises(SecretFileError, match=f"{path}.* {message}|{message} {path}"):
         SecretFile(str(path), "auth.secret_files[0]")
+
+
+def test_a_fifo_swapped_in_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "secret"
+    path.write_text("secret-A")
+    file, reports = watched(str(path), clock)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fifo.rename(path)
+    clock.advance(INTERVAL)
+    assert file.read().value == "secret-A"
+    assert reports.events == [("auth.secret_files[0]", "invalid")]
 
 
 def test_the_header_secret_check_accepts_what_the_files_hold_now(tmp_path: Path) -> None:

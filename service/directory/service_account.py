@@ -20,8 +20,9 @@ connection errors.
 The first bind with a value not yet accepted is made by one thread at a time, so that pool threads
 opening connections at once after a rotation try a wrong value once, not once each; the others wait for
 its answer (milliseconds), at most one operation timeout (a server that does not answer refuses
-nothing). A value that did bind is then used concurrently. Several threads binding at once with the accepted value when the
-directory changes it can still each be refused once: at most ``pool_size`` + 1 failures per pod.
+nothing). A value that did bind is then used concurrently. Several threads binding at once with the
+accepted value when the directory changes it can still each be refused once: at most ``pool_size`` + 1
+failures per pod.
 """
 
 from __future__ import annotations
