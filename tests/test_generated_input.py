@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -686,8 +687,8 @@ def test_generated_secret_file_contents_are_taken_whole_or_not_at_all(tmp_path: 
     seen: set[str] = set()
 
     @settings(GENERATED, max_examples=400)
-    @given(content=file_contents(), presented=st.text(max_size=20))
-    def run(content: bytes, presented: str) -> None:
+    @given(content=file_contents(), presented=st.text(max_size=20), shape=st.sampled_from(SHAPES))
+    def run(content: bytes, presented: str, shape: str) -> None:
         secret.update({"hook": "previous-value"})
         clock = FakeClock()
         file = SecretFile(secret.path("hook"), "auth.secret_files[0]", clock=clock)
@@ -703,12 +704,15 @@ def test_generated_secret_file_contents_are_taken_whole_or_not_at_all(tmp_path: 
         file.watch(Reports())
         verifier = SecretVerifier("Authorization", [file])
         secret.update({"hook": content})
+        reshape(Path(os.path.realpath(secret.path("hook"))), shape)
         clock.advance(CHECK_INTERVAL_SECONDS)
         try:
             whole: str | None = content.decode("utf-8").rstrip("\r\n")
             reason = None if whole else Refusal.EMPTY
         except UnicodeDecodeError:
             whole, reason = None, Refusal.NOT_UTF8
+        if shape != "file":
+            whole, reason = None, Refusal.UNREADABLE if shape == "dangling" else Refusal.INVALID
         expected = whole if reason is None else "previous-value"
         for _ in range(2):
             assert file.read().value == expected, content
@@ -721,7 +725,24 @@ def test_generated_secret_file_contents_are_taken_whole_or_not_at_all(tmp_path: 
             assert verifier.check(["previous-value"]) == (AuthRefusal.MISMATCH, None) or whole == "previous-value"
 
     run()
-    assert seen == {"taken", "empty", "not_utf8"}, seen
+    assert seen == {"taken", "empty", "not_utf8", "invalid", "unreadable"}, seen
+
+
+#: What the key's path may lead to besides a file: opening a FIFO would wait for a writer.
+SHAPES = ("file", "file", "file", "file", "fifo", "directory", "dangling")
+
+
+def reshape(path: Path, shape: str) -> None:
+    """Put something else than a regular file at ``path`` (inside the kubelet's version directory)."""
+    if shape == "file":
+        return
+    path.unlink()
+    if shape == "fifo":
+        os.mkfifo(path)
+    elif shape == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to(path.parent / "nowhere")
 
 
 def test_generated_cuts_of_a_ca_bundle_are_taken_only_at_a_certificate_boundary(tmp_path: Path) -> None:
