@@ -1,5 +1,6 @@
 # The two commands of the README:
-#   make run    the service on a throwaway demo directory (slapd seeded with demo users)
+#   make run    the service on a throwaway demo directory (slapd seeded with demo users);
+#               make run DIRECTORY=ad: on a Samba AD domain controller, with the README's AD example
 #   make try    (in another terminal) Okta's example event of every hook type sent to it, answers printed
 #   make test   the whole test suite (CI runs exactly this, through .ci/run)
 #   make mutate mutation testing of hooks, policy and directory (slow; not run by CI)
@@ -37,8 +38,9 @@ $(MUTMUT_VENV)/.installed: .ci/mutmut-requirements.lock pyproject.toml
 	$(MUTMUT_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
+DIRECTORY ?= openldap
 run: setup
-	$(BIN)/okta-ldap-hook demo
+	$(BIN)/okta-ldap-hook demo --directory $(DIRECTORY)
 
 TRY_URL ?= http://127.0.0.1:8080
 try: $(VENV)/.installed

@@ -50,6 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run the service on a throwaway demo directory")
     demo.add_argument("--hook-port", type=int, default=8080, help="port of the hook endpoints (default: 8080)")
     demo.add_argument("--ops-port", type=int, default=9090, help="port of /livez, /readyz, /metrics (default: 9090)")
+    demo.add_argument(
+        "--directory",
+        choices=("openldap", "ad"),
+        default="openldap",
+        help="openldap: a slapd (default); ad: a Samba AD domain controller with the README's AD example (root)",
+    )
 
     send = commands.add_parser("try", help="send Okta's example event of every hook type to a running service")
     send.add_argument("--url", default=DEFAULT_TRY_URL, help=f"the hook port's base URL (default: {DEFAULT_TRY_URL})")
@@ -71,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return try_all(args.url, args.header)
         from service.demo.run import run_demo
 
-        return run_demo(args.hook_port, args.ops_port)
+        return run_demo(args.hook_port, args.ops_port, args.directory)
     except ConfigError as error:
         print(f"okta-ldap-hook: configuration error: {error}", file=sys.stderr)
         return 2

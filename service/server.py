@@ -222,10 +222,11 @@ def _refused(context: RequestContext, outcome: Outcome, reason: str) -> None:
 
 def _flusher(hooks: list[Hook], wiring: _Wiring, telemetry: Telemetry) -> Callable[[], None]:
     def flush_caches() -> None:
-        """Forget every cached directory answer and every answer kept for Okta's retries, and that the
-        directory refused the service account's password (one more bind with it is allowed: the
-        operator set it in the directory after the file)."""
+        """Forget every cached directory answer, every answer kept for Okta's retries, the group names the
+        directory remembers (tokenGroups SIDs), and that the directory refused the service account's
+        password (one more bind with it is allowed: the operator set it in the directory after the file)."""
         entries = sum(cache.clear() for cache in wiring.caches)
+        wiring.directory.forget()
         for hook in hooks:
             hook.forget_answers()
         telemetry.cache_flushed(entries, rearmed_bind=wiring.directory.forget_refused_password())

@@ -7,9 +7,11 @@ clock and the directory) is in ``tests/support/``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,19 +21,31 @@ from in_process import InProcessService
 from support.config import SECRET, service_config
 from support.servers import HangingServer, RunningService
 
+from service.demo.samba import SambaDC, provisioned
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """checkov's scans take the most CPU of any fixture: start them as soon as tests that read them are
     collected, so that they run while the tests before them mostly wait on sockets. Not under xdist:
-    every worker collects every test but only one runs them, and that worker starts them on demand."""
+    every worker collects every test but only one runs them, and that worker starts them on demand.
+
+    The Samba domain is provisioned once per machine (about 15 s the first time, then kept in the
+    temporary directory): started here in a thread of every process, it is ready, or nearly, when the
+    first AD test module asks; its file lock has one process build it while the others wait."""
+    if any("samba_dc" in getattr(item, "fixturenames", ()) for item in session.items):
+        threading.Thread(target=_provision_samba, name="samba-provision", daemon=True).start()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     if any("checkov_reports" in getattr(item, "fixturenames", ()) for item in session.items):
         import test_container
 
         test_container.start_early(session.config, Path(tempfile.mkdtemp(prefix="checkov-")))
+
+
+def _provision_samba() -> None:
+    with contextlib.suppress(Exception):  # the fixture asks again, and fails with the reason
+        provisioned()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -72,6 +86,14 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     """The demo directory, shared by the tests that only read it."""
     with Slapd(tmp_path_factory.mktemp("slapd"), demo_ldif()) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def samba_dc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaDC]:
+    """A Samba AD DC holding service/demo/ad_data.py's domain, on a loopback address of its own, one per
+    test module that asks: started from the provisioned copy in under a second."""
+    with SambaDC(tmp_path_factory.mktemp("samba")) as dc:
+        yield dc
 
 
 @pytest.fixture

@@ -28,12 +28,14 @@ class Demo:
 
 
 @contextmanager
-def running_demo() -> Iterator[Demo]:
-    """Start the demo, wait for its banner and for /readyz; on exit, Ctrl-C it and keep its output."""
+def running_demo(directory: str = "openldap") -> Iterator[Demo]:
+    """Start the demo (on ``--directory``), wait for its banner and for /readyz; on exit, Ctrl-C it and
+    keep its output."""
     hook_port, ops_port = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if key not in ("OKTA_HOOK_SECRET", "LDAP_BIND_PASSWORD")}
+    command = ["demo", "--hook-port", str(hook_port), "--ops-port", str(ops_port), "--directory", directory]
     process = subprocess.Popen(
-        [sys.executable, "-m", "service", "demo", "--hook-port", str(hook_port), "--ops-port", str(ops_port)],
+        [sys.executable, "-m", "service", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

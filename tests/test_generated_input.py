@@ -660,6 +660,29 @@ def test_generated_addresses_with_a_control_or_space_at_an_end_are_refused(servi
     assert "\x85" in ends and len(ends & set(map(chr, range(0x80, 0xA0)))) >= 16, sorted(ends)
 
 
+# -- tokenGroups SIDs in a filter (issue 21): any bytes reach the directory exactly, one filter term each ----
+
+
+def test_generated_binary_sids_reach_the_directory_as_their_exact_bytes() -> None:
+    """``tokenGroups`` SIDs come from the directory, as bytes: every byte (parentheses, ``*``, ``\\``,
+    NUL, non-UTF-8) is escaped once, so ldap3 sends each SID as its own equality term with exactly
+    those bytes, whatever the batch holds."""
+    from ldap3.operation.search import compile_filter, parse_filter
+
+    from service.directory.groups import sid_filter
+
+    @settings(GENERATED, max_examples=200)
+    @given(sids=st.lists(st.binary(min_size=1, max_size=28), min_size=1, max_size=8, unique=True))
+    def run(sids: list[bytes]) -> None:
+        compiled = compile_filter(parse_filter(sid_filter(sids), None, False, False, None, False).elements[0])
+        terms = [compiled] if len(sids) == 1 else list(compiled["or"])
+        sent = [term["equalityMatch"]["assertionValue"].asOctets() for term in terms]
+        assert sent == sids
+        assert {str(term["equalityMatch"]["attributeDesc"]) for term in terms} == {"objectSid"}
+
+    run()
+
+
 # -- credential files (issue 24): whatever a swapped file holds, a whole value or the previous one ---------
 # A rotated file is read by the running service: empty, whitespace, non-UTF-8 (lone surrogates written as
 # UTF-8, a BOM, NULs) or cut content must never become a hook secret, a bind password or a CA bundle, and

@@ -174,10 +174,10 @@ def _conf_quote(value: str | Path) -> str:
     return f'"{text}"'
 
 
-def _answers_bind(port: int, timeout: float = 0.5) -> bool:
-    """True when something on 127.0.0.1:port answers an anonymous LDAP bind with success."""
+def _answers_bind(port: int, timeout: float = 0.5, host: str = "127.0.0.1") -> bool:
+    """True when something on host:port answers an anonymous LDAP bind with success."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(_ANONYMOUS_BIND)
             reply = sock.recv(64)
     except OSError:
@@ -186,23 +186,32 @@ def _answers_bind(port: int, timeout: float = 0.5) -> bool:
     return reply[:1] == b"\x30" and b"\x61" in reply[:8] and b"\x0a\x01\x00" in reply
 
 
-def _tls_problem(port: int, ca_file: Path, timeout: float = 0.5) -> str | None:
-    """None when 127.0.0.1:port completes a TLS handshake with a certificate that `ca_file` validates."""
+def _tls_problem(port: int, ca_file: Path, timeout: float = 0.5, host: str = "127.0.0.1") -> str | None:
+    """None when host:port completes a TLS handshake with a certificate that `ca_file` validates."""
     context = ssl.create_default_context(cafile=str(ca_file))
     try:
         with (
-            socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
         ):
-            tls.unwrap()  # close_notify, so that slapd does not log a truncated connection
+            _close_tls(tls)
     except (OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 
 
-def _port_open(port: int, timeout: float = 0.2) -> bool:
+def _close_tls(tls: ssl.SSLSocket) -> None:
+    """close_notify, so that slapd does not log a truncated connection. Samba answers it by closing the
+    socket, which is no TLS problem: the handshake verified the certificate already."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+        tls.unwrap()
+    except ssl.SSLEOFError:
+        return
+
+
+def _port_open(port: int, timeout: float = 0.2, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
@@ -285,8 +294,10 @@ def make_ca(directory: Path, name: str = "okta-ldap-hook test CA") -> Certificat
     return CertificateAuthority(cert_file=cert_file, key_file=key_file)
 
 
-def _issue_server_certificate(ca: CertificateAuthority, directory: Path) -> tuple[Path, Path]:
-    """A server certificate for 127.0.0.1/localhost signed by `ca`; returns (cert, key)."""
+def _issue_server_certificate(
+    ca: CertificateAuthority, directory: Path, ip: str = "127.0.0.1", dns: str = "localhost"
+) -> tuple[Path, Path]:
+    """A server certificate for `ip` and `dns` (in its subjectAltName) signed by `ca`; returns (cert, key)."""
     directory.mkdir(parents=True, exist_ok=True)
     cert_file, key_file = directory / "server.crt", directory / "server.key"
     csr, cnf = directory / "server.csr", directory / "server.cnf"
@@ -295,13 +306,13 @@ def _issue_server_certificate(ca: CertificateAuthority, directory: Path) -> tupl
         "distinguished_name = dn\n"
         "prompt = no\n"
         "[dn]\n"
-        "CN = 127.0.0.1\n"
+        f"CN = {ip}\n"
         "O = okta-ldap-hook tests\n"
         "[v3_server]\n"
         "basicConstraints = critical, CA:FALSE\n"
         "keyUsage = critical, digitalSignature\n"
         "extendedKeyUsage = serverAuth\n"
-        "subjectAltName = IP:127.0.0.1, DNS:localhost\n"
+        f"subjectAltName = IP:{ip}, DNS:{dns}\n"
         "subjectKeyIdentifier = hash\n"
         "authorityKeyIdentifier = keyid:always\n",
         encoding="utf-8",

@@ -113,6 +113,11 @@ class Directory:
         searched = search_query(UserQuery.of(identifier, attributes, resolve, groups), self.search_value)
         return None if searched is None else self._users.find(searched, _ignore_stage)
 
+    def forget(self) -> int:
+        """Forget what the directory remembers between lookups (the names of tokenGroups SIDs, with
+        ``groups.nested_search: token_groups``), as the caches are emptied: on SIGHUP."""
+        return self._users.forget_group_names()
+
     def user_filter(self, identifier: str) -> str | None:
         """The filter that finds the user Okta names as ``identifier``: the configured conditions (on
         Active Directory, also "not disabled"), and the match attribute equal to its search value. None

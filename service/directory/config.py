@@ -96,6 +96,12 @@ class GroupSearch:
     #: ... and how many groups may be collected in all. Past either bound the walk stops and the answer
     #: says the list may be incomplete (``groupsTruncated`` in Okta's debugContext, and a metric).
     max_groups: int = 1000
+    #: Active Directory only: how nested groups are found. ``in_chain`` (one search with the in-chain
+    #: matching rule: every kind of group, distribution groups included, but the DC walks every ``member``
+    #: link, hundreds of milliseconds once a group of thousands exists) or ``token_groups`` (the user's
+    #: ``tokenGroups``, read at the user's DN, and the SIDs resolved to names in one search, remembered for
+    #: ten minutes: about a millisecond, but security groups and the primary group only, as in a logon token).
+    nested_search: Literal["in_chain", "token_groups"] = "in_chain"
 
     def __post_init__(self) -> None:
         if not self.base_dn.strip():
@@ -147,8 +153,9 @@ class DirectoryConfig:
     #: How often a background bind checks each server (reachability metric, recovery after cooldown).
     health_check_interval_seconds: float = 15.0
     #: ``active_directory`` excludes disabled accounts from the user search (see
-    #: ``user_search.include_disabled``) and finds nested groups with AD's in-chain matching rule in one
-    #: search; ``openldap`` (any other directory) walks nested groups level by level.
+    #: ``user_search.include_disabled``) and finds nested groups in one search (``groups.nested_search``:
+    #: AD's in-chain matching rule or the user's ``tokenGroups``); ``openldap`` (any other directory) walks
+    #: nested groups level by level.
     dialect: Literal["openldap", "active_directory"] = "openldap"
     #: Groups for ``source: groups`` mapping rules; absent, such rules are refused at startup.
     groups: GroupSearch | None = None
@@ -175,6 +182,8 @@ class DirectoryConfig:
                 raise ValueError(f"{name} must be greater than 0")
         if not 1 <= self.pool_size <= 128:
             raise ValueError("pool_size must be between 1 and 128")
+        if self.groups and self.groups.nested_search == "token_groups" and self.dialect != "active_directory":
+            raise ValueError("groups.nested_search: token_groups needs dialect: active_directory")
         object.__setattr__(self, "servers", servers)
 
 

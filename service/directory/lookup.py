@@ -47,6 +47,10 @@ class UserLookup:
         self._filter_prefix = f"(&{filter_template}({config.user_search.match_attribute}="
         self._groups = GroupReader(config.groups, config.dialect, pool) if config.groups else None
 
+    def forget_group_names(self) -> int:
+        """Forget the remembered names of tokenGroups SIDs; how many there were."""
+        return self._groups.sid_names.clear() if self._groups else 0
+
     def user_filter(self, value: str) -> str | None:
         """The filter that finds the person whose match attribute equals ``value`` (a search value): the
         configured conditions (on Active Directory, also "not disabled") and the escaped value. None

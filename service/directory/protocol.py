@@ -27,8 +27,9 @@ CacheResult = Literal["hit", "miss", "stale", "negative_hit"]
 class UserQuery:
     """Everything that decides the directory's answer for one hook call, and nothing else.
 
-    The directory's match settings (base DN, filter, match attribute) are fixed per directory, and a
-    cache wraps exactly one directory, so they are not repeated here.
+    The directory's match settings (base DN, filter, match attribute, how nested groups are searched:
+    ``groups.nested_search``) are fixed per directory, and a cache wraps exactly one directory, so they are
+    not repeated here: a configuration change restarts the service, and its caches with it.
     """
 
     #: Lower-cased (:func:`normalise`): the match attributes used for Okta logins (``uid``, ``mail``,
