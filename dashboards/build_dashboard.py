@@ -600,6 +600,44 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "short",
             w=8,
         ),
+        timeseries(
+            "Hook calls accepted by secret source",
+            "Accepted hook calls per minute by the configured source whose secret they carried "
+            "(auth.secret_env[N], auth.secret_files[N], N from 0 in the configuration's order; with the chart, "
+            "the order of secret.existingSecretKeys.hookSecrets) or auth.oauth for a bearer token. While "
+            "rotating the header secret: once the old secret's source stays at 0, it can be removed.",
+            targets(
+                (f"60 * sum by (source) (rate(okta_hook_auth_accepted_total{{{SEL}}}[{RI}]))", "{{source}}"),
+            ),
+            "opm",
+            w=8,
+        ),
+        timeseries(
+            "Credential file changes",
+            "Changes the pods saw in their credential files, per minute, by file (the configuration key) "
+            "and result: changed (the new value is in use: a rotation was taken) or why it was not taken "
+            "(empty, unreadable, not_utf8, changing, invalid); the previous value then stays in use.",
+            targets(
+                (
+                    f"60 * sum by (file, result) (rate(okta_hook_credential_file_reloads_total{{{SEL}}}[{RI}]))",
+                    "{{file}} {{result}}",
+                ),
+            ),
+            "opm",
+            w=8,
+        ),
+        timeseries(
+            "Credentials not usable",
+            "1 while a pod keeps an older value because its credential file is unusable "
+            "(OktaHookCredentialFileUnusable), and while the directory refuses the service account's "
+            "password: no new LDAP connection until the file changes (OktaHookBindPasswordRefused).",
+            targets(
+                (f"max by (file) (okta_hook_credential_file_unusable{{{SEL}}})", "{{file}} unusable"),
+                (f"max(okta_hook_ldap_bind_password_refused{{{SEL}}})", "bind password refused"),
+            ),
+            "short",
+            w=8,
+        ),
     ]
     saturation = [
         timeseries(
@@ -648,7 +686,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
         ("Deadline and timeouts", deadline),
         ("Cache", cache_row()),
         ("Directory (LDAP)", directory),
-        ("Hook authentication (OAuth)", oauth),
+        ("Hook authentication and credentials", oauth),
         ("Saturation and versions", saturation),
     ]
 

@@ -138,7 +138,7 @@ def _probe_directory(settings: Settings, secrets: Secrets, sample: str | None) -
     from service import mapping
     from service.directory import Directory, DirectoryError
 
-    directory = Directory(settings.directory, secrets.bind_password)
+    directory = Directory(settings.directory, secrets.bind_password, ca=secrets.ca_bundle)
     try:
         results = directory.probe_servers()
         for server, error in results.items():

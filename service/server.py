@@ -21,7 +21,7 @@ from sanic import HTTPResponse, Request, Sanic, json
 from sanic.config import Config
 from sanic.response import BaseHTTPResponse, text
 
-from service.auth import HookAuthenticator, SecretVerifier
+from service.auth import OAUTH_SOURCE, HookAuthenticator, SecretVerifier
 from service.cache import CachedDirectory, CachePolicy
 from service.directory import Directory, UserDirectory
 from service.hooks.base import Hook
@@ -93,7 +93,8 @@ def create_apps(
     for app in (hook_app, ops_app):
         app.config.update(SANIC_CONFIG)
     state = ServiceState()
-    directory = Directory(settings.directory, secrets.bind_password, telemetry.directory)
+    telemetry.credential_files.watch(secrets.files())
+    directory = Directory(settings.directory, secrets.bind_password, telemetry.directory, secrets.ca_bundle)
     wiring = _Wiring(directory, telemetry)
     hooks = _hooks(settings, wiring, telemetry)
     verifier, issuer_keys = _authenticator(settings, secrets, telemetry)
@@ -118,15 +119,17 @@ def _hooks(settings: Settings, wiring: _Wiring, telemetry: Telemetry) -> list[Ho
 def _authenticator(
     settings: Settings, secrets: Secrets, telemetry: Telemetry
 ) -> tuple[HookAuthenticator, IssuerKeys | None]:
-    """The header secret, OAuth bearer tokens, or both, as configured (``auth``)."""
+    """The header secret, OAuth bearer tokens, or both, as configured (``auth``); each accepted call
+    counted by the source that accepted it."""
     secret = SecretVerifier(settings.auth.header, secrets.hook_secrets) if secrets.hook_secrets else None
+    sources = secret.sources if secret is not None else ()
     oauth = settings.auth.oauth
     if oauth is None:
-        return HookAuthenticator(secret, None), None
+        return HookAuthenticator(secret, None, telemetry.count_accepted(sources)), None
     telemetry.oauth.declare(FETCH_ERRORS, tuple(reason.value for reason in Rejection))
     keys = IssuerKeys(oauth, telemetry.oauth)
     bearer = BearerVerifier(oauth, keys, telemetry.oauth, report_not_bearer=secret is None)
-    return HookAuthenticator(secret, bearer), keys
+    return HookAuthenticator(secret, bearer, telemetry.count_accepted((*sources, OAUTH_SOURCE))), keys
 
 
 def _route_hooks(
@@ -219,13 +222,14 @@ def _refused(context: RequestContext, outcome: Outcome, reason: str) -> None:
 
 def _flusher(hooks: list[Hook], wiring: _Wiring, telemetry: Telemetry) -> Callable[[], None]:
     def flush_caches() -> None:
-        """Forget every cached directory answer, every answer kept for Okta's retries, and the group
-        names the directory remembers (tokenGroups SIDs)."""
+        """Forget every cached directory answer, every answer kept for Okta's retries, the group names the
+        directory remembers (tokenGroups SIDs), and that the directory refused the service account's
+        password (one more bind with it is allowed: the operator set it in the directory after the file)."""
         entries = sum(cache.clear() for cache in wiring.caches)
         wiring.directory.forget()
         for hook in hooks:
             hook.forget_answers()
-        telemetry.cache_flushed(entries)
+        telemetry.cache_flushed(entries, rearmed_bind=wiring.directory.forget_refused_password())
 
     return flush_caches
 

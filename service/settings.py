@@ -1,8 +1,9 @@
 """The configuration: one YAML file, validated into one object before the service starts.
 
 Secrets never live in the file: it names the environment variables or files that hold them, and
-:func:`load_secrets` reads those at startup. Any problem stops the service with a message that names
-the key and the reason, e.g. ``hooks.token.id_token.groups: 'groups' is a claim Okta reserves``.
+:func:`load_secrets` reads those at startup (a file is read again whenever it changes afterwards:
+:mod:`service.secret_files`). Any problem stops the service with a message that names the key and the
+reason, e.g. ``hooks.token.id_token.groups: 'groups' is a claim Okta reserves``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from service.directory import DirectoryConfig
 from service.hooks.config import HookSettings, Section
 from service.hooks.registry import HookType
 from service.oauth import OAuthConfig
+from service.secret_files import Credential, Fixed, SecretFile, SecretFileError, Validator, ca_bundle_problem
 
 
 class ConfigError(Exception):
@@ -46,6 +48,7 @@ class AuthSettings(Section):
     #: Environment variables, each holding one accepted secret.
     secret_env: tuple[str, ...] = ()
     #: Files, each holding one accepted secret (a mounted Kubernetes Secret); trailing newlines ignored.
+    #: Read again when they change: rotating a secret is an edit of its file (or of the Secret).
     secret_files: tuple[str, ...] = ()
     #: Okta's OAUTH channel: bearer tokens from this authorization server. With secrets configured too,
     #: either is accepted, so a hook can move from one to the other without downtime.
@@ -117,8 +120,19 @@ class Settings(Section):
 
 @dataclass(frozen=True)
 class Secrets:
-    hook_secrets: tuple[str, ...]
-    bind_password: str
+    """The credentials the configuration points at. An environment variable's is its value at start;
+    a file's is read again when the file changes (:class:`~service.secret_files.SecretFile`). A plain
+    string is a fixed value (tests, benchmarks)."""
+
+    hook_secrets: tuple[str | Credential, ...]
+    bind_password: str | Credential = ""
+    #: ``directory.ca_file``, checked as a PEM bundle (None: the system's trust store).
+    ca_bundle: SecretFile | None = None
+
+    def files(self) -> list[SecretFile]:
+        """Every credential that is a file, for telemetry to watch."""
+        every = [*self.hook_secrets, self.bind_password, self.ca_bundle]
+        return [credential for credential in every if isinstance(credential, SecretFile)]
 
 
 def load_settings(path: str | os.PathLike[str]) -> Settings:
@@ -158,21 +172,34 @@ def _not_json(value: object) -> object:
 
 
 def load_secrets(settings: Settings, environ: Mapping[str, str] = os.environ) -> Secrets:
-    """Read every secret the configuration points at. A missing variable or file is an error that
-    names the key and the variable or path, never the value."""
-    hook_secrets = [_from_env(environ, name, "auth.secret_env") for name in settings.auth.secret_env] + [
-        _from_file(path, "auth.secret_files") for path in settings.auth.secret_files
+    """Read every secret the configuration points at, and the CA bundle. A missing variable, or a file
+    that is missing, empty, not UTF-8 (or for the CA, not PEM certificates) is an error that names the
+    key and the variable or path, never the value. Each credential is named after its key
+    (``auth.secret_files[1]``): that name is what logs and metrics show of it."""
+    auth = settings.auth
+    hook_secrets: list[Credential] = [
+        Fixed(_from_env(environ, name, "auth.secret_env"), f"auth.secret_env[{index}]")
+        for index, name in enumerate(auth.secret_env)
+    ]
+    hook_secrets += [
+        _from_file("auth.secret_files", path, f"auth.secret_files[{index}]")
+        for index, path in enumerate(auth.secret_files)
     ]
     directory = settings.directory
-    bind_password = ""
+    bind_password: str | Credential = ""
     if directory.bind_password_env:
-        bind_password = _from_env(environ, directory.bind_password_env, "directory.bind_password_env")
-        if not _is_utf8(bind_password):
+        value = _from_env(environ, directory.bind_password_env, "directory.bind_password_env")
+        if not _is_utf8(value):
             # The bind sends the password's exact bytes, which ldap3 can only do for UTF-8 text.
             raise ConfigError(f"directory.bind_password_env: {directory.bind_password_env} is not UTF-8 text")
+        bind_password = Fixed(value, "directory.bind_password_env")
     elif directory.bind_password_file:
-        bind_password = _from_file(directory.bind_password_file, "directory.bind_password_file")
-    return Secrets(tuple(hook_secrets), bind_password)
+        key = "directory.bind_password_file"
+        bind_password = _from_file(key, directory.bind_password_file, key)
+    ca = None
+    if directory.ca_file:
+        ca = _from_file("directory.ca_file", directory.ca_file, "directory.ca_file", ca_bundle_problem)
+    return Secrets(tuple(hook_secrets), bind_password, ca)
 
 
 def _is_utf8(value: str) -> bool:
@@ -192,14 +219,11 @@ def _from_env(environ: Mapping[str, str], name: str, key: str) -> str:
     return value
 
 
-def _from_file(path: str, key: str) -> str:
+def _from_file(key: str, path: str, name: str, validate: Validator | None = None) -> SecretFile:
     try:
-        value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as error:
-        raise ConfigError(f"{key}: cannot read {path} ({error.strerror})") from None
-    if not value:
-        raise ConfigError(f"{key}: {path} is empty")
-    return value
+        return SecretFile(path, name, validate=validate)
+    except SecretFileError as error:
+        raise ConfigError(f"{key}: {error}") from None
 
 
 #: Keys of earlier versions, and what to write instead.

@@ -50,7 +50,8 @@ class InProcessService(HookClient):
         self.hook_url = f"http://127.0.0.1:{self.hook_port}"
         self.ops_url = f"http://127.0.0.1:{self.ops_port}"
         self.client = httpx.Client(timeout=10)
-        self.default_secret = secrets.hook_secrets[0]
+        first = secrets.hook_secrets[0]
+        self.default_secret = first if isinstance(first, str) else first.read().value
 
     def _run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 15) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)

@@ -366,7 +366,7 @@ def test_rows_read_from_risk_to_cause() -> None:
         "Deadline and timeouts",
         "Cache",
         "Directory (LDAP)",
-        "Hook authentication (OAuth)",
+        "Hook authentication and credentials",
         "Saturation and versions",
     ]
 

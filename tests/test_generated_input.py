@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -691,5 +692,115 @@ def test_generated_binary_sids_reach_the_directory_as_their_exact_bytes() -> Non
         sent = [term["equalityMatch"]["assertionValue"].asOctets() for term in terms]
         assert sent == sids
         assert {str(term["equalityMatch"]["attributeDesc"]) for term in terms} == {"objectSid"}
+
+    run()
+
+
+# -- credential files (issue 24): whatever a swapped file holds, a whole value or the previous one ---------
+# A rotated file is read by the running service: empty, whitespace, non-UTF-8 (lone surrogates written as
+# UTF-8, a BOM, NULs) or cut content must never become a hook secret, a bind password or a CA bundle, and
+# must never raise: the previous value stays, the refusal is reported once.
+
+
+def file_contents() -> st.SearchStrategy[bytes]:
+    lines = st.lists(st.sampled_from(["", "\n", "\r\n", "\r", " ", "\t", "\x00", "\ufeff", "secret", "é"]), max_size=6)
+    return st.one_of(
+        st.binary(max_size=80),
+        st.text(max_size=40).map(lambda text: text.encode("utf-8")),
+        lines.map(lambda parts: "".join(parts).encode("utf-8")),
+        st.text(max_size=10).map(lambda text: (text + "\ud800").encode("utf-8", "surrogatepass")),  # CESU
+    )
+
+
+def test_generated_secret_file_contents_are_taken_whole_or_not_at_all(tmp_path: Path) -> None:
+    from support.fakes import FakeClock
+    from support.kubelet import MountedSecret
+
+    from service.auth import AuthRefusal, SecretVerifier
+    from service.secret_files import CHECK_INTERVAL_SECONDS, Refusal, SecretFile
+
+    secret = MountedSecret(tmp_path / "secret", {"hook": "previous-value"})
+    seen: set[str] = set()
+
+    @settings(GENERATED, max_examples=400)
+    @given(content=file_contents(), presented=st.text(max_size=20), shape=st.sampled_from(SHAPES))
+    def run(content: bytes, presented: str, shape: str) -> None:
+        secret.update({"hook": "previous-value"})
+        clock = FakeClock()
+        file = SecretFile(secret.path("hook"), "auth.secret_files[0]", clock=clock)
+        refused: list[Refusal] = []
+
+        class Reports:
+            def accepted(self, name: str, changed: bool) -> None:
+                pass
+
+            def refused(self, name: str, reason: Refusal) -> None:
+                refused.append(reason)
+
+        file.watch(Reports())
+        verifier = SecretVerifier("Authorization", [file])
+        secret.update({"hook": content})
+        reshape(Path(os.path.realpath(secret.path("hook"))), shape)
+        clock.advance(CHECK_INTERVAL_SECONDS)
+        try:
+            whole: str | None = content.decode("utf-8").rstrip("\r\n")
+            reason = None if whole else Refusal.EMPTY
+        except UnicodeDecodeError:
+            whole, reason = None, Refusal.NOT_UTF8
+        if shape != "file":
+            whole, reason = None, Refusal.UNREADABLE if shape == "dangling" else Refusal.INVALID
+        expected = whole if reason is None else "previous-value"
+        for _ in range(2):
+            assert file.read().value == expected, content
+            clock.advance(CHECK_INTERVAL_SECONDS)
+        assert refused == ([] if reason is None else [reason]), content  # reported once
+        seen.add("taken" if reason is None else reason.value)
+        verifier.check([presented])  # never raises, whatever is presented
+        if reason is None and whole and "\x7f" not in whole and all(c == "\t" or c >= " " for c in whole):
+            assert verifier.check([whole]) == (None, "auth.secret_files[0]")
+            assert verifier.check(["previous-value"]) == (AuthRefusal.MISMATCH, None) or whole == "previous-value"
+
+    run()
+    assert seen == {"taken", "empty", "not_utf8", "invalid", "unreadable"}, seen
+
+
+#: What the key's path may lead to besides a file: opening a FIFO would wait for a writer.
+SHAPES = ("file", "file", "file", "file", "fifo", "directory", "dangling")
+
+
+def reshape(path: Path, shape: str) -> None:
+    """Put something else than a regular file at ``path`` (inside the kubelet's version directory)."""
+    if shape == "file":
+        return
+    path.unlink()
+    if shape == "fifo":
+        os.mkfifo(path)
+    elif shape == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to(path.parent / "nowhere")
+
+
+def test_generated_cuts_of_a_ca_bundle_are_taken_only_at_a_certificate_boundary(tmp_path: Path) -> None:
+    """A CA bundle cut anywhere (a half-written file) is a CA bundle only when the cut leaves whole
+    certificates and no started one: a cut inside a certificate is refused, never a partial trust store."""
+    from service.demo.slapd import make_ca
+    from service.secret_files import ca_bundle_problem
+
+    bundle = "".join(make_ca(tmp_path, f"CA {n}").cert_file.read_text() for n in range(2))
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    blocks = []  # (end of the BEGIN line, end of the END line) of each certificate
+    position = 0
+    while (start := bundle.find(begin, position)) >= 0:
+        position = bundle.index(end, start) + len(end)
+        blocks.append((start + len(begin), position))
+
+    @settings(GENERATED, max_examples=300)
+    @given(cut=st.integers(0, len(bundle)))
+    def run(cut: int) -> None:
+        text = bundle[:cut].rstrip("\r\n")
+        whole = sum(1 for _, stop in blocks if stop <= cut)
+        inside = any(body <= cut < stop for body, stop in blocks)
+        assert (bool(text) and ca_bundle_problem(text) is None) == (whole >= 1 and not inside), cut
 
     run()

@@ -159,8 +159,12 @@ def test_secrets_from_env_and_files(tmp_path: Path) -> None:
     config = with_change("auth.secret_files", [str(secret_file)])
     settings = parse_settings(config)
     secrets = load_secrets(settings, {"OKTA_HOOK_SECRET": "first", "LDAP_BIND_PASSWORD": "pw"})
-    assert secrets.hook_secrets == ("first", "second")
-    assert secrets.bind_password == "pw"
+    assert [(s.name, s.read().value) for s in secrets.hook_secrets if not isinstance(s, str)] == [
+        ("auth.secret_env[0]", "first"),
+        ("auth.secret_files[0]", "second"),
+    ]
+    assert not isinstance(secrets.bind_password, str)
+    assert (secrets.bind_password.name, secrets.bind_password.read().value) == ("directory.bind_password_env", "pw")
 
 
 @pytest.mark.parametrize(

@@ -23,14 +23,25 @@ from service.directory.health import HealthChecks
 from service.directory.lookup import UserLookup
 from service.directory.observer import DirectoryObserver, NullObserver
 from service.directory.protocol import LookupResult, PasswordCheck, UserQuery, search_query
+from service.directory.service_account import ServiceAccount
 from service.directory.worker import Worker
+from service.secret_files import Credential, as_credential
 
 
 class Directory:
-    def __init__(self, config: DirectoryConfig, password: str = "", observer: DirectoryObserver | None = None) -> None:
+    def __init__(
+        self,
+        config: DirectoryConfig,
+        password: str | Credential = "",
+        observer: DirectoryObserver | None = None,
+        ca: Credential | None = None,
+    ) -> None:
+        """``password``: the service account's (a file's is read again when it changes; a string is
+        fixed); ``ca``: the CA bundle of ``ca_file`` (made here from ``config.ca_file`` when not given)."""
         self._config = config
         observer = observer or NullObserver()
-        self._pool = ConnectionPool(config, password, observer)
+        self._account = ServiceAccount(config, as_credential(password, "directory.bind_password_env"), observer)
+        self._pool = ConnectionPool(config, self._account, observer, ca)
         self._worker = Worker(config.pool_size, self._pool, name="ldap")
         self._users = UserLookup(config, self._pool)
         self._credentials = CredentialChecker(config, self._pool)
@@ -124,6 +135,11 @@ class Directory:
     def probe_servers(self) -> dict[str, DirectoryError | None]:
         """Blocking: why a bind to each server fails (None: bind ok), for ``check-config --probe``."""
         return self._health.probe_servers()
+
+    def forget_refused_password(self) -> bool:
+        """Allow one more bind with a service account password the directory refused (SIGHUP: it was
+        set in the directory after the file); whether one was refused."""
+        return self._account.forget_refusal()
 
     def close(self) -> None:
         self._worker.close()

@@ -4,6 +4,12 @@ ldap3 has a ServerPool, but it keeps server health per connection (one connectio
 is down does not help the others) and its restartable strategies can sleep for seconds. So this module
 keeps its own process-wide server health and a LIFO stack of idle, already-bound connections. All
 methods run in worker threads.
+
+Credentials are read when a connection opens, not once: the service account binds through a
+:class:`Binder` (:mod:`~service.directory.service_account`: the password its file holds now), and TLS
+trusts the CA bundle's current content (``directory.ca_file``, read again when it changes). Each
+connection remembers the password generation it bound with; once a newer one has bound, older
+connections are replaced as they come back to the pool, one at a time.
 """
 
 from __future__ import annotations
@@ -17,14 +23,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import ldap3
 from ldap3.core import exceptions as ldap_errors
 
 from service.directory.config import DirectoryConfig, ServerAddress
-from service.directory.errors import DirectoryError, ErrorKind, StageReporter
+from service.directory.errors import DirectoryError, StageReporter
 from service.directory.observer import DirectoryObserver
+from service.secret_files import Credential, ca_bundle
 
 T = TypeVar("T")
 
@@ -32,18 +39,35 @@ T = TypeVar("T")
 class Server:
     """One configured directory server and whether it is currently worth trying."""
 
-    def __init__(self, address: ServerAddress, config: DirectoryConfig) -> None:
+    def __init__(self, address: ServerAddress, config: DirectoryConfig, ca: Credential | None = None) -> None:
         self.address = address
         self.name = address.name
-        self._tls = None
-        if address.tls or config.start_tls:
-            self._tls = ldap3.Tls(
-                validate=ssl.CERT_REQUIRED,
-                version=ssl.PROTOCOL_TLS_CLIENT,
-                ca_certs_file=config.ca_file,
-            )
+        self._uses_tls = address.tls or config.start_tls
+        if ca is None and config.ca_file and self._uses_tls:
+            ca = ca_bundle(config.ca_file)
+        self._ca = ca
+        #: The ldap3 TLS settings and the CA generation they trust, replaced when the bundle changes.
+        self._tls: tuple[int, ldap3.Tls] | None = None
         self._connect_timeout = config.connect_timeout_seconds
         self._down_until = 0.0
+
+    def tls(self) -> ldap3.Tls | None:
+        """TLS settings trusting the CA bundle as it is now (the system store without ``ca_file``).
+        ldap3 builds an SSL context from them for every connection; they are rebuilt only when the
+        bundle's content changed. Two threads rebuilding at once build the same thing."""
+        if not self._uses_tls:
+            return None
+        reading = self._ca.read() if self._ca is not None else None
+        generation = reading.generation if reading is not None else 0
+        current = self._tls
+        if current is None or current[0] != generation:
+            tls = ldap3.Tls(
+                validate=ssl.CERT_REQUIRED,
+                version=ssl.PROTOCOL_TLS_CLIENT,
+                ca_certs_data=reading.value if reading is not None else None,
+            )
+            current = self._tls = (generation, tls)
+        return current[1]
 
     def ldap3_server(self) -> ldap3.Server:
         """A fresh ldap3 Server per connection: ldap3 remembers failed addresses inside the Server
@@ -53,7 +77,7 @@ class Server:
             self.address.host,
             port=self.address.port,
             use_ssl=self.address.tls,
-            tls=self._tls,
+            tls=self.tls(),
             connect_timeout=self._connect_timeout,
             get_info=ldap3.NONE,  # no schema read: it costs a round trip and is not thread-safe (ldap3#1174)
         )
@@ -74,6 +98,27 @@ class Connection:
     ldap3_connection: ldap3.Connection = field(repr=False)  # its repr shows the bind password
     opened_at: float = field(default_factory=time.monotonic)
     reused: bool = False
+    #: The generation of the service account's password it bound with (:class:`Binder`).
+    generation: int = 0
+
+
+class Binder(Protocol):
+    """How a new pooled connection is bound as the service account
+    (:class:`~service.directory.service_account.ServiceAccount`)."""
+
+    def ready(self) -> None:
+        """Raise :class:`DirectoryError` (``bind_failed``) when the password in hand was refused by the
+        directory already: nothing is sent, not even a connection opened."""
+        ...
+
+    def bind(self, conn: ldap3.Connection) -> int:
+        """Bind ``conn`` (open, TLS started) as the service account; the password generation it bound
+        with. Raises :class:`DirectoryError`."""
+        ...
+
+    def retired(self, generation: int) -> bool:
+        """Whether a connection bound with ``generation`` is to be replaced (a newer password bound)."""
+        ...
 
 
 def new_connection(
@@ -169,13 +214,15 @@ def open_session(conn: ldap3.Connection, config: DirectoryConfig) -> None:
 class ConnectionPool:
     """At most ``pool_size`` bound connections, each used by one thread at a time."""
 
-    def __init__(self, config: DirectoryConfig, password: str, observer: DirectoryObserver) -> None:
+    def __init__(
+        self, config: DirectoryConfig, account: Binder, observer: DirectoryObserver, ca: Credential | None = None
+    ) -> None:
         self._config = config
-        # Exactly the bytes read (see new_connection). Settings refuse a password that is not UTF-8:
-        # ldap3 decodes each request it sends as UTF-8 text, to keep it on the connection.
-        self._password = password.encode("utf-8")
+        self._account = account
         self._observer = observer
-        self.servers = [Server(address, config) for address in config.servers]
+        if ca is None and config.ca_file:
+            ca = ca_bundle(config.ca_file)
+        self.servers = [Server(address, config, ca) for address in config.servers]
         self._idle: list[Connection] = []
         self._lent: set[Connection] = set()  # lent to a lookup, or being opened
         self._in_use = 0
@@ -185,17 +232,23 @@ class ConnectionPool:
     # -- lending ---------------------------------------------------------------------------------
 
     def acquire(self, on_stage: StageReporter) -> Connection:
-        """An idle connection young enough to trust, or a new one (failing over between servers)."""
+        """An idle connection young enough to trust, or a new one (failing over between servers). An
+        idle connection bound with an older password than the newest that bound is replaced by a new
+        one: one per call, so that a rotation costs each lookup at most one bind."""
         too_old = time.monotonic() - self._config.connection_max_age_seconds
         stale: list[Connection] = []
         with self._lock:
             connection = None
             while self._idle:
                 candidate = self._idle.pop()
-                if candidate.opened_at >= too_old:
-                    connection = candidate
+                if candidate.opened_at < too_old:
+                    stale.append(candidate)
+                    continue
+                if self._account.retired(candidate.generation):
+                    stale.append(candidate)  # bound with an older password: replaced, one per lookup
                     break
-                stale.append(candidate)
+                connection = candidate
+                break
             self._in_use += 1
         for old in stale:
             _close(old)
@@ -216,7 +269,11 @@ class ConnectionPool:
         with self._lock:
             self._in_use -= 1
             self._lent.discard(connection)
-            keep = reusable and len(self._idle) + self._in_use < self._config.pool_size
+            keep = (
+                reusable
+                and len(self._idle) + self._in_use < self._config.pool_size
+                and not self._account.retired(connection.generation)
+            )
             if keep:
                 self._idle.append(connection)
         if not keep:
@@ -267,6 +324,7 @@ class ConnectionPool:
     def open(self, on_stage: StageReporter) -> Connection:
         """Connect and bind to the first available server. A server that cannot be reached is skipped
         for the cooldown; wrong credentials are not a server fault and end the attempt at once."""
+        self._account.ready()
         now = time.monotonic()
         candidates = [server for server in self.servers if server.available(now)]
         if not candidates:
@@ -299,6 +357,7 @@ class ConnectionPool:
         """Why a fresh bind to ``server`` fails, or None when it succeeds; leaves the server's health
         as it was (``check-config --probe`` reports, it does not cause cooldowns)."""
         try:
+            self._account.ready()
             connection = self._open_on(server, lambda stage: None)
         except DirectoryError as error:
             return error
@@ -308,7 +367,7 @@ class ConnectionPool:
         return None
 
     def _open_on(self, server: Server, on_stage: StageReporter) -> Connection:
-        conn = new_connection(server, self._config, self._config.bind_dn or None, self._password or None)
+        conn = new_connection(server, self._config, self._config.bind_dn or None, None)  # the binder sets it
         connection = Connection(server, conn)
         with self._lock:
             self._lent.add(connection)
@@ -318,11 +377,7 @@ class ConnectionPool:
                 open_session(conn, self._config)
             on_stage("bind")
             with self.operation("bind", server):
-                ok, result = run_bind(conn)
-                if not ok:
-                    code = result.get("result")
-                    kind: ErrorKind = "bind_failed" if code in (49, 48, 50, 53) else "server_error"
-                    raise DirectoryError(kind, f"bind refused with LDAP result code {code}")
+                connection.generation = self._account.bind(conn)
         except BaseException:
             with self._lock:
                 self._lent.discard(connection)

@@ -21,6 +21,16 @@ class DirectoryObserver(Protocol):
         goes on; the observer makes it visible."""
         ...
 
+    def password_refused(self, source: str, reason: str) -> None:
+        """The directory refused the service account's password from ``source`` (its configuration key),
+        for ``reason`` (a :class:`~service.directory.protocol.PasswordRejection` value): it is not sent
+        again until it changes (:mod:`~service.directory.service_account`)."""
+        ...
+
+    def password_accepted(self, source: str) -> None:
+        """The service account bound with a new password from ``source``, or again after a refusal."""
+        ...
+
 
 class NullObserver:
     def operation(self, name: str, server: str) -> AbstractContextManager[object]:
@@ -30,4 +40,10 @@ class NullObserver:
         pass
 
     def background_failed(self, task: str, error: Exception) -> None:
+        pass
+
+    def password_refused(self, source: str, reason: str) -> None:
+        pass
+
+    def password_accepted(self, source: str) -> None:
         pass

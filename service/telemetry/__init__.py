@@ -15,6 +15,7 @@ from opentelemetry.trace import TracerProvider
 from service.okta import UnsafeIdentifier
 from service.policy import DENIAL_REASONS, Outcome
 from service.telemetry.cache import CacheTelemetry
+from service.telemetry.credentials import CredentialFileTelemetry, accepted_counter
 from service.telemetry.directory import DirectoryTelemetry, current_tracer
 from service.telemetry.logs import configure_logging
 from service.telemetry.metrics import Metrics
@@ -37,6 +38,7 @@ class Telemetry:
         self.requests = RequestTelemetry(self.metrics, tracer)
         self.directory = DirectoryTelemetry(self.metrics, tracer)
         self.oauth = OAuthTelemetry(self.metrics)
+        self.credential_files = CredentialFileTelemetry(self.metrics)
 
     def declare(self, hook_types: Mapping[str, bool], servers: Iterable[str]) -> None:
         """Create the labelled series at zero, so that the first fallback is a visible increase and
@@ -70,6 +72,10 @@ class Telemetry:
             for reason in ROUTE_REFUSALS:
                 self.metrics.refusals.labels(route, reason)
 
+    def count_accepted(self, sources: Iterable[str]) -> Callable[[str], None]:
+        """The counter of accepted hook calls by source (``okta_hook_auth_accepted_total``)."""
+        return accepted_counter(self.metrics, sources)
+
     def watch_pool(self, state: Callable[[], tuple[int, int, int]]) -> None:
         """Read the connection pool's (size, in use, waiting) when Prometheus scrapes, rather than
         updating gauges on every lookup."""
@@ -86,9 +92,10 @@ class Telemetry:
         """Read the number of entries of one hook type's cache when Prometheus scrapes."""
         self.metrics.cache_entries.labels(hook_type).set_function(size)
 
-    def cache_flushed(self, entries: int) -> None:
+    def cache_flushed(self, entries: int, rearmed_bind: bool = False) -> None:
+        """SIGHUP: ``entries`` forgotten; ``rearmed_bind``: a refused bind password may be tried once more."""
         self.metrics.cache_flushes.inc()
-        structlog.get_logger("okta_ldap_hook").info("cache_flushed", entries=entries)
+        structlog.get_logger("okta_ldap_hook").info("cache_flushed", entries=entries, rearmed_bind=rearmed_bind)
 
     def shutdown(self) -> None:
         shutdown(self.tracer_provider)

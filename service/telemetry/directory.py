@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
+import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
@@ -68,6 +69,16 @@ class DirectoryTelemetry:
 
     def background_failed(self, task: str, error: Exception) -> None:
         log_exception("background_task_failed", error, task=task)
+
+    def password_refused(self, source: str, reason: str) -> None:
+        self._metrics.bind_password_refused.set(1)
+        structlog.get_logger("okta_ldap_hook").error(
+            "ldap_bind_password_refused", source=source, reason=reason, retried_when="it changes, SIGHUP, restart"
+        )
+
+    def password_accepted(self, source: str) -> None:
+        self._metrics.bind_password_refused.set(0)
+        structlog.get_logger("okta_ldap_hook").info("ldap_bind_password_accepted", source=source)
 
 
 def current_tracer(provider: trace.TracerProvider) -> Tracer:

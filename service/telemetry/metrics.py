@@ -174,6 +174,35 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.auth_accepted = Counter(
+            "okta_hook_auth_accepted",
+            "Hook calls accepted, by the configured source whose secret they carried (auth.secret_env[i], "
+            "auth.secret_files[i]) or auth.oauth for a bearer token: when the old secret's source stays at "
+            "zero, it can be removed.",
+            ["source"],
+            registry=registry,
+        )
+        self.credential_file_reloads = Counter(
+            "okta_hook_credential_file_reloads",
+            "Changes seen in a credential file (file: its configuration key, e.g. directory.bind_password_file), "
+            "by result: changed (the new value is in use) or why it was not taken (empty, unreadable, "
+            "not_utf8, changing, invalid): the previous value stays in use.",
+            ["file", "result"],
+            registry=registry,
+        )
+        self.credential_file_unusable = Gauge(
+            "okta_hook_credential_file_unusable",
+            "1 while a credential file's content cannot be taken (empty, unreadable, half-written, not a CA "
+            "bundle): the service keeps the previous value, and would not start with this file.",
+            ["file"],
+            registry=registry,
+        )
+        self.bind_password_refused = Gauge(
+            "okta_hook_ldap_bind_password_refused",
+            "1 while the directory has refused the service account's current password: no new connection "
+            "is opened until the password changes (its file), SIGHUP or a restart. 0 otherwise.",
+            registry=registry,
+        )
         self.build_info = Gauge(
             "okta_hook_build_info", "Always 1; labels carry the version.", ["version", "revision"], registry=registry
         )
