@@ -8,12 +8,13 @@ nested too (``groups``), password binds (``credentials``) and server health (``h
 """
 
 from service.directory.client import Directory
-from service.directory.config import DirectoryConfig, GroupSearch, UserSearch
+from service.directory.config import ChangeFeed, DirectoryConfig, GroupSearch, UserSearch
 from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError, StageReporter
 from service.directory.observer import DirectoryObserver, NullObserver
 from service.directory.protocol import (
     CacheResult,
+    Changes,
     CredentialDirectory,
     LookupResult,
     PasswordCheck,
@@ -24,6 +25,8 @@ from service.directory.protocol import (
 
 __all__ = [
     "CacheResult",
+    "ChangeFeed",
+    "Changes",
     "CredentialDirectory",
     "DeadlineExceeded",
     "Directory",
