@@ -253,8 +253,12 @@ class _Timestamps:
         self._attributes = ["modifyTimestamp", "entryCSN", reading.name, reading.member]
 
     def start(self, search: Search, server: str) -> _StampPosition:
+        """The newest timestamp the server holds, and the entries of the overlap window before it taken
+        as seen: they changed before the feed started, so the first poll does not report them."""
         bases = self._bases or (naming_context(_root(search, ["namingContexts"]), self._user_base),)
-        return _StampPosition(server, bases, _newest(search, bases, int(time.time())), {})
+        empty = _StampPosition(server, bases, _newest(search, bases, int(time.time())), {})
+        _, position, _ = self.poll(search, empty)
+        return position
 
     def poll(self, search: Search, position: _StampPosition) -> tuple[Changes, _StampPosition, bool]:
         since = (position.newest or 0) - self._overlap
