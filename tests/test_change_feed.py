@@ -226,6 +226,37 @@ def test_the_newest_timestamp_is_the_servers_own_whatever_this_hosts_clock_says(
     assert len(search.requests) <= 2 * 40  # a few dozen small searches, whatever the distance
 
 
+def test_a_quiet_directorys_window_moves_on_with_the_time_elapsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing changing, each poll still asks from the server's time when the last poll started
+    (the newest timestamp seen, carried forward by the time elapsed): the last change leaves the window
+    after overlap_seconds instead of being read again at every poll for ever (a group of 50,000 members
+    would be)."""
+    now = [5000.0]
+    monkeypatch.setattr(feed_module.time, "monotonic", lambda: now[0])
+    newest = 1_700_000_000
+
+    def answer(base: str, query: str, attributes: Sequence[str], **options: Any) -> tuple[list[Item], bool]:
+        if options["scope"] == "base":
+            return [("", {"namingcontexts": [b"dc=example,dc=com"]})], False
+        floor = calendar.timegm(time.strptime(query[len("(modifyTimestamp>=") : -2], "%Y%m%d%H%M%S"))
+        hit = [(f"cn=everybody,{GROUPS}", {"modifytimestamp": [stamp(newest)], "entrycsn": [b"x"]})]
+        return (hit if newest >= floor else []), False
+
+    config = feed_config("ldap://127.0.0.1:1")
+    assert config.change_feed is not None
+    reader = feed_module._Timestamps(config, config.change_feed, feed_module._Reading("cn", "member"))
+    search = Recorded(answer)
+    position = reader.start(search, "a:389")
+    floors, returned = [], []
+    for _ in range(4):
+        now[0] += 2.0
+        changes, position, _ = reader.poll(search, position)
+        floors.append(search.requests[-1][1])
+        returned.append(changes.entries)
+    assert [calendar.timegm(time.strptime(f[18:-2], "%Y%m%d%H%M%S")) - newest for f in floors] == [-5, -3, -1, 1]
+    assert returned == [frozenset()] * 4  # seen at the start, then out of the window
+
+
 def test_an_empty_directory_has_no_newest_timestamp() -> None:
     search = Recorded(lambda *args, **options: ([], False))
     assert feed_module._newest(search, ["dc=example,dc=com"], int(time.time())) is None

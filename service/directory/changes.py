@@ -4,13 +4,14 @@ entries (the caches, through the server's wiring). This module knows LDAP, not t
 
 Two ways to ask, by dialect:
 
-- OpenLDAP (any directory with ``modifyTimestamp``): ``(modifyTimestamp>=T)`` where ``T`` is the newest
-  ``modifyTimestamp`` seen, less ``overlap_seconds``. Only the directory's own timestamps are compared
-  with each other: the first ``T`` is the newest timestamp the server holds (found in a few
-  size-limited searches, whatever this host's clock says), and each poll moves it to the newest it
-  returns. Timestamps have whole seconds, and a replica may receive a change after newer ones: the
-  overlap catches both, and an entry seen already with the same ``entryCSN`` (or timestamp) is not
-  reported twice. OpenLDAP keeps no trace of a deleted entry without its accesslog or syncprov
+- OpenLDAP (any directory with ``modifyTimestamp``): ``(modifyTimestamp>=T)`` where ``T`` is what the
+  server's clock said when the last poll started, less ``overlap_seconds``. That clock is read from
+  the server's own timestamps, never this host's: the newest ``modifyTimestamp`` it holds (found at the
+  start in a few size-limited searches, whatever this host's clock says), then the newest each poll
+  returns, carried forward by the time elapsed since it was seen (so a quiet directory's window moves
+  on). Timestamps have whole seconds, and a replica may receive a change after newer ones: the overlap
+  catches both, and an entry seen already with the same ``entryCSN`` (or timestamp) is not reported
+  twice. OpenLDAP keeps no trace of a deleted entry without its accesslog or syncprov
   overlays: deletions are not seen here (README, "Answering from memory").
 - Active Directory: ``uSNChanged`` between the USN after the last poll and the DC's
   ``highestCommittedUSN`` read just before (what commits during the search is the next poll's), with
@@ -236,8 +237,14 @@ def stamp_seconds(stamp: str) -> int | None:
 class _StampPosition:
     server: str
     bases: tuple[str, ...]
-    #: The newest modifyTimestamp seen (Unix seconds); None: the bases hold no entry with one.
+    #: The server's own clock was at least ``newest`` (Unix seconds, read from its timestamps) at
+    #: ``newest_at`` (this host's ``time.monotonic``): the time elapsed since carries the estimate
+    #: forward, this host's wall clock never does. None: the bases hold no entry with a timestamp.
     newest: int | None
+    newest_at: float
+    #: When the poll that left this position started: the next one looks from the server's time then,
+    #: less the overlap.
+    polled_at: float
     #: DN -> (timestamp, entryCSN) of the entries already reported within the overlap window.
     seen: Mapping[str, tuple[int, str]]
 
@@ -256,12 +263,18 @@ class _Timestamps:
         """The newest timestamp the server holds, and the entries of the overlap window before it taken
         as seen: they changed before the feed started, so the first poll does not report them."""
         bases = self._bases or (naming_context(_root(search, ["namingContexts"]), self._user_base),)
-        empty = _StampPosition(server, bases, _newest(search, bases, int(time.time())), {})
-        _, position, _ = self.poll(search, empty)
+        newest = _newest(search, bases, int(time.time()))
+        now = time.monotonic()
+        _, position, _ = self.poll(search, _StampPosition(server, bases, newest, now, now, {}))
         return position
 
     def poll(self, search: Search, position: _StampPosition) -> tuple[Changes, _StampPosition, bool]:
-        since = (position.newest or 0) - self._overlap
+        started = time.monotonic()
+        since = -1
+        if position.newest is not None:
+            # What the server's clock said, at least, when the last poll started, less the overlap: a
+            # change since has a timestamp at or after it (a quiet directory's window moves on too).
+            since = position.newest + int(position.polled_at - position.newest_at) - self._overlap
         query = f"(modifyTimestamp>={generalized_time(since)})"
         items: list[Item] = []
         cut = False
@@ -269,8 +282,8 @@ class _Timestamps:
             found, truncated = search(base, query, self._attributes)
             items += found
             cut |= truncated
+        searched = time.monotonic()
         seen = {dn: version for dn, version in position.seen.items() if version[0] >= since}
-        newest = position.newest
         stamped = [(item, stamp_seconds(_first(item[1], "modifytimestamp") or "")) for item in items]
         top = max((stamp for _, stamp in stamped if stamp is not None), default=None)
         fresh: list[Item] = []
@@ -284,9 +297,11 @@ class _Timestamps:
             # first: entries of that second are reported again by the next poll rather than missed.
             if version[1] or stamp != top:
                 seen[key] = version
-            if stamp is not None and (newest is None or stamp > newest):
-                newest = stamp
-        return self._reading.changes(search, fresh), replace(position, newest=newest, seen=seen), cut
+        newest, newest_at = position.newest, position.newest_at
+        if top is not None and (newest is None or top > newest + (searched - newest_at)):
+            newest, newest_at = top, searched  # written before the search ended: the clock was past it
+        after = replace(position, newest=newest, newest_at=newest_at, polled_at=started, seen=seen)
+        return self._reading.changes(search, fresh), after, cut
 
 
 def _newest(search: Search, bases: Sequence[str], hint: int) -> int | None:

@@ -126,8 +126,9 @@ class ChangeFeed:
     poll_seconds: float = 10.0
     #: OpenLDAP: how far before the newest change seen each poll looks again. ``modifyTimestamp`` has
     #: whole seconds, a replica receives a change later than its timestamp says, and providers' clocks
-    #: differ: a change this late or this far off is still caught. Changes seen already are not evicted twice.
-    overlap_seconds: float = 60.0
+    #: differ: a change this late or this far off is still caught. Changes seen already are not evicted
+    #: twice, but are read again while in the window: raise it for replication across providers.
+    overlap_seconds: float = 10.0
     #: Where changes are looked for; by default the naming context holding ``user_search.base_dn`` (the
     #: root DSE's ``namingContexts``), so groups, managers and users are covered wherever they live.
     base_dns: tuple[str, ...] = ()
