@@ -3,8 +3,9 @@
 Nothing here knows Okta exists. The package owns the pool of bound connections, TLS, failover between
 servers, timeouts (``connections``), the thread bridge that keeps blocking ldap3 calls off the event loop
 (``worker``), the user search with its filter escaping and DN resolution (``lookup``), group membership,
-nested too (``groups``), password binds (``credentials``) and server health (``health``), composed by
-``client.Directory``. What callers need without ldap3 is in ``protocol``, ``entry`` and ``errors``.
+nested too (``groups``), password binds (``credentials``), server health (``health``) and the change
+feed (``changes``), composed by ``client.Directory``. What callers need without ldap3 is in
+``protocol``, ``entry`` and ``errors``.
 """
 
 from service.directory.client import Directory
