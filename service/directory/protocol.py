@@ -117,7 +117,10 @@ def dn_key(dn: str) -> str:
     as a group's ``member`` value or a ``memberOf`` value spells it, gets one key."""
     if "\\" in dn:
         dn = _HEX_ESCAPES.sub(_unhex, dn).replace("\\ ", " ").replace("\\#", "#")
-    return _SPACED_SEPARATOR.sub(r"\1", dn.lower())
+    key = dn.lower()
+    if ", " in key or "; " in key or "+ " in key or ",\t" in key:  # rare: most DNs take no regex at all
+        key = _SPACED_SEPARATOR.sub(r"\1", key)
+    return key
 
 
 @dataclass(frozen=True, slots=True)
