@@ -211,6 +211,10 @@ class CachedDirectory:
         # Changes applied while lookups were in flight, and when: a lookup that read the directory
         # before a change and finishes after it must not store what it read (the change is past).
         self._recent: deque[tuple[float, Changes]] = deque()
+        # DNs of entries served past fresh_seconds on the feed's word since the feed last asked: a
+        # directory without tombstones (OpenLDAP) says nothing of a deletion, so these are asked about.
+        self._unconfirmed: set[str] = set()
+        self._asked_at = clock()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -222,6 +226,18 @@ class CachedDirectory:
         if self._index is not None:
             self._index.clear()
         return count
+
+    def unconfirmed(self) -> frozenset[str]:
+        """The DNs of the entries served past ``fresh_seconds`` on the feed's word since this was last
+        answered, at most once per ``fresh_seconds``: the feed asks whether they still exist (a deleted
+        person then goes within about ``fresh_seconds`` of being asked about again, as without the feed)."""
+        now = self._clock()
+        if not self._unconfirmed or now - self._asked_at < self._policy.fresh_seconds:
+            return frozenset()
+        self._asked_at = now
+        taken = frozenset(self._unconfirmed)
+        self._unconfirmed.clear()
+        return taken
 
     def apply(self, changes: Changes) -> dict[EvictionCause, int]:
         """Evict every entry ``changes`` affects (see :class:`Changes`), each counted once under the
@@ -269,7 +285,9 @@ class CachedDirectory:
                 self._observer.looked_up("hit")
                 if age >= self._feed_refresh_after:
                     self._refresh_ahead(key)
-                return LookupResult(self._packer.unpack(record), "hit")
+                found = self._packer.unpack(record)
+                self._unconfirmed.add(found.dn)
+                return LookupResult(found, "hit")
         try:
             entry = await self._shared_lookup(key, deadline, start_by)
         except (DeadlineExceeded, DirectoryError) as error:

@@ -114,6 +114,10 @@ class _FeedSink:
         self._health.failed()
         self._telemetry.failed(kind, was_current)
 
+    def unconfirmed(self) -> frozenset[str]:
+        """The DNs every cache served past its fresh_seconds on the feed's word lately."""
+        return frozenset().union(*(cache.unconfirmed() for cache in self._caches))
+
 
 def create_apps(
     settings: Settings, secrets: Secrets, telemetry: Telemetry, name: str = "okta_ldap_hook"

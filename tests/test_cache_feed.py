@@ -273,6 +273,39 @@ def test_a_change_to_someone_else_does_not_stop_a_lookup_from_being_kept() -> No
     assert feed.run(scenario()) == ["miss", "hit"]
 
 
+def test_entries_served_on_the_feeds_word_are_asked_about_once_per_fresh_time() -> None:
+    """OpenLDAP says nothing of a deletion: the DNs of entries served past fresh_seconds (only on the
+    feed's word) are handed to the feed to ask about, at most once per fresh_seconds; those it reports
+    deleted go."""
+    feed = Feed()
+
+    async def scenario() -> list[Any]:
+        feed.poll(Changes(resync=True))
+        feed.clock.advance(1)
+        await feed.ask(ANN)
+        await feed.ask(BEN)
+        seen: list[Any] = [feed.caches[0].unconfirmed()]  # young entries: nothing to ask
+        feed.wait(60)
+        await feed.ask(ANN)  # past fresh_seconds, on the feed's word
+        seen.append(feed.caches[0].unconfirmed())
+        await feed.ask(ANN)
+        seen.append(feed.caches[0].unconfirmed())  # asked about less than fresh_seconds ago
+        feed.wait(60)
+        seen.append(feed.caches[0].unconfirmed())
+        seen.append(feed.caches[0].apply(changed(ANN_DN, deleted=True)))
+        seen.append([await feed.ask(ANN), await feed.ask(BEN)])
+        return seen
+
+    assert feed.run(scenario()) == [
+        frozenset(),
+        {ANN_DN},
+        frozenset(),
+        {ANN_DN},
+        {"deleted": 1},
+        ["miss", "hit"],
+    ]
+
+
 def test_the_index_stays_bounded_with_the_cache() -> None:
     """Stored, replaced, dropped at the bound, evicted by a change, ambiguous, cleared: the index holds
     the tags of the entries the cache holds, and none of those it dropped."""

@@ -157,6 +157,22 @@ def test_a_renamed_entry_is_reported_under_its_new_dn(own_slapd: Slapd, polling:
     assert dn_key(f"cn=Onlookers,{GROUPS}") in changes.entries and "onlookers" in changes.names
 
 
+def test_entries_asked_about_and_gone_are_reported_deleted(own_slapd: Slapd, polling: Polling) -> None:
+    """OpenLDAP keeps no trace of a deletion: the feed asks whether the entries served on its word still
+    exist (by entryDN, whatever the spelling the cache holds), and reports those gone."""
+    settle(polling)
+    connection = admin(own_slapd)
+    assert connection.delete(BYSTANDER), connection.result
+    connection.unbind()
+    asked = [BYSTANDER.upper(), ADA.replace(",", ", "), rf"cn=R&D\, Europe,{GROUPS}"]
+    changes = loop_poll(polling, asked)
+    assert changes.deleted == {BYSTANDER} and BYSTANDER in changes.entries
+
+
+def loop_poll(polling: Polling, unconfirmed: list[str]) -> Changes:
+    return polling.loop.run_until_complete(polling.feed.poll(unconfirmed))
+
+
 def test_the_feed_starts_over_on_another_server(tmp_path: Path, own_slapd: Slapd) -> None:
     with Slapd(tmp_path / "second", groups_ldif()) as second:
         polling = Polling(feed_config(own_slapd.url, second.url))
@@ -464,9 +480,9 @@ def service_on(start: Callable[..., InProcessService], *urls: str) -> InProcessS
     return start(service_config(urls[0], hooks={"token": TOKEN}, directory=directory))
 
 
-def claims(service: InProcessService) -> dict[str, Any]:
+def claims(service: InProcessService, login: str = ADA_MAILS[1]) -> dict[str, Any]:
     event = example("token")
-    event["data"]["context"]["user"]["profile"].update(login=ADA_MAILS[1])
+    event["data"]["context"]["user"]["profile"].update(login=login)
     event["eventId"] = f"feed-{time.monotonic_ns()}"  # another event each time: no retry answered again
     response = service.post("token", event)
     assert response.status_code == 200, response.text
@@ -485,11 +501,16 @@ def until_current(service: InProcessService, current: float = 1.0, timeout: floa
         time.sleep(0.05)
 
 
-def lag_of(service: InProcessService, change: Callable[[], None], shows: Callable[[dict[str, Any]], bool]) -> float:
+def lag_of(
+    service: InProcessService,
+    change: Callable[[], object],
+    shows: Callable[[dict[str, Any]], bool],
+    login: str = ADA_MAILS[1],
+) -> float:
     """Seconds from ``change`` in the directory until a token shows it."""
     made = time.monotonic()
     change()
-    while not shows(claims(service)):
+    while not shows(claims(service, login)):
         assert time.monotonic() - made < 10 * POLL, "the change never reached a token"
         time.sleep(0.05)
     return time.monotonic() - made
@@ -568,6 +589,31 @@ def test_the_feed_down_brings_the_short_fresh_time_back(
     until_current(service)
     assert claims(service)["cache"] == "hit"  # same server, same position: what was read still counts
     assert service.metric('okta_hook_change_feed_polls_total{result="ok"}') >= 1
+
+
+def test_a_deleted_person_goes_within_the_short_fresh_time(
+    own_slapd: Slapd, start_in_process: Callable[..., InProcessService], lags: dict[str, float]
+) -> None:
+    """No tombstone on OpenLDAP, and a person in no group (no group change to see): the entry served on
+    the feed's word is asked about once per fresh_seconds, and goes at the next poll."""
+    solo = "uid=solo,ou=people,dc=example,dc=com"
+    connection = admin(own_slapd)
+    person = {"objectClass": ["inetOrgPerson"], "uid": "solo", "cn": "Solo", "sn": "Solo", "mail": "solo@example.com"}
+    assert connection.add(solo, attributes={**person, "departmentNumber": "Research"}), connection.result
+    service = service_on(start_in_process, own_slapd.url)
+    until_current(service)
+    assert claims(service, "solo@example.com")["department"] == "Research"
+    time.sleep(1.5)
+    assert claims(service, "solo@example.com")["cache"] == "hit"
+    lags["deleted (OpenLDAP, no group)"] = lag_of(
+        service,
+        lambda: connection.delete(solo),
+        lambda seen: seen["outcome"] == "no_match",
+        login="solo@example.com",
+    )
+    connection.unbind()
+    assert lags["deleted (OpenLDAP, no group)"] <= 1 + POLL + 1  # fresh_seconds, then a poll
+    assert service.metric('okta_hook_cache_evictions_total{cause="deleted",hook_type="token"}') == 1
 
 
 def test_a_failover_starts_the_feed_over_on_the_other_server(

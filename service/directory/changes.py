@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
@@ -42,7 +42,7 @@ import ldap3
 
 from service.directory.config import ChangeFeed as ChangeFeedConfig
 from service.directory.config import DirectoryConfig
-from service.directory.connections import Connection, ConnectionPool, run_search
+from service.directory.connections import Connection, ConnectionPool, filter_value, run_search
 from service.directory.errors import DirectoryError
 from service.directory.observer import DirectoryObserver
 from service.directory.protocol import Changes, dn_key
@@ -50,6 +50,8 @@ from service.directory.protocol import Changes, dn_key
 #: Entries per page of a change search (AD's MaxPageSize is 1000; OpenLDAP pages any size).
 PAGE_SIZE = 500
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
+#: DNs asked about in one search whether they still exist (OpenLDAP: a filter of entryDN terms).
+EXISTENCE_BATCH = 100
 #: LDAP_SERVER_SHOW_DELETED_OID: AD returns tombstones (deleted objects) too.
 SHOW_DELETED = "1.2.840.113556.1.4.417"
 
@@ -89,6 +91,11 @@ class ChangeSink(Protocol):
 
     def failed(self, kind: str) -> None:
         """A poll failed (a :class:`DirectoryError` kind) or took longer than the feed may lag (``behind``)."""
+        ...
+
+    def unconfirmed(self) -> Collection[str]:
+        """DNs whose entries were served on the feed's word lately: does each still exist? (Asked where
+        the directory keeps no trace of a deletion: OpenLDAP.)"""
         ...
 
 
@@ -247,6 +254,8 @@ class _StampPosition:
     polled_at: float
     #: DN -> (timestamp, entryCSN) of the entries already reported within the overlap window.
     seen: Mapping[str, tuple[int, str]]
+    #: The server filters on ``entryDN`` (OpenLDAP does): entries can be asked about by DN.
+    entry_dn: bool = False
 
 
 class _Timestamps:
@@ -265,8 +274,25 @@ class _Timestamps:
         bases = self._bases or (naming_context(_root(search, ["namingContexts"]), self._user_base),)
         newest = _newest(search, bases, int(time.time()))
         now = time.monotonic()
-        _, position, _ = self.poll(search, _StampPosition(server, bases, newest, now, now, {}))
+        # A server that cannot filter on entryDN would answer "nobody" for everyone asked about.
+        found, _ = search(bases[0], f"(entryDN={filter_value(bases[0])})", ["1.1"], scope="base")
+        _, position, _ = self.poll(search, _StampPosition(server, bases, newest, now, now, {}, bool(found)))
         return position
+
+    def missing(self, search: Search, position: _StampPosition, dns: Collection[str]) -> frozenset[str]:
+        """Of ``dns``, those no longer in the directory (deleted, or moved away: OpenLDAP keeps no trace of
+        either), as :func:`dn_key` s; asked by ``entryDN``, ``EXISTENCE_BATCH`` at a time."""
+        if not position.entry_dn:
+            return frozenset()
+        wanted = {dn_key(dn): dn for dn in dns}
+        found: set[str] = set()
+        batch = list(wanted.values())
+        for start in range(0, len(batch), EXISTENCE_BATCH):
+            query = "(|" + "".join(f"(entryDN={filter_value(dn)})" for dn in batch[start : start + EXISTENCE_BATCH])
+            for base in position.bases:
+                items, _ = search(base, query + ")", ["1.1"])
+                found.update(dn_key(dn) for dn, _ in items)
+        return frozenset(wanted.keys() - found)
 
     def poll(self, search: Search, position: _StampPosition) -> tuple[Changes, _StampPosition, bool]:
         started = time.monotonic()
@@ -525,10 +551,11 @@ class ChangeFeed:
     def poll_seconds(self) -> float:
         return self._feed.poll_seconds
 
-    async def poll(self) -> Changes:
+    async def poll(self, unconfirmed: Collection[str] = ()) -> Changes:
         """One poll, in the feed's thread, given up after ``max_lag_seconds`` (:class:`FeedBehind`). Its
-        position is kept only when it returns: a failed poll is asked again, from the same place."""
-        future = asyncio.wrap_future(self._thread.submit(self._poll))
+        position is kept only when it returns: a failed poll is asked again, from the same place. On
+        OpenLDAP, the entries of ``unconfirmed`` no longer there are reported deleted."""
+        future = asyncio.wrap_future(self._thread.submit(self._poll, unconfirmed))
         try:
             changes, position = await asyncio.wait_for(future, self._feed.max_lag_seconds)
         except TimeoutError:
@@ -542,7 +569,7 @@ class ChangeFeed:
         while True:
             started = time.monotonic()
             try:
-                changes = await self.poll()
+                changes = await self.poll(sink.unconfirmed())
             except FeedBehind:
                 sink.failed("behind")
             except DirectoryError as error:
@@ -562,17 +589,17 @@ class ChangeFeed:
 
     # -- in the feed's thread ------------------------------------------------------------------------
 
-    def _poll(self) -> tuple[Changes, Position]:
+    def _poll(self, unconfirmed: Collection[str] = ()) -> tuple[Changes, Position]:
         connection = self._connect()
         search = _Searcher(self._pool, connection)
         try:
-            return self._read(search, connection.server.name)
+            return self._read(search, connection.server.name, unconfirmed)
         except BaseException:
             self._connection = None
             self._pool.retire(connection)
             raise
 
-    def _read(self, search: Search, server: str) -> tuple[Changes, Position]:
+    def _read(self, search: Search, server: str, unconfirmed: Collection[str] = ()) -> tuple[Changes, Position]:
         position = self._position
         if position is None or position.server != server:
             return Changes(resync=True), self._reader.start(search, server)
@@ -588,6 +615,9 @@ class ChangeFeed:
         changes, after, cut = polled
         if cut:  # more changes than one answer holds: those seen are evicted, the rest is unknown
             return replace(changes, resync=True), self._reader.start(search, server)
+        if unconfirmed and isinstance(after, _StampPosition) and isinstance(self._reader, _Timestamps):
+            gone = self._reader.missing(search, after, unconfirmed)
+            changes = replace(changes, entries=changes.entries | gone, deleted=changes.deleted | gone)
         return changes, after
 
     def _connect(self) -> Connection:
