@@ -30,7 +30,7 @@ from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd
 from service.directory import ChangeFeed, DirectoryConfig, DirectoryError, GroupSearch, NullObserver, UserSearch
 from service.directory import changes as feed_module
 from service.directory.changes import ChangeFeed as Feed
-from service.directory.changes import Item, Scope, first_rdn, tombstone_dn
+from service.directory.changes import FeedBehind, Item, Scope, first_rdn, tombstone_dn
 from service.directory.config import DirectoryConfig as Config
 from service.directory.connections import ConnectionPool
 from service.directory.protocol import Changes, dn_key
@@ -193,6 +193,19 @@ def test_the_feed_starts_over_on_another_server(tmp_path: Path, own_slapd: Slapd
             own_slapd.start()
 
 
+def test_a_poll_slower_than_the_feed_may_lag_is_given_up(hanging_directory: Any) -> None:
+    """A directory that accepts and never answers: the poll is given up after two poll intervals
+    (``behind``), not waited out to the operation timeout; the caches then fall back at once."""
+    polling = Polling(feed_config(hanging_directory.url, poll_seconds=0.1))
+    try:
+        started = time.monotonic()
+        with pytest.raises(FeedBehind):
+            polling.poll()
+        assert time.monotonic() - started < 0.9  # 0.2 s; the operation timeout is 1 s
+    finally:
+        polling.close()
+
+
 # -- recorded answers: no server needed ---------------------------------------------------------------
 
 
@@ -300,6 +313,26 @@ def test_an_answer_cut_by_a_size_limit_evicts_what_it_holds_and_starts_over() ->
     answers["cut"] = False
     changes, _ = feed._read(search, "a:389")
     assert changes == Changes()
+
+
+def test_a_server_that_cannot_filter_on_entry_dn_is_never_told_everyone_is_gone() -> None:
+    """Asking whether entries still exist needs ``(entryDN=...)``; a directory that does not know it
+    answers nobody, which must not read as "everybody was deleted"."""
+    config = feed_config("ldap://127.0.0.1:1")
+    assert config.change_feed is not None
+    reader = feed_module._Timestamps(config, config.change_feed, feed_module._Reading("cn", "member"))
+
+    def answer(base: str, query: str, attributes: Sequence[str], **options: Any) -> tuple[list[Item], bool]:
+        if options["scope"] == "base" and base == "":
+            return [("", {"namingcontexts": [b"dc=example,dc=com"]})], False
+        if "entryDN" in query:
+            return [], False  # an attribute the server does not know: no entry matches
+        return [("uid=a", {"modifytimestamp": [stamp(1_700_000_000)]})], False
+
+    search = Recorded(answer)
+    position = reader.start(search, "a:389")
+    assert not position.entry_dn
+    assert reader.missing(search, position, [ADA, BYSTANDER]) == frozenset()
 
 
 # -- Active Directory, on recorded answers ---------------------------------------------------------------
