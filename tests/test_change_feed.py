@@ -202,6 +202,10 @@ def test_a_poll_slower_than_the_feed_may_lag_is_given_up(hanging_directory: Any)
         with pytest.raises(FeedBehind):
             polling.poll()
         assert time.monotonic() - started < 0.9  # 0.2 s; the operation timeout is 1 s
+        again = time.monotonic()
+        with pytest.raises(FeedBehind):  # at once: no second poll queued behind the stuck one
+            polling.poll()
+        assert time.monotonic() - again < 0.1  # not the 0.2 s of a poll waited for
     finally:
         polling.close()
 

@@ -34,7 +34,7 @@ import asyncio
 import calendar
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
@@ -546,6 +546,7 @@ class ChangeFeed:
         self._connection: Connection | None = None
         #: Where the last delivered poll left off; None: start over at the next poll.
         self._position: Position | None = None
+        self._polling: Future[tuple[Changes, Position]] | None = None
 
     @property
     def poll_seconds(self) -> float:
@@ -555,9 +556,11 @@ class ChangeFeed:
         """One poll, in the feed's thread, given up after ``max_lag_seconds`` (:class:`FeedBehind`). Its
         position is kept only when it returns: a failed poll is asked again, from the same place. On
         OpenLDAP, the entries of ``unconfirmed`` no longer there are reported deleted."""
-        future = asyncio.wrap_future(self._thread.submit(self._poll, unconfirmed))
+        if self._polling is not None and not self._polling.done():
+            raise FeedBehind  # the last poll is still stuck (a hung directory): none queued behind it
+        self._polling = self._thread.submit(self._poll, unconfirmed)
         try:
-            changes, position = await asyncio.wait_for(future, self._feed.max_lag_seconds)
+            changes, position = await asyncio.wait_for(asyncio.wrap_future(self._polling), self._feed.max_lag_seconds)
         except TimeoutError:
             raise FeedBehind from None
         self._position = position
