@@ -11,8 +11,9 @@ Two ways to ask, by dialect:
   returns, carried forward by the time elapsed since it was seen (so a quiet directory's window moves
   on). Timestamps have whole seconds, and a replica may receive a change after newer ones: the overlap
   catches both, and an entry seen already with the same ``entryCSN`` (or timestamp) is not reported
-  twice. OpenLDAP keeps no trace of a deleted entry without its accesslog or syncprov
-  overlays: deletions are not seen here (README, "Answering from memory").
+  twice. OpenLDAP keeps no trace of a deleted entry without its accesslog or syncprov overlays: the
+  entries the caches served on the feed's word lately are asked about by ``entryDN``, and those gone
+  are reported deleted (README, "Answering from memory").
 - Active Directory: ``uSNChanged`` between the USN after the last poll and the DC's
   ``highestCommittedUSN`` read just before (what commits during the search is the next poll's), with
   the show-deleted control, so that tombstones (a deleted entry, under ``CN=Deleted Objects``) come
