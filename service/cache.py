@@ -350,18 +350,16 @@ class CachedDirectory:
     async def _read(self, key: UserQuery, deadline: float, start_by: float | None) -> DirectoryEntry | None:
         started = self._clock()
         entry = (await self._directory.find_user(key, deadline, start_by)).entry
-        if self._recent and self._overtaken(entry, started):
+        if self._recent and self._overtaken(key, entry, started):
             self._drop(key)  # read before a change it misses: answered, not kept (the change evicted the rest)
         else:
             self._store(key, entry)
         return entry
 
-    def _overtaken(self, entry: DirectoryEntry | None, started: float) -> bool:
-        """Whether a change applied after ``started`` affects ``entry``."""
-        if entry is None:
-            return False
-        tags = _tags(entry)
-        return any(applied >= started and _touches(changes, tags) for applied, changes in self._recent)
+    def _overtaken(self, key: UserQuery, entry: DirectoryEntry | None, started: float) -> bool:
+        """Whether a change applied after ``started`` affects ``entry`` (or, for "no such user", ``key``)."""
+        tags = None if entry is None else _tags(entry)
+        return any(applied >= started and _touches(changes, key, tags) for applied, changes in self._recent)
 
     def _store(self, key: UserQuery, entry: DirectoryEntry | None) -> None:
         policy = self._policy
@@ -374,8 +372,7 @@ class CachedDirectory:
             old = self._entries.get(key)
             if old is not None:
                 self._unindex(key, old)
-            if entry is not None:
-                index.add(key, _tags(entry))
+            index.add(key, None if entry is None else _tags(entry))
         self._entries[key] = self._packer.pack(entry, self._clock())
         self._entries.move_to_end(key)
         while len(self._entries) > policy.max_entries:
@@ -390,8 +387,8 @@ class CachedDirectory:
             self._unindex(key, record)
 
     def _unindex(self, key: UserQuery, record: bytes) -> None:
-        if self._index is not None and len(record) > _STAMP.size:  # "no such user" carries nothing
-            self._index.discard(key, _tags(self._packer.unpack(record)))
+        if self._index is not None:  # "no such user" carries its identifier only
+            self._index.discard(key, _tags(self._packer.unpack(record)) if len(record) > _STAMP.size else None)
 
     # -- refresh-ahead ----------------------------------------------------------------------------
 
@@ -485,10 +482,11 @@ def _tags(entry: DirectoryEntry) -> _Tags:
     return _Tags(dn_key(entry.dn), frozenset(refs), frozenset(names))
 
 
-def _touches(changes: Changes, tags: _Tags) -> bool:
-    return (
-        changes.resync
-        or tags.own in changes.entries
+def _touches(changes: Changes, key: UserQuery, tags: _Tags | None) -> bool:
+    if changes.resync or key.identifier in changes.identifiers:
+        return True
+    return tags is not None and (
+        tags.own in changes.entries
         or tags.own in changes.members
         or not tags.refs.isdisjoint(changes.entries)
         or not tags.names.isdisjoint(changes.names)
@@ -536,27 +534,34 @@ class _Keys:
 
 
 class _ChangeIndex:
-    """Which cached entries a change affects, by the entries' own DNs, the DNs they refer to and the
-    group names they list. Bounded with the cache: every entry stored is added, every entry dropped
-    removed (its tags recomputed from its record), so the index never holds a key the cache does not."""
+    """Which cached entries a change affects, by the entries' own DNs, the DNs they refer to, the group
+    names they list, and the identifier they were looked up by ("no such user" too). Bounded with the
+    cache: every entry stored is added, every entry dropped removed (its tags recomputed from its record),
+    so the index never holds a key the cache does not."""
 
-    __slots__ = ("_names", "_own", "_refs")
+    __slots__ = ("_ids", "_names", "_own", "_refs")
 
     def __init__(self) -> None:
-        self._own, self._refs, self._names = _Keys(), _Keys(), _Keys()
+        self._own, self._refs, self._names, self._ids = _Keys(), _Keys(), _Keys(), _Keys()
 
     def __len__(self) -> int:
         """Tags held (for the memory benchmark)."""
-        return len(self._own) + len(self._refs) + len(self._names)
+        return len(self._own) + len(self._refs) + len(self._names) + len(self._ids)
 
-    def add(self, key: UserQuery, tags: _Tags) -> None:
+    def add(self, key: UserQuery, tags: _Tags | None) -> None:
+        self._ids.add(key.identifier, key)  # the key's own string: no copy
+        if tags is None:
+            return
         self._own.add(tags.own, key)
         for ref in tags.refs:
             self._refs.add(ref, key)
         for name in tags.names:
             self._names.add(name, key)
 
-    def discard(self, key: UserQuery, tags: _Tags) -> None:
+    def discard(self, key: UserQuery, tags: _Tags | None) -> None:
+        self._ids.discard(key.identifier, key)
+        if tags is None:
+            return
         self._own.discard(tags.own, key)
         for ref in tags.refs:
             self._refs.discard(ref, key)
@@ -564,7 +569,7 @@ class _ChangeIndex:
             self._names.discard(name, key)
 
     def clear(self) -> None:
-        for keys in (self._own, self._refs, self._names):
+        for keys in (self._own, self._refs, self._names, self._ids):
             keys.clear()
 
     def affected(self, changes: Changes) -> dict[UserQuery, EvictionCause]:
@@ -573,6 +578,7 @@ class _ChangeIndex:
         causes: tuple[tuple[EvictionCause, _Keys, Collection[str]], ...] = (
             ("deleted", self._own, changes.deleted),
             ("entry", self._own, changes.entries),
+            ("entry", self._ids, changes.identifiers),
             ("reference", self._refs, changes.entries),
             ("group", self._names, changes.names),
             ("member", self._own, changes.members),

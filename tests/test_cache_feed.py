@@ -151,6 +151,12 @@ def test_a_changed_person_is_evicted_from_every_hook_types_cache_and_read_again(
         pytest.param(changed(CAROL_DN), {ANN, CAROL}, "reference", id="the manager Ann's answer resolves"),
         pytest.param(changed(members=(CAROL_DN.replace(",", ", "),)), {CAROL}, "member", id="listed by a group"),
         pytest.param(changed(BEN_DN, deleted=True), {BEN}, "deleted", id="deleted"),
+        pytest.param(
+            Changes(frozenset({"uid=ben,ou=disabled,dc=example,dc=com"}), identifiers=frozenset({BEN})),
+            {BEN},
+            "entry",
+            id="moved: a new DN, the same login",
+        ),
         pytest.param(changed("uid=dave,ou=people,dc=example,dc=com", names=("sales",)), set(), None, id="unrelated"),
     ],
 )
@@ -306,6 +312,28 @@ def test_entries_served_on_the_feeds_word_are_asked_about_once_per_fresh_time() 
     ]
 
 
+def test_a_new_persons_no_such_user_goes_when_the_feed_sees_them() -> None:
+    """Someone asked about before they existed is remembered as nobody for negative_seconds; their
+    creation (their login among the changed entries' identifiers) ends that at the next poll."""
+    feed = Feed(negative_seconds=600)
+    dana = "dana@example.com"
+
+    async def scenario() -> list[Any]:
+        feed.poll(Changes(resync=True))
+        feed.clock.advance(1)
+        seen: list[Any] = [await feed.ask(dana), await feed.ask(dana)]
+        feed.directory.put(dana, person(dana, title="New"))
+        seen.append(
+            feed.caches[0].apply(
+                Changes(frozenset({"uid=dana,ou=people,dc=example,dc=com"}), identifiers=frozenset({dana}))
+            )
+        )
+        seen.append(await feed.title(dana))
+        return seen
+
+    assert feed.run(scenario()) == ["miss", "negative_hit", {"entry": 1}, "New"]
+
+
 def test_the_index_stays_bounded_with_the_cache() -> None:
     """Stored, replaced, dropped at the bound, evicted by a change, ambiguous, cleared: the index holds
     the tags of the entries the cache holds, and none of those it dropped."""
@@ -318,9 +346,9 @@ def test_the_index_stays_bounded_with_the_cache() -> None:
 
     async def scenario() -> list[int]:
         seen = []
-        await feed.ask(ANN)  # own DN, 3 references (manager, 2 memberOf), 2 names
+        await feed.ask(ANN)  # identifier, own DN, 3 references (manager, 2 memberOf), 2 names
         seen.append(tags())
-        await feed.ask(BEN)  # own DN; all-staff's DN and name are Ann's too
+        await feed.ask(BEN)  # identifier, own DN; all-staff's DN and name are Ann's too
         seen.append(tags())
         await feed.ask(CAROL)  # Ann, least recently used, goes with her five tags Ben does not share
         seen.append(tags())
@@ -341,7 +369,7 @@ def test_the_index_stays_bounded_with_the_cache() -> None:
         seen.append(tags())
         return seen
 
-    assert feed.run(scenario()) == [6, 7, 4, 4, 1, 0, 0]
+    assert feed.run(scenario()) == [7, 9, 6, 6, 2, 0, 0]
     assert len(feed.caches[0]) == 0
 
 

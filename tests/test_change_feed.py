@@ -36,6 +36,8 @@ from service.directory.connections import ConnectionPool
 from service.directory.protocol import Changes, dn_key
 
 POLL = 1.0
+#: What the feed reads of a change, for the reader tests: groups by cn and member, people by mail.
+READING = feed_module._Reading("cn", "member", "mail", str.lower)
 RND = f"cn=R&D\\2C Europe,{GROUPS}"
 ENGINEERING = f"cn=App-Engineering,{GROUPS}"
 ALL_STAFF = f"cn=app-All Staff,{GROUPS}"
@@ -120,6 +122,7 @@ def test_a_poll_reports_a_changed_attribute_once(own_slapd: Slapd, polling: Poll
     modify(own_slapd, ADA, {"departmentNumber": [(ldap3.MODIFY_REPLACE, ["Cartography"])]})
     changes = polling.poll()
     assert changes.entries == {dn_key(ADA)} and not changes.resync and not changes.deleted
+    assert changes.identifiers == {mail.lower() for mail in ADA_MAILS}  # what lookups compare: her mails
     assert polling.poll() == Changes()  # seen already, though still inside the overlap window
 
 
@@ -277,7 +280,7 @@ def test_a_quiet_directorys_window_moves_on_with_the_time_elapsed(monkeypatch: p
 
     config = feed_config("ldap://127.0.0.1:1")
     assert config.change_feed is not None
-    reader = feed_module._Timestamps(config, config.change_feed, feed_module._Reading("cn", "member"))
+    reader = feed_module._Timestamps(config, config.change_feed, READING)
     search = Recorded(answer)
     position = reader.start(search, "a:389")
     floors, returned = [], []
@@ -324,7 +327,7 @@ def test_a_server_that_cannot_filter_on_entry_dn_is_never_told_everyone_is_gone(
     answers nobody, which must not read as "everybody was deleted"."""
     config = feed_config("ldap://127.0.0.1:1")
     assert config.change_feed is not None
-    reader = feed_module._Timestamps(config, config.change_feed, feed_module._Reading("cn", "member"))
+    reader = feed_module._Timestamps(config, config.change_feed, READING)
 
     def answer(base: str, query: str, attributes: Sequence[str], **options: Any) -> tuple[list[Item], bool]:
         if options["scope"] == "base" and base == "":
@@ -436,6 +439,19 @@ def test_ad_tombstones_are_deletions_under_the_dn_they_had() -> None:
     finance = dn_key(f"CN=App-Finance,OU=People,{AD_BASE}")
     assert changes.deleted == changes.entries == {jane, finance}
     assert {"jdoe", "app-finance"} <= changes.names  # a deleted group: whoever listed it
+
+
+def test_ad_an_account_disabled_and_moved_is_evicted_by_its_login() -> None:
+    """The usual off-boarding: disabled and moved to another OU. The cache holds the old DN; the login
+    (sAMAccountName, the match attribute) is the same, and is what evicts."""
+    dc = RecordedDc()
+    _, poll = ad_feed(dc)
+    poll()
+    moved = f"CN=Jane Doe,OU=Disabled,{AD_BASE}"
+    dc.changed.append((5001, (moved, {"useraccountcontrol": [b"514"], "samaccountname": [b"JDoe"]})))
+    dc.highest = 5001
+    changes = poll()
+    assert changes.entries == {dn_key(moved)} and changes.identifiers == {"jdoe"}
 
 
 def test_ad_a_disabled_account_is_a_change() -> None:
@@ -651,6 +667,27 @@ def test_a_deleted_person_goes_within_the_short_fresh_time(
     connection.unbind()
     assert lags["deleted (OpenLDAP, no group)"] <= 1 + POLL + 1  # fresh_seconds, then a poll
     assert service.metric('okta_hook_cache_evictions_total{cause="deleted",hook_type="token"}') == 1
+
+
+def test_a_new_person_shows_within_a_poll_not_after_the_negative_time(
+    own_slapd: Slapd, start_in_process: Callable[..., InProcessService], lags: dict[str, float]
+) -> None:
+    """Asked about before they exist, a person is remembered as nobody (negative_seconds: 60 here); their
+    creation reaches the next token within a poll."""
+    service = service_on(start_in_process, own_slapd.url)
+    until_current(service)
+    assert claims(service, "nova@example.com")["outcome"] == "no_match"
+    assert claims(service, "nova@example.com")["cache"] == "negative_hit"
+    connection = admin(own_slapd)
+    nova = {"objectClass": ["inetOrgPerson"], "uid": "nova", "cn": "Nova", "sn": "Nova", "mail": "Nova@example.com"}
+    lags["a new person"] = lag_of(
+        service,
+        lambda: connection.add("uid=nova,ou=people,dc=example,dc=com", attributes={**nova, "departmentNumber": "New"}),
+        lambda seen: seen.get("department") == "New",
+        login="nova@example.com",
+    )
+    connection.unbind()
+    assert lags["a new person"] <= POLL + 1
 
 
 def test_a_failover_starts_the_feed_over_on_the_other_server(

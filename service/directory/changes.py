@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
@@ -193,10 +193,13 @@ def _all_members(search: Search, dn: str, attributes: Mapping[str, list[bytes]],
 
 @dataclass(frozen=True)
 class _Reading:
-    """What a change answer means to a cache: which attributes name a group and list its members."""
+    """What a change answer means to a cache: which attributes name a group and list its members, which
+    one a person is looked up by, and the value a lookup compares for it."""
 
     name: str
     member: str
+    match: str
+    search_value: Callable[[str], str | None]
 
     def changes(
         self, search: Search, items: Iterable[Item], deleted: Iterable[tuple[str, Mapping[str, list[bytes]]]] = ()
@@ -205,9 +208,11 @@ class _Reading:
         gone: set[str] = set()
         members: set[str] = set()
         names: set[str] = set()
+        identifiers: set[str] = set()
         for dn, attributes in items:
             entries.add(dn_key(dn))
             names.update(_text(value).lower() for value in attributes.get(self.name, ()))
+            identifiers.update(self._identifiers(attributes))
             for value in _all_members(search, dn, attributes, self.member):
                 member = _text(value)
                 members.add(dn_key(member))
@@ -219,7 +224,16 @@ class _Reading:
             entries.add(key)
             gone.add(key)
             names.update(_text(value).lower() for value in tombstone.get(self.name, ()))
-        return Changes(frozenset(entries), frozenset(gone), frozenset(members), frozenset(names))
+            identifiers.update(self._identifiers(tombstone))
+        return Changes(
+            frozenset(entries), frozenset(gone), frozenset(members), frozenset(names), frozenset(identifiers)
+        )
+
+    def _identifiers(self, attributes: Mapping[str, list[bytes]]) -> Iterator[str]:
+        for value in attributes.get(self.match, ()):
+            identifier = self.search_value(_text(value))
+            if identifier is not None:
+                yield identifier
 
 
 # -- OpenLDAP: modifyTimestamp -----------------------------------------------------------------------
@@ -267,7 +281,7 @@ class _Timestamps:
         self._bases = feed.base_dns
         self._overlap = int(feed.overlap_seconds + 0.999)
         self._reading = reading
-        self._attributes = ["modifyTimestamp", "entryCSN", reading.name, reading.member]
+        self._attributes = ["modifyTimestamp", "entryCSN", reading.name, reading.member, reading.match]
 
     def start(self, search: Search, server: str) -> _StampPosition:
         """The newest timestamp the server holds, and the entries of the overlap window before it taken
@@ -413,6 +427,7 @@ class _Usns:
             "uSNChanged",
             reading.name,
             reading.member,
+            reading.match,
             "isDeleted",
             "lastKnownParent",
             "msDS-LastKnownRDN",
@@ -540,7 +555,8 @@ class ChangeFeed:
         self._observer = observer
         groups = config.groups
         name, member = (groups.name_attribute, groups.member_attribute) if groups else ("cn", "member")
-        reading = _Reading(name.lower(), member.lower())
+        search = config.user_search
+        reading = _Reading(name.lower(), member.lower(), search.match_attribute.lower(), search.search_value)
         dialect = _Usns if config.dialect == "active_directory" else _Timestamps
         self._reader = dialect(config, self._feed, reading)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ldap-changes")

@@ -144,6 +144,10 @@ class Changes:
     #: Names of the changed entries (a group's ``name_attribute``), and of the groups a changed group lists
     #: as members (from their RDN): whoever lists one of these groups may be in other groups now.
     names: frozenset[str] = frozenset()
+    #: The search values (:meth:`UserDirectory.search_value`) of the changed or deleted entries' match
+    #: attribute: whoever is looked up by one may now be another entry (a person moved or renamed keeps
+    #: their login, not their DN), or someone (a new person, remembered as "no such user").
+    identifiers: frozenset[str] = frozenset()
     #: The feed started over (first poll, another server, a poll it could not finish): what changed
     #: before is unknown, so nothing read before counts as vouched for by the feed.
     resync: bool = False
