@@ -482,8 +482,9 @@ def rows() -> list[tuple[str, list[Panel]]]:
     directory = [
         timeseries(
             "Directory operation latency p95 / p99",
-            "LDAP latency by operation (connect, bind, search, resolve, groups). One hook call may need several "
-            "operations; together they must fit in the 2.5 s deadline.",
+            "LDAP latency by operation (connect, bind, search, resolve, groups; changes: one page of a change "
+            "feed poll, in the background). One hook call may need several operations; together they must fit "
+            "in the 2.5 s deadline.",
             targets(
                 *[
                     (
@@ -734,16 +735,44 @@ def cache_row() -> list[Panel]:
         ),
         timeseries(
             "Cache churn",
-            "Per second: entries dropped at the max_entries bound, background refreshes by result, Okta "
-            "retries answered again, flushes by an operator.",
+            "Per second: entries evicted by cause (lru: the max_entries bound; entry, deleted, reference, "
+            "group, member: a change the directory's change feed reported), background refreshes by result, "
+            "Okta retries answered again, flushes by an operator.",
             targets(
-                (f"sum(rate(okta_hook_cache_evictions_total{{{SEL}}}[{RI}]))", "evictions"),
+                (f"sum by (cause) (rate(okta_hook_cache_evictions_total{{{SEL}}}[{RI}]))", "evicted: {{cause}}"),
                 (f"sum by (result) (rate(okta_hook_cache_refreshes_total{{{SEL}}}[{RI}]))", "refresh {{result}}"),
                 (f"sum(rate(okta_hook_replayed_answers_total{{{SEL}}}[{RI}]))", "replayed answers"),
                 (f"sum(rate(okta_hook_cache_flushes_total{{{SEL}}}[{RI}]))", "flushes"),
             ),
             "ops",
             w=6,
+        ),
+        state_timeline(
+            "Change feed current",
+            "Per pod: up while the directory's change feed is current (a good poll within two poll "
+            "intervals), so caches keep entries feed_fresh_seconds; down: a poll failed or fell behind and "
+            "entries live fresh_seconds (OktaHookChangeFeedBehind after 5 minutes).",
+            f"min by (instance) (okta_hook_change_feed_current{{{SEL}}})",
+            "{{instance}}",
+        ),
+        timeseries(
+            "Change feed lag",
+            "Per pod: seconds since the last good poll of the directory's change feed started. Between 0 and "
+            "poll_seconds while it works; a change reaches Okta within about this long.",
+            targets((f"max by (instance) (okta_hook_change_feed_lag_seconds{{{SEL}}})", "{{instance}}")),
+            "s",
+            w=8,
+        ),
+        timeseries(
+            "Directory changes seen",
+            "Per second, all pods: entries the change feed saw changed or deleted, and its polls by result "
+            "(ok; resync: started over, entries read before live fresh_seconds; or why a poll failed).",
+            targets(
+                (f"sum by (kind) (rate(okta_hook_change_feed_changes_total{{{SEL}}}[{RI}]))", "{{kind}}"),
+                (f"sum by (result) (rate(okta_hook_change_feed_polls_total{{{SEL}}}[{RI}]))", "poll {{result}}"),
+            ),
+            "ops",
+            w=8,
         ),
     ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -22,8 +23,8 @@ from sanic.config import Config
 from sanic.response import BaseHTTPResponse, text
 
 from service.auth import OAUTH_SOURCE, HookAuthenticator, SecretVerifier
-from service.cache import CachedDirectory, CachePolicy
-from service.directory import Directory, UserDirectory
+from service.cache import CachedDirectory, CachePolicy, EvictionCause, FeedHealth
+from service.directory import Changes, Directory, UserDirectory
 from service.hooks.base import Hook
 from service.http_protocol import (
     LISTEN_BACKLOG,
@@ -44,6 +45,7 @@ from service.okta import EventError, parse_event
 from service.policy import Outcome, can_deny
 from service.settings import Secrets, Settings
 from service.telemetry import Telemetry
+from service.telemetry.cache import FeedTelemetry
 from service.telemetry.requests import RequestObservation
 
 App = Sanic[Config, SimpleNamespace]
@@ -65,21 +67,56 @@ class ServiceState:
 @dataclass
 class _Wiring:
     """What hook types are built from: the directory, and a cache of its own for each type that has
-    one enabled (``service.hooks.base.Wiring``)."""
+    one enabled (``service.hooks.base.Wiring``); with the directory's change feed, its health, which
+    every cache consults."""
 
     directory: Directory
     telemetry: Telemetry
+    feed: FeedHealth | None = None
     caches: list[CachedDirectory] = field(default_factory=list)
 
     def cached(self, hook_type: str, policy: CachePolicy, deadline_seconds: float) -> UserDirectory:
         if not policy.enabled:
             return self.directory
         cache = CachedDirectory(
-            self.directory, policy, self.telemetry.cache(hook_type), refresh_budget_seconds=deadline_seconds
+            self.directory,
+            policy,
+            self.telemetry.cache(hook_type),
+            refresh_budget_seconds=deadline_seconds,
+            feed=self.feed,
         )
         self.telemetry.watch_cache(hook_type, cache.__len__)
         self.caches.append(cache)
         return cache
+
+
+class _FeedSink:
+    """Where the directory's change feed reports each poll (``directory.changes.ChangeSink``): every hook
+    type's cache evicts what the changes affect, then the feed's health says whether caches may keep
+    entries ``feed_fresh_seconds``. Evictions come first: an entry is never vouched for by a poll whose
+    changes it has not been checked against."""
+
+    def __init__(self, wiring: _Wiring, health: FeedHealth, telemetry: FeedTelemetry) -> None:
+        self._caches = wiring.caches
+        self._health = health
+        self._telemetry = telemetry
+
+    def changed(self, changes: Changes, started: float, finished: float) -> None:
+        was_current = self._health.current(finished)
+        evictions: Counter[EvictionCause] = Counter()
+        for cache in self._caches:
+            evictions.update(cache.apply(changes))
+        self._health.polled(started, finished, changes.resync)
+        self._telemetry.polled(changes, evictions, was_current)
+
+    def failed(self, kind: str) -> None:
+        was_current = self._health.current()
+        self._health.failed()
+        self._telemetry.failed(kind, was_current)
+
+    def unconfirmed(self) -> frozenset[str]:
+        """The DNs every cache served past its fresh_seconds on the feed's word lately."""
+        return frozenset().union(*(cache.unconfirmed() for cache in self._caches))
 
 
 def create_apps(
@@ -95,11 +132,15 @@ def create_apps(
     state = ServiceState()
     telemetry.credential_files.watch(secrets.files())
     directory = Directory(settings.directory, secrets.bind_password, telemetry.directory, secrets.ca_bundle)
-    wiring = _Wiring(directory, telemetry)
+    feed = settings.directory.change_feed
+    health = FeedHealth(feed.max_lag_seconds) if feed is not None else None
+    wiring = _Wiring(directory, telemetry, health)
     hooks = _hooks(settings, wiring, telemetry)
+    sink = None if health is None else _FeedSink(wiring, health, telemetry.change_feed(health.lag, health.current))
     verifier, issuer_keys = _authenticator(settings, secrets, telemetry)
     _route_hooks(hook_app, hooks, verifier, telemetry, state)
-    _lifecycle(hook_app, ops_app, state, directory, issuer_keys, telemetry, _flusher(hooks, wiring, telemetry))
+    flush_caches = _flusher(hooks, wiring, telemetry)
+    _lifecycle(hook_app, ops_app, state, directory, issuer_keys, telemetry, flush_caches, sink)
     _ops_routes(ops_app, state, telemetry)
     return hook_app, ops_app
 
@@ -242,12 +283,15 @@ def _lifecycle(
     issuer_keys: IssuerKeys | None,
     telemetry: Telemetry,
     flush_caches: Callable[[], None],
+    feed_sink: _FeedSink | None,
 ) -> None:
     """Start the background work with the server, say ready once serving, drain and stop on SIGTERM."""
 
     @hook_app.before_server_start
     async def start_background(app: App) -> None:
         state.background.append(await directory.start_background())
+        if feed_sink is not None and (feed := directory.follow_changes(feed_sink)) is not None:
+            state.background.append(feed)
         if issuer_keys is not None:  # in the background: neither startup nor the probes wait for the issuer
             state.background.append(issuer_keys.start())
         # SIGHUP empties the cache: see README "Answering from memory" for why a signal, not an endpoint.

@@ -325,7 +325,7 @@ def test_the_least_recently_used_entry_goes_at_the_bound(slapd: Slapd) -> None:
         return again
 
     assert run(service, scenario) == ["hit", "hit", "hit", "miss"]
-    assert service.metric("okta_hook_cache_evictions_total", hook_type="registration") == 2
+    assert service.metric("okta_hook_cache_evictions_total", hook_type="registration", cause="lru") == 2
     assert service.metric("okta_hook_cache_entries", hook_type="registration") == 3
 
 
@@ -718,8 +718,8 @@ class Recorder:
     def looked_up(self, result: str) -> None:
         self.seen.append(result)
 
-    def evicted(self) -> None:
-        self.seen.append("evicted")
+    def evicted(self, cause: str, count: int = 1) -> None:
+        self.seen += [f"evicted:{cause}"] * count
 
     def refreshed(self, error_kind: str | None) -> None:
         self.seen.append(f"refreshed:{error_kind or 'ok'}")

@@ -105,7 +105,7 @@ LABEL_VALUES = {
     "reason": {"no_match", "deadline", "ldap_error", "internal_error"},
     "stage": {"queue", "pool_wait", "connect", "bind", "search", "resolve", "groups"},
     "result": {"hit", "miss", "stale", "negative_hit", "ok", "deadline", "cancelled"},
-    "operation": {"connect", "bind", "search", "resolve", "groups"},
+    "operation": {"connect", "bind", "search", "resolve", "groups", "changes"},
     "limit": {"claim_max", "walk_bound"},
     "error_type": {"timeout", "connect", "tls", "bind_failed", "session_lost", "ambiguous", "server_error", "other"},
     "status_code": {"200", "204", "400", "401", "404", "405", "408", "413", "499", "500", "503"},

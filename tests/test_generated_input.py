@@ -802,5 +802,66 @@ def test_generated_cuts_of_a_ca_bundle_are_taken_only_at_a_certificate_boundary(
         whole = sum(1 for _, stop in blocks if stop <= cut)
         inside = any(body <= cut < stop for body, stop in blocks)
         assert (bool(text) and ca_bundle_problem(text) is None) == (whole >= 1 and not inside), cut
+# -- directory data the change feed reads (issue 23): DNs, RDNs and timestamps as servers spell them -------
+
+
+#: Text an RDN value can hold: anything but surrogates, the specials and the edges RFC 4514 escapes included.
+RDN_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
+
+
+def _hex_escaped(value: str) -> str:
+    """``value`` with every special (and each non-ASCII character) escaped as ``\\XX`` bytes: how OpenLDAP
+    and AD return a DN, where an admin's LDIF had ``\\,`` and ``é``."""
+    out = []
+    for index, char in enumerate(value):
+        edge = (char in " #" and index == 0) or (char == " " and index == len(value) - 1)
+        if char in ',+"\\<>;=' or ord(char) > 0x7E or edge:
+            out.append("".join(f"\\{byte:02X}" for byte in char.encode("utf-8")))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def test_generated_rdns_read_back_and_one_entry_has_one_key_however_it_is_escaped() -> None:
+    """The feed names a changed group by its member DNs' RDN values and compares DNs as ``dn_key``s: any
+    value, escaped as RFC 4514 says or as hex bytes, reads back as itself, and both spellings (and the
+    case, and spaces after commas) give one key. A wrong reading is a change that evicts nobody."""
+    from service.directory.changes import escape_rdn_value, first_rdn
+    from service.directory.protocol import dn_key
+
+    @settings(GENERATED, max_examples=400)
+    @given(value=RDN_TEXT, parent=st.sampled_from(["ou=groups,dc=example,dc=com", "OU=Groups, DC=corp, DC=com"]))
+    def run(value: str, parent: str) -> None:
+        plain, hexed = f"cn={escape_rdn_value(value)},{parent}", f"CN={_hex_escaped(value)},{parent}"
+        assert first_rdn(plain) == [("cn", value)], plain
+        assert first_rdn(hexed) == [("cn", value)], hexed
+        assert dn_key(plain) == dn_key(hexed) == dn_key(dn_key(plain)), (plain, hexed)
+        assert dn_key(plain).endswith(parent.lower().replace(", ", ",")), plain
+
+    run()
+
+
+def test_generated_directory_data_never_breaks_the_feeds_readers() -> None:
+    """Whatever a server sends as a DN, a timestamp or a tombstone's attributes: an answer or None, never
+    an exception (a poll that raises is a feed that stops following the directory)."""
+    from service.directory.changes import first_rdn, stamp_seconds, tombstone_dn
+    from service.directory.protocol import dn_key
+
+    values = st.lists(st.binary(max_size=40), max_size=2)
+
+    @settings(GENERATED, max_examples=400)
+    @given(
+        text=st.text(max_size=60),
+        tombstone=st.fixed_dictionaries(
+            {}, optional={"lastknownparent": values, "msds-lastknownrdn": values, "name": values}
+        ),
+    )
+    def run(text: str, tombstone: dict[str, list[bytes]]) -> None:
+        first_rdn(text)
+        dn_key(text)
+        seconds = stamp_seconds(text)
+        assert seconds is None or seconds >= -62135596800
+        dn = tombstone_dn(tombstone)
+        assert dn is None or dn.startswith("CN=")
 
     run()

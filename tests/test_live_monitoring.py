@@ -119,7 +119,9 @@ def monitored(tmp_path: Path, start_service):
         # a long socket timeout: the hang shows as deadline fallbacks for the whole test
         # StartTLS through the proxy: password import (its panel) needs TLS to the directory
         tls = {"start_tls": True, "ca_file": str(ldap.ca_file)}
-        directory = directory_config(proxy.url, operation_timeout_seconds=60.0, **tls)
+        # the change feed: its panels fill (and it falls behind while the directory hangs)
+        feed = {"change_feed": {"poll_seconds": 1.0}}
+        directory = directory_config(proxy.url, operation_timeout_seconds=60.0, **tls, **feed)
         config = service_config(proxy.url, directory=directory)
         config["hooks"] = {
             "registration": config["hooks"]["registration"],

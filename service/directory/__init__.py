@@ -3,17 +3,19 @@
 Nothing here knows Okta exists. The package owns the pool of bound connections, TLS, failover between
 servers, timeouts (``connections``), the thread bridge that keeps blocking ldap3 calls off the event loop
 (``worker``), the user search with its filter escaping and DN resolution (``lookup``), group membership,
-nested too (``groups``), password binds (``credentials``) and server health (``health``), composed by
-``client.Directory``. What callers need without ldap3 is in ``protocol``, ``entry`` and ``errors``.
+nested too (``groups``), password binds (``credentials``), server health (``health``) and the change
+feed (``changes``), composed by ``client.Directory``. What callers need without ldap3 is in
+``protocol``, ``entry`` and ``errors``.
 """
 
 from service.directory.client import Directory
-from service.directory.config import DirectoryConfig, GroupSearch, UserSearch
+from service.directory.config import ChangeFeed, DirectoryConfig, GroupSearch, UserSearch
 from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError, StageReporter
 from service.directory.observer import DirectoryObserver, NullObserver
 from service.directory.protocol import (
     CacheResult,
+    Changes,
     CredentialDirectory,
     LookupResult,
     PasswordCheck,
@@ -24,6 +26,8 @@ from service.directory.protocol import (
 
 __all__ = [
     "CacheResult",
+    "ChangeFeed",
+    "Changes",
     "CredentialDirectory",
     "DeadlineExceeded",
     "Directory",

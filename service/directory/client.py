@@ -4,9 +4,10 @@ implementation of :class:`~service.directory.protocol.UserDirectory` and
 
 A thin facade over the pieces that do the work: the connection pool (:mod:`~service.directory.connections`), the thread
 bridge that keeps blocking ldap3 calls off the event loop (:mod:`~service.directory.worker`), the user
-search itself (:mod:`~service.directory.lookup`), the password bind (:mod:`~service.directory.credentials`)
-and the health checks (:mod:`~service.directory.health`). Each lookup runs in one worker thread, on one
-pooled connection; the event loop only waits, up to the deadline.
+search itself (:mod:`~service.directory.lookup`), the password bind (:mod:`~service.directory.credentials`),
+the health checks (:mod:`~service.directory.health`) and the change feed
+(:mod:`~service.directory.changes`). Each lookup runs in one worker thread, on one pooled connection;
+the event loop only waits, up to the deadline.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+from service.directory.changes import ChangeFeed, ChangeSink
 from service.directory.config import DirectoryConfig
 from service.directory.connections import ConnectionPool
 from service.directory.credentials import CredentialChecker
@@ -46,6 +48,7 @@ class Directory:
         self._users = UserLookup(config, self._pool)
         self._credentials = CredentialChecker(config, self._pool)
         self._health = HealthChecks(self._pool, observer, config.health_check_interval_seconds)
+        self._changes = ChangeFeed(config, self._pool, observer) if config.change_feed else None
 
     def search_value(self, identifier: str) -> str | None:
         """What the user search compares for ``identifier`` (stripped, lower-cased, its local part with
@@ -129,6 +132,13 @@ class Directory:
         """Prewarm the pool and start checking every server periodically."""
         return await self._health.start()
 
+    def follow_changes(self, sink: ChangeSink) -> asyncio.Task[None] | None:
+        """Poll the directory for its changes every ``change_feed.poll_seconds``, telling ``sink``; None
+        without ``directory.change_feed``."""
+        if self._changes is None:
+            return None
+        return asyncio.create_task(self._changes.run(sink), name="ldap-change-feed")
+
     async def check_servers(self) -> dict[str, bool]:
         return await self._health.check_servers()
 
@@ -144,6 +154,8 @@ class Directory:
     def close(self) -> None:
         self._worker.close()
         self._health.close()
+        if self._changes is not None:
+            self._changes.close()
         self._pool.close()
 
 

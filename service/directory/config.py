@@ -116,6 +116,44 @@ class GroupSearch:
             raise ValueError("max_groups must be between 1 and 10000")
 
 
+@dataclass(frozen=True)
+class ChangeFeed:
+    """The directory's own changes, asked for every ``poll_seconds`` (the ``directory.change_feed``
+    section): a changed entry evicts the cache entries it affects, and caches may keep entries up to
+    ``hooks.<type>.cache.feed_fresh_seconds`` while the polls succeed (README, "Answering from memory").
+
+    OpenLDAP (and any directory with ``modifyTimestamp``): entries whose ``modifyTimestamp`` is at or
+    after the newest one seen, less ``overlap_seconds``. Active Directory: ``uSNChanged`` above the
+    highest USN seen on that domain controller, tombstones included."""
+
+    __pydantic_config__ = {"extra": "forbid", "strict": True}  # noqa: RUF012
+
+    #: One search for what changed, this often. Changes reach Okta within about this long.
+    poll_seconds: float = 10.0
+    #: OpenLDAP: how far before the newest change seen each poll looks again. ``modifyTimestamp`` has
+    #: whole seconds, a replica receives a change later than its timestamp says, and providers' clocks
+    #: differ: a change this late or this far off is still caught. Changes seen already are not evicted
+    #: twice, but are read again while in the window: raise it for replication across providers.
+    overlap_seconds: float = 10.0
+    #: Where changes are looked for; by default the naming context holding ``user_search.base_dn`` (the
+    #: root DSE's ``namingContexts``), so groups, managers and users are covered wherever they live.
+    base_dns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.poll_seconds <= 3600:
+            raise ValueError("poll_seconds must be between 0.1 and 3600")
+        if not 0 <= self.overlap_seconds <= 86400:
+            raise ValueError("overlap_seconds must be between 0 and 86400")
+        if any(not base.strip() for base in self.base_dns):
+            raise ValueError("base_dns must not hold an empty DN")
+
+    @property
+    def max_lag_seconds(self) -> float:
+        """How old the last good poll may be for the feed to count as current: two polls. A poll that
+        fails, or none for this long, brings every cache back to its short ``fresh_seconds``."""
+        return 2 * self.poll_seconds
+
+
 def _check_filter(text: str, example: str) -> None:
     if not (text.startswith("(") and text.endswith(")")):
         raise ValueError(f"filter must be one parenthesised LDAP filter, e.g. {example}")
@@ -159,6 +197,8 @@ class DirectoryConfig:
     dialect: Literal["openldap", "active_directory"] = "openldap"
     #: Groups for ``source: groups`` mapping rules; absent, such rules are refused at startup.
     groups: GroupSearch | None = None
+    #: Ask the directory what changed (``ChangeFeed``); absent, cache entries live ``fresh_seconds``.
+    change_feed: ChangeFeed | None = None
     servers: tuple[ServerAddress, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

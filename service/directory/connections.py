@@ -279,6 +279,12 @@ class ConnectionPool:
         if not keep:
             _close(connection)
 
+    def retire(self, connection: Connection) -> None:
+        """Close a connection :meth:`open` made for a holder of its own (the change feed's), never lent."""
+        with self._lock:
+            self._lent.discard(connection)
+        _close(connection)
+
     def discard_idle(self, server: Server) -> None:
         """Drop the idle connections to ``server``: after one died mid-operation (server restarted, idle
         timeout), its siblings are very likely dead too."""

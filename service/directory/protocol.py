@@ -10,6 +10,7 @@ too, so that whoever reads an answer needs neither ldap3 nor the module that pro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -96,6 +97,61 @@ class LookupResult:
     #: For ``stale``: the failure kind that made the directory unable to answer (``timeout``,
     #: ``deadline``, ``connect``...), for Okta's debugContext and the log line.
     error_kind: str | None = None
+
+
+#: Spaces after an RDN separator: ``uid=ann, ou=people`` as an admin typed it into a group's ``member``.
+_SPACED_SEPARATOR = re.compile(r"(?<!\\)([,;+])\s+")
+#: Hex escapes (``\2C``, ``\C3\89``): decoded, and the specials among them escaped as ``\,``.
+_HEX_ESCAPES = re.compile(r"(?:\\[0-9A-Fa-f]{2})+")
+_SPECIALS = frozenset(',+"\\<>;=')
+
+
+def _unhex(match: re.Match[str]) -> str:
+    text = bytes.fromhex(match.group().replace("\\", "")).decode("utf-8", errors="replace")
+    return "".join("\\" + char if char in _SPECIALS else char for char in text)
+
+
+def dn_key(dn: str) -> str:
+    r"""``dn`` as the change feed and the cache compare it: lower-cased (attribute types and the usual
+    values compare case-insensitively), escapes in one form (``\2C`` and ``\,``, ``\C3\89`` and
+    ``é``, ``\ `` and a space), no spaces after separators. The same entry, as the server returns it and
+    as a group's ``member`` value or a ``memberOf`` value spells it, gets one key."""
+    if "\\" in dn:
+        dn = _HEX_ESCAPES.sub(_unhex, dn).replace("\\ ", " ").replace("\\#", "#")
+    key = dn.lower()
+    if ", " in key or "; " in key or "+ " in key or ",\t" in key:  # rare: most DNs take no regex at all
+        key = _SPACED_SEPARATOR.sub(r"\1", key)
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What one poll of the directory's change feed found (:mod:`service.directory.changes`), in the
+    terms a cache of entries can act on: DNs lower-cased, group names lower-cased. Nothing here says
+    what changed in an entry, only that it did. DNs are :func:`dn_key` s.
+
+    A changed entry affects whoever *is* it (``entries``), whoever refers to it (a ``memberOf`` group
+    DN, a resolved ``manager``) and, when it is a group, whoever lists it by name (``names``). A group
+    whose members changed may have gained any of them (``members``): they are the people added to it.
+    """
+
+    #: Entries changed, created, moved (their new DN) or deleted since the last poll.
+    entries: frozenset[str] = frozenset()
+    #: Of ``entries``, those seen deleted (Active Directory's tombstones; OpenLDAP's entries that no
+    #: longer exist).
+    deleted: frozenset[str] = frozenset()
+    #: DNs a changed group lists as members: each may have just been added to it.
+    members: frozenset[str] = frozenset()
+    #: Names of the changed entries (a group's ``name_attribute``), and of the groups a changed group lists
+    #: as members (from their RDN): whoever lists one of these groups may be in other groups now.
+    names: frozenset[str] = frozenset()
+    #: The search values (:meth:`UserDirectory.search_value`) of the changed or deleted entries' match
+    #: attribute: whoever is looked up by one may now be another entry (a person moved or renamed keeps
+    #: their login, not their DN), or someone (a new person, remembered as "no such user").
+    identifiers: frozenset[str] = frozenset()
+    #: The feed started over (first poll, another server, a poll it could not finish): what changed
+    #: before is unknown, so nothing read before counts as vouched for by the feed.
+    resync: bool = False
 
 
 class PasswordRejection(StrEnum):

@@ -91,3 +91,9 @@ class EnrichingSettings(HookSettings):
 
     def actions(self) -> tuple[FailureAction, FailureAction]:
         return self.on_unknown_user, self.on_directory_error
+
+    def directory_problem(self, directory: DirectoryConfig) -> DirectoryProblem | None:
+        if self.cache.feed_fresh_seconds and directory.change_feed is None:
+            problem = "needs a directory.change_feed section: entries live that long only while it polls"
+            return "cache.feed_fresh_seconds", problem
+        return super().directory_problem(directory)

@@ -14,7 +14,7 @@ from opentelemetry.trace import TracerProvider
 
 from service.okta import UnsafeIdentifier
 from service.policy import DENIAL_REASONS, Outcome
-from service.telemetry.cache import CacheTelemetry
+from service.telemetry.cache import CacheTelemetry, FeedTelemetry
 from service.telemetry.credentials import CredentialFileTelemetry, accepted_counter
 from service.telemetry.directory import DirectoryTelemetry, current_tracer
 from service.telemetry.logs import configure_logging
@@ -87,6 +87,10 @@ class Telemetry:
         """The observer of one hook type's cache."""
         self.metrics.replayed_answers.labels(hook_type)
         return CacheTelemetry(self.metrics, hook_type)
+
+    def change_feed(self, lag: Callable[[], float], current: Callable[[], bool]) -> FeedTelemetry:
+        """The observer of the directory's change feed; ``lag`` and ``current`` are read at each scrape."""
+        return FeedTelemetry(self.metrics, lag, current)
 
     def watch_cache(self, hook_type: str, size: Callable[[], int]) -> None:
         """Read the number of entries of one hook type's cache when Prometheus scrapes."""

@@ -135,8 +135,11 @@ class Metrics:
         )
         self.cache_evictions = Counter(
             "okta_hook_cache_evictions",
-            "Least recently used cache entries dropped at the max_entries bound.",
-            ["hook_type"],
+            "Cache entries dropped before their time, by cause: lru (the max_entries bound), or a change the "
+            "directory's change feed reported: entry (the person's entry changed), deleted, reference (an entry "
+            "the answer refers to: a memberOf group, a manager), group (a group the person is listed in), "
+            "member (a changed group lists the person: perhaps just added).",
+            ["hook_type", "cause"],
             registry=registry,
         )
         self.cache_refreshes = Counter(
@@ -147,6 +150,31 @@ class Metrics:
         )
         self.cache_flushes = Counter(
             "okta_hook_cache_flushes", "Times an operator emptied the cache (SIGHUP).", registry=registry
+        )
+        self.change_feed_changes = Counter(
+            "okta_hook_change_feed_changes",
+            "Directory entries the change feed saw changed (kind=changed: modified, added, moved) or deleted.",
+            ["kind"],
+            registry=registry,
+        )
+        self.change_feed_polls = Counter(
+            "okta_hook_change_feed_polls",
+            "Polls of the directory's change feed by result: ok, resync (started over: first poll, another "
+            "server, an answer cut by a size limit), or why it failed (behind: slower than the feed may lag; "
+            "timeout, connect, session_lost, server_error...).",
+            ["result"],
+            registry=registry,
+        )
+        self.change_feed_lag = Gauge(
+            "okta_hook_change_feed_lag_seconds",
+            "Seconds since the last good poll of the directory's change feed started.",
+            registry=registry,
+        )
+        self.change_feed_current = Gauge(
+            "okta_hook_change_feed_current",
+            "1 while the change feed is current (caches keep entries feed_fresh_seconds); 0 when a poll failed "
+            "or none succeeded for two poll intervals (entries live fresh_seconds).",
+            registry=registry,
         )
         self.replayed_answers = Counter(
             "okta_hook_replayed_answers",
