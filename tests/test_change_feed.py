@@ -25,6 +25,7 @@ from groups_support import ADA, ADA_MAILS, GROUPS, groups_ldif
 from in_process import InProcessService
 from okta_spec import example
 from support.config import directory_config, service_config
+from support.directories import service_pool
 
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd
 from service.directory import ChangeFeed, DirectoryConfig, DirectoryError, GroupSearch, NullObserver, UserSearch
@@ -32,7 +33,6 @@ from service.directory import changes as feed_module
 from service.directory.changes import ChangeFeed as Feed
 from service.directory.changes import FeedBehind, Item, Scope, first_rdn, tombstone_dn
 from service.directory.config import DirectoryConfig as Config
-from service.directory.connections import ConnectionPool
 from service.directory.protocol import Changes, dn_key
 
 POLL = 1.0
@@ -87,7 +87,7 @@ class Polling:
     """One :class:`ChangeFeed` on its own pool, polled by hand from one event loop."""
 
     def __init__(self, config: Config) -> None:
-        self.pool = ConnectionPool(config, SERVICE_BIND_PASSWORD, NullObserver())
+        self.pool = service_pool(config, SERVICE_BIND_PASSWORD)
         self.feed = Feed(config, self.pool, NullObserver())
         self.loop = asyncio.new_event_loop()
 
@@ -311,7 +311,7 @@ def test_an_answer_cut_by_a_size_limit_evicts_what_it_holds_and_starts_over() ->
             return [(ADA, {"modifytimestamp": [stamp(1_700_000_000)]})], True
         return [], False
 
-    feed = Feed(config, ConnectionPool(config, "", NullObserver()), NullObserver())
+    feed = Feed(config, service_pool(config, ""), NullObserver())
     search = Recorded(answer)
     first, feed._position = feed._read(search, "a:389")
     assert first.resync
@@ -390,7 +390,7 @@ class RecordedDc:
 
 def ad_feed(dc: RecordedDc) -> tuple[Feed, Callable[[], Changes]]:
     config = ad_config()
-    feed = Feed(config, ConnectionPool(config, "", NullObserver()), NullObserver())
+    feed = Feed(config, service_pool(config, ""), NullObserver())
 
     def poll() -> Changes:
         changes, feed._position = feed._read(dc.search, "dc.corp.example.com:636")

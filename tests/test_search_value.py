@@ -15,11 +15,11 @@ import pytest
 from okta_spec import registration_for
 from password_import_support import RIGHT, PolicySlapd, password_event, password_ldif
 from support.config import directory_config, service_config
+from support.directories import service_pool
 
 from service.cache import CachedDirectory, CachePolicy
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd
-from service.directory import Directory, NullObserver, UserQuery, UserSearch
-from service.directory.connections import ConnectionPool
+from service.directory import Directory, UserQuery, UserSearch
 from service.directory.lookup import UserLookup
 from service.hooks.base import EnrichingHook
 from service.hooks.password_import import PasswordImportHook
@@ -106,7 +106,7 @@ def test_the_ldap_search_never_computes_the_value_itself(slapd: Slapd) -> None:
     """A query whose value was not computed reaching the LDAP code is a bug (its strip_domains would be
     skipped): refused before any connection is asked for."""
     settings = parse_settings(service_config(slapd.url, directory=_with_strip(slapd.url)))
-    pool = ConnectionPool(settings.directory, SERVICE_BIND_PASSWORD, NullObserver())
+    pool = service_pool(settings.directory, SERVICE_BIND_PASSWORD)
     users = UserLookup(settings.directory, pool)
     try:
         with pytest.raises(ValueError, match="search value"):
