@@ -9,6 +9,7 @@ tests/test_change_feed.py runs the same path on recorded DC answers; this is the
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -53,12 +54,10 @@ def config(dc: SambaDC) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def service(samba_dc: SambaDC) -> Iterator[InProcessService]:
-    running = InProcessService(config(samba_dc), {"OKTA_HOOK_SECRET": SECRET, BIND_PASSWORD_ENV: SERVICE_BIND_PASSWORD})
+    environ = {"OKTA_HOOK_SECRET": SECRET, BIND_PASSWORD_ENV: SERVICE_BIND_PASSWORD}
+    running = InProcessService(config(samba_dc), environ)
     try:
-        deadline = time.monotonic() + 10
-        while running.metric("okta_hook_change_feed_current") != 1.0:
-            assert time.monotonic() < deadline, "the change feed never became current on the DC"
-            time.sleep(0.05)
+        until_current(running)
         yield running
     finally:
         running.stop()
@@ -181,3 +180,93 @@ def test_a_disabled_account_is_no_match_within_a_poll(
         lambda: token(service, "alice.wong@example.com")["outcome"] == "no_match",
     )
     assert lags["account disabled"] <= POLL + 1
+
+
+# -- a deleted person: a tombstone, which only an account allowed to read Deleted Objects sees ---------------
+
+DELETED_OBJECTS = f"CN=Deleted Objects,{ad_data.BASE_DN}"
+#: Samba's own Python (the one samba-tool runs on) adds an ACE to the Deleted Objects container's security
+#: descriptor, in the DC's database: what ``dsacls "CN=Deleted Objects,..." /takeownership`` then
+#: ``/G CORP\svc-okta-hook:LCRP`` do on Windows (samba-tool dsacl cannot, as it does not see the deleted
+#: container).
+GRANT = """
+import sys, ldb
+from samba.auth import system_session
+from samba.dcerpc import security
+from samba.ndr import ndr_pack, ndr_unpack
+from samba.param import LoadParm
+from samba.samdb import SamDB
+sam, conf, sid, dn = sys.argv[1:]
+lp = LoadParm()
+lp.load(conf)
+db = SamDB(url=sam, session_info=system_session(), lp=lp)
+controls = ["show_deleted:1", "sd_flags:1:4"]
+(found,) = db.search(base=dn, scope=ldb.SCOPE_BASE, attrs=["nTSecurityDescriptor"], controls=controls)
+descriptor = ndr_unpack(security.descriptor, found["nTSecurityDescriptor"][0])
+ace = security.ace()
+ace.type = security.SEC_ACE_TYPE_ACCESS_ALLOWED
+ace.access_mask = security.SEC_ADS_LIST | security.SEC_ADS_READ_PROP
+ace.trustee = security.dom_sid(sid)
+descriptor.dacl_add(ace)
+message = ldb.Message(ldb.Dn(db, dn))
+message["nTSecurityDescriptor"] = ldb.MessageElement(ndr_pack(descriptor), ldb.FLAG_MOD_REPLACE, "nTSecurityDescriptor")
+db.modify(message, controls=controls)
+"""
+
+
+def grant_deleted_objects(dc: SambaDC, sam: str) -> None:
+    """Let ``sam`` list and read ``CN=Deleted Objects`` (List Contents, Read Property)."""
+    sid = dc.ldbsearch(f"(sAMAccountName={sam})", "objectSid")["objectSid"]
+    database = dc.dc_dir / "private" / "sam.ldb"
+    argv = ["/usr/bin/python3", "-c", GRANT, str(database), str(dc.conf_file), sid, DELETED_OBJECTS]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def tombstones(dc: SambaDC, who: str, password: str, sam: str) -> list[str]:
+    """The DNs of ``sam``'s tombstones that ``who`` reads with the show-deleted control."""
+    tls = ldap3.Tls(ca_certs_file=str(dc.ca_file))
+    server = ldap3.Server(dc.ldaps_url, tls=tls, get_info=ldap3.NONE)
+    connection = ldap3.Connection(server, who, password, auto_bind=True)
+    try:
+        show_deleted = [("1.2.840.113556.1.4.417", True, None)]
+        connection.search(dc.base_dn, f"(&(isDeleted=TRUE)(sAMAccountName={sam}))", controls=show_deleted)
+        assert connection.result["description"] == "success", connection.result
+        return [entry.entry_dn for entry in connection.entries]
+    finally:
+        connection.unbind()
+
+
+def test_a_deleted_person_is_no_match_within_a_poll_once_the_account_reads_deleted_objects(
+    samba_dc: SambaDC, service: InProcessService, admin: ldap3.Connection, lags: dict[str, float]
+) -> None:
+    """The README asks for a service account allowed to read ``CN=Deleted Objects``. The fixture's
+    svc-okta-hook is a plain user, as a real one starts out, and AD shows it no tombstone: a deleted
+    person in no group (nothing else changes) would stay in memory for ``feed_fresh_seconds``. Once
+    granted List Contents and Read Property there, the tombstone comes back within a poll, rebuilt to
+    the DN it had (Samba leaves ``msDS-LastKnownRDN`` empty: from ``name``), and evicts the person."""
+    delete(admin, person_dn("pia.pass"))
+    assert tombstones(samba_dc, samba_dc.admin_upn, samba_dc.admin_password, "pia.pass")  # Administrator's
+    assert tombstones(samba_dc, samba_dc.service_upn, samba_dc.service_bind_password, "pia.pass") == []
+    grant_deleted_objects(samba_dc, "svc-okta-hook")
+    assert tombstones(samba_dc, samba_dc.service_upn, samba_dc.service_bind_password, "pia.pass")
+
+    remembered(lambda: token(service, "user@example.com"))
+    deleted = service.metric('okta_hook_cache_evictions_total{cause="deleted",hook_type="token"}')
+    lags["person deleted (tombstone)"] = lag_of(
+        lambda: delete(admin, person_dn("user")),
+        lambda: token(service, "user@example.com")["outcome"] == "no_match",
+    )
+    assert service.metric('okta_hook_cache_evictions_total{cause="deleted",hook_type="token"}') == deleted + 1
+    assert lags["person deleted (tombstone)"] <= POLL + 1
+
+
+def delete(admin: ldap3.Connection, dn: str) -> None:
+    assert admin.delete(dn), admin.result
+
+
+def until_current(running: InProcessService) -> None:
+    deadline = time.monotonic() + 10
+    while running.metric("okta_hook_change_feed_current") != 1.0:
+        assert time.monotonic() < deadline, "the change feed never became current on the DC"
+        time.sleep(0.05)
