@@ -5,10 +5,9 @@ group taken out of another, a person added, a rename, two changes in one second)
 from memory for an hour and still showing each change within ``poll_seconds`` + 1 s, a failover between
 two slapd servers starting the feed over, the feed down bringing the short fresh time back.
 
-On recorded answers (no Active Directory here; the Samba AD DC fixture of the Active Directory issue
-will run the AD side for real): AD's USN window, tombstones, ranged members, another DC behind the same
-name; the newest modifyTimestamp found in the server's own time whatever this host's clock says; an
-answer cut by a size limit."""
+On recorded answers (the AD side against a real Samba AD DC: tests/test_change_feed_ad.py): AD's USN
+window, tombstones, ranged members, another DC behind the same name; the newest modifyTimestamp found
+in the server's own time whatever this host's clock says; an answer cut by a size limit."""
 
 from __future__ import annotations
 
