@@ -43,7 +43,7 @@ SETTLE_SECONDS = 1.0
 MAX_BYTES = 1 << 20
 
 
-class Refusal(StrEnum):
+class Unusable(StrEnum):
     """Why the content of a file was not taken (the previous value stays in use)."""
 
     EMPTY = "empty"  # nothing but line ends
@@ -112,7 +112,7 @@ class FileObserver(Protocol):
         value in use (after a refusal)."""
         ...
 
-    def refused(self, name: str, reason: Refusal) -> None:
+    def unusable(self, name: str, reason: Unusable) -> None:
         """The file's content was not taken; the previous value stays in use."""
         ...
 
@@ -121,14 +121,14 @@ class NullFileObserver:
     def accepted(self, name: str, changed: bool) -> None:
         pass
 
-    def refused(self, name: str, reason: Refusal) -> None:
+    def unusable(self, name: str, reason: Unusable) -> None:
         pass
 
 
 class SecretFileError(Exception):
     """A file cannot be used at start. The message names the path and the reason, never the content."""
 
-    def __init__(self, reason: Refusal, message: str) -> None:
+    def __init__(self, reason: Unusable, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -198,7 +198,7 @@ class SecretFile:
         self._reading = Reading(value, 0)
         self._accepted = stamp  # the state of the file whose value is in use
         self._pending: tuple[_Stamp, float] | None = None  # an in-place change waiting to settle, since
-        self._refused: _Stamp | Refusal | None = None  # the state last refused (reported once)
+        self._unusable: _Stamp | Unusable | None = None  # the state last refused (reported once)
         self._next_check = clock() + interval
 
     def watch(self, observer: FileObserver) -> None:
@@ -230,19 +230,19 @@ class SecretFile:
             try:
                 stamp = _Stamp.at(self.path)
             except OSError as error:
-                raise SecretFileError(Refusal.UNREADABLE, f"cannot read {self.path} ({error.strerror})") from None
+                raise SecretFileError(Unusable.UNREADABLE, f"cannot read {self.path} ({error.strerror})") from None
             loaded = _load(stamp)
-            if loaded is not Refusal.CHANGING:
+            if loaded is not Unusable.CHANGING:
                 break
             time.sleep(0.1)
         return stamp, self._usable(loaded)
 
-    def _usable(self, loaded: str | Refusal) -> str:
-        if isinstance(loaded, Refusal):
+    def _usable(self, loaded: str | Unusable) -> str:
+        if isinstance(loaded, Unusable):
             raise SecretFileError(loaded, f"{self.path} {_MESSAGES[loaded]}")
         problem = self._validate(loaded) if self._validate is not None else None
         if problem is not None:
-            raise SecretFileError(Refusal.INVALID, f"{self.path} {problem}")
+            raise SecretFileError(Unusable.INVALID, f"{self.path} {problem}")
         return loaded
 
     def _check(self) -> None:
@@ -253,32 +253,32 @@ class SecretFile:
         stamp, loaded = self._look(now)
         if stamp is None or loaded is None:
             return
-        if isinstance(loaded, Refusal):
-            if loaded is Refusal.CHANGING:
+        if isinstance(loaded, Unusable):
+            if loaded is Unusable.CHANGING:
                 self._next_check = now + self._settle
-            self._refuse(loaded, stamp)
+            self._report_unusable(loaded, stamp)
             return
         if self._validate is not None and self._validate(loaded) is not None:
-            self._refuse(Refusal.INVALID, stamp)  # a broken CA bundle would fail every new connection
+            self._report_unusable(Unusable.INVALID, stamp)  # a broken CA bundle would fail every new connection
             return
         self._accepted, self._pending = stamp, None
         if loaded == self._reading.value:
             self._usable_again()  # the same value in a new file (the kubelet swaps every key at once)
             return
         self._reading = Reading(loaded, self._reading.generation + 1)
-        self._refused = None
+        self._unusable = None
         self._observer.accepted(self.name, changed=True)
 
-    def _look(self, now: float) -> tuple[_Stamp | None, str | Refusal | None]:
+    def _look(self, now: float) -> tuple[_Stamp | None, str | Unusable | None]:
         """The file's stamp and its content when it is to be read now (None: nothing to take). A file
         swapped between the stat and the read (the stamped one gone, or another) is looked at once more."""
         stamp: _Stamp | None = None
-        loaded: str | Refusal | None = None
+        loaded: str | Unusable | None = None
         for _ in range(2):
             try:
                 stamp = _Stamp.at(self.path)
             except OSError:
-                self._refuse(Refusal.UNREADABLE, Refusal.UNREADABLE)
+                self._report_unusable(Unusable.UNREADABLE, Unusable.UNREADABLE)
                 return None, None
             if stamp == self._accepted:
                 self._usable_again()
@@ -286,7 +286,7 @@ class SecretFile:
             if stamp.same_file(self._accepted) and not self._settled(stamp, now):
                 return None, None
             loaded = _load(stamp)
-            if loaded is not Refusal.CHANGING:
+            if loaded is not Unusable.CHANGING:
                 break
         return stamp, loaded
 
@@ -302,51 +302,51 @@ class SecretFile:
         self._next_check = now + self._settle
         return False
 
-    def _refuse(self, reason: Refusal, state: _Stamp | Refusal) -> None:
-        if self._refused != state:
-            self._refused = state
-            self._observer.refused(self.name, reason)
+    def _report_unusable(self, reason: Unusable, state: _Stamp | Unusable) -> None:
+        if self._unusable != state:
+            self._unusable = state
+            self._observer.unusable(self.name, reason)
 
     def _usable_again(self) -> None:
-        if self._refused is not None:
-            self._refused = None
+        if self._unusable is not None:
+            self._unusable = None
             self._observer.accepted(self.name, changed=False)
 
 
 _MESSAGES = {
-    Refusal.EMPTY: "is empty",
-    Refusal.UNREADABLE: "cannot be read",
-    Refusal.NOT_UTF8: "is not UTF-8 text",
-    Refusal.CHANGING: "kept changing while it was read",
-    Refusal.INVALID: f"is not a regular file of at most {MAX_BYTES} bytes",
+    Unusable.EMPTY: "is empty",
+    Unusable.UNREADABLE: "cannot be read",
+    Unusable.NOT_UTF8: "is not UTF-8 text",
+    Unusable.CHANGING: "kept changing while it was read",
+    Unusable.INVALID: f"is not a regular file of at most {MAX_BYTES} bytes",
 }
 
 
-def _load(stamp: _Stamp) -> str | Refusal:
+def _load(stamp: _Stamp) -> str | Unusable:
     """The text of the file ``stamp`` describes (line ends at its end removed) when it is whole: the
     file opened is unchanged from the stat to the end of the read, and every byte of its size was read.
     Else why not."""
     if not stamp.regular:  # a directory, a FIFO (opening one would wait for a writer), a device
-        return Refusal.INVALID
+        return Unusable.INVALID
     try:
         with open(stamp.target, "rb") as file:  # the file stamped: a swap since is seen at the next look
             before = _Stamp.of(os.fstat(file.fileno()), stamp.target)
             data = file.read(MAX_BYTES + 1)
             after = _Stamp.of(os.fstat(file.fileno()), stamp.target)
     except FileNotFoundError:
-        return Refusal.CHANGING  # there at the stat, gone now: the kubelet swapped and removed it
+        return Unusable.CHANGING  # there at the stat, gone now: the kubelet swapped and removed it
     except OSError:
-        return Refusal.UNREADABLE
+        return Unusable.UNREADABLE
     if len(data) > MAX_BYTES:
-        return Refusal.INVALID
+        return Unusable.INVALID
     if before != stamp or after != stamp or len(data) != stamp.size:
-        return Refusal.CHANGING
+        return Unusable.CHANGING
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return Refusal.NOT_UTF8
+        return Unusable.NOT_UTF8
     text = text.rstrip("\r\n")
-    return text if text else Refusal.EMPTY
+    return text if text else Unusable.EMPTY
 
 
 def ca_bundle_problem(text: str) -> str | None:

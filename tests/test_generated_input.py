@@ -717,7 +717,7 @@ def test_generated_secret_file_contents_are_taken_whole_or_not_at_all(tmp_path: 
     from support.kubelet import MountedSecret
 
     from service.auth import AuthRefusal, SecretVerifier
-    from service.secret_files import CHECK_INTERVAL_SECONDS, Refusal, SecretFile
+    from service.secret_files import CHECK_INTERVAL_SECONDS, SecretFile, Unusable
 
     secret = MountedSecret(tmp_path / "secret", {"hook": "previous-value"})
     seen: set[str] = set()
@@ -728,13 +728,13 @@ def test_generated_secret_file_contents_are_taken_whole_or_not_at_all(tmp_path: 
         secret.update({"hook": "previous-value"})
         clock = FakeClock()
         file = SecretFile(secret.path("hook"), "auth.secret_files[0]", clock=clock)
-        refused: list[Refusal] = []
+        refused: list[Unusable] = []
 
         class Reports:
             def accepted(self, name: str, changed: bool) -> None:
                 pass
 
-            def refused(self, name: str, reason: Refusal) -> None:
+            def unusable(self, name: str, reason: Unusable) -> None:
                 refused.append(reason)
 
         file.watch(Reports())
@@ -744,11 +744,11 @@ def test_generated_secret_file_contents_are_taken_whole_or_not_at_all(tmp_path: 
         clock.advance(CHECK_INTERVAL_SECONDS)
         try:
             whole: str | None = content.decode("utf-8").rstrip("\r\n")
-            reason = None if whole else Refusal.EMPTY
+            reason = None if whole else Unusable.EMPTY
         except UnicodeDecodeError:
-            whole, reason = None, Refusal.NOT_UTF8
+            whole, reason = None, Unusable.NOT_UTF8
         if shape != "file":
-            whole, reason = None, Refusal.UNREADABLE if shape == "dangling" else Refusal.INVALID
+            whole, reason = None, Unusable.UNREADABLE if shape == "dangling" else Unusable.INVALID
         expected = whole if reason is None else "previous-value"
         for _ in range(2):
             assert file.read().value == expected, content

@@ -16,7 +16,7 @@ from support.kubelet import MountedSecret
 
 from service.auth import AuthRefusal, SecretVerifier
 from service.demo.slapd import make_ca
-from service.secret_files import Fixed, Refusal, SecretFile, SecretFileError, ca_bundle_problem
+from service.secret_files import Fixed, SecretFile, SecretFileError, Unusable, ca_bundle_problem
 
 INTERVAL = 2.0
 
@@ -30,7 +30,7 @@ class Reports:
     def accepted(self, name: str, changed: bool) -> None:
         self.events.append((name, "changed" if changed else "usable_again"))
 
-    def refused(self, name: str, reason: Refusal) -> None:
+    def unusable(self, name: str, reason: Unusable) -> None:
         self.events.append((name, reason.value))
 
 

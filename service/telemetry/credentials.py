@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
-from service.secret_files import Refusal, SecretFile
+from service.secret_files import SecretFile, Unusable
 from service.telemetry.metrics import Metrics
 
 log = structlog.get_logger("okta_ldap_hook")
 
-RELOAD_RESULTS = ("changed", *(reason.value for reason in Refusal))
+RELOAD_RESULTS = ("changed", *(reason.value for reason in Unusable))
 
 
 class CredentialFileTelemetry:
@@ -37,7 +37,7 @@ class CredentialFileTelemetry:
         else:
             log.info("credential_file_usable_again", file=name)
 
-    def refused(self, name: str, reason: Refusal) -> None:
+    def unusable(self, name: str, reason: Unusable) -> None:
         self._metrics.credential_file_reloads.labels(name, reason.value).inc()
         self._metrics.credential_file_unusable.labels(name).set(1)
         log.warning("credential_file_refused", file=name, reason=reason.value, kept="the previous value")
