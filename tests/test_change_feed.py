@@ -22,7 +22,7 @@ import ldap3
 import pytest
 from groups_support import ADA, ADA_MAILS, GROUPS, groups_ldif
 from in_process import InProcessService
-from okta_spec import example
+from support.answers import token_answer
 from support.config import directory_config, service_config
 from support.directories import service_pool
 
@@ -533,17 +533,7 @@ def service_on(start: Callable[..., InProcessService], *urls: str) -> InProcessS
 
 
 def claims(service: InProcessService, login: str = ADA_MAILS[1]) -> dict[str, Any]:
-    event = example("token")
-    event["data"]["context"]["user"]["profile"].update(login=login)
-    event["eventId"] = f"feed-{time.monotonic_ns()}"  # another event each time: no retry answered again
-    response = service.post("token", event)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    found: dict[str, Any] = {"cache": body["debugContext"].get("cache"), "outcome": body["debugContext"]["outcome"]}
-    for command in body.get("commands", ()):
-        for operation in command["value"]:
-            found[operation["path"].rsplit("/", 1)[1]] = operation["value"]
-    return found
+    return token_answer(service, "feed", login=login)
 
 
 def until_current(service: InProcessService, current: float = 1.0, timeout: float = 10) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import ldap3
 import pytest
 from in_process import InProcessService
-from okta_spec import example, registration_for
+from okta_spec import registration_for
+from support.answers import token_answer
 from support.config import SECRET
 
 from service.demo import ad_data
@@ -86,17 +87,7 @@ def lags() -> Iterator[dict[str, float]]:
 
 def token(service: InProcessService, login: str) -> dict[str, Any]:
     """The token hook's answer for ``login`` (a UPN): its claims by name, its cache state and outcome."""
-    event = example("token")
-    event["data"]["context"]["user"]["profile"].update(login=login, email=login)
-    event["eventId"] = f"ad-feed-{time.monotonic_ns()}"  # another event each time: no retry answered again
-    response = service.post("token", event)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    found: dict[str, Any] = {"cache": body["debugContext"].get("cache"), "outcome": body["debugContext"]["outcome"]}
-    for command in body.get("commands", ()):
-        for operation in command["value"]:
-            found[operation["path"].rsplit("/", 1)[1]] = operation["value"]
-    return found
+    return token_answer(service, "ad-feed", login=login, email=login)
 
 
 def registration(service: InProcessService, email: str) -> dict[str, Any]:
