@@ -11,11 +11,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service import __version__
 from service.oauth import NullOAuthObserver, OAuthConfig
 from service.ports import busy_message
 from service.settings import ConfigError, Secrets, Settings, load_secrets, load_settings
+
+if TYPE_CHECKING:
+    from service.directory import Directory, DirectorySet
 
 CONFIG_ENV = "OKTA_LDAP_HOOK_CONFIG"
 DEFAULT_CONFIG = "/etc/okta-ldap-hook/config.yaml"
@@ -131,45 +135,109 @@ def _probe(settings: Settings, secrets: Secrets, sample: str | None) -> bool:
 
 
 def _probe_directory(settings: Settings, secrets: Secrets, sample: str | None) -> bool:
-    """Bind with the configured account to every server and, given a sample, look it up with every
-    hook's attributes. Fails when a bind is refused (the credentials are the same for every server),
-    when no server answers, or when the sample is not exactly one entry; a server that is unreachable
-    while another answers is a warning only (a directory server in maintenance must not block a deploy)."""
-    from service import mapping
+    """Bind with each directory's account to every one of its servers and, given a sample, look it up
+    with every hook's attributes. Fails when a bind is refused (the credentials are the same for every
+    server of a directory), when no server of a directory answers, or when the sample is not exactly one
+    person; a server that is unreachable while another answers is a warning only (a directory server in
+    maintenance must not block a deploy)."""
     from service.directory import Directory, DirectoryError
 
-    directory = Directory(settings.directory, secrets.bind_password, ca=secrets.ca_bundle)
+    directories = settings.directory_set()
+    live = {
+        name: Directory(config, secrets.of(name).bind_password, ca=secrets.of(name).ca_bundle)
+        for name, config in directories.named.items()
+    }
     try:
-        results = directory.probe_servers()
-        for server, error in results.items():
-            print(f"{server}: bind ok" if error is None else f"{server}: {error.kind}: {error}")
-        errors = [error for error in results.values() if error is not None]
-        if any(error.kind == "bind_failed" for error in errors):
-            print("directory: the bind was refused; check directory.bind_dn and its password")
+        bound = [_probe_servers(directories.key(name), directory) for name, directory in live.items()]
+        if not all(bound):
             return False
-        if len(errors) == len(results):
-            print("directory: no server accepted the bind")
-            return False
-        if errors:
-            print(f"warning: {len(errors)} of {len(results)} directory servers failed; lookups fail over to the others")
+        if sample and directories.single:
+            return _probe_sample(settings, next(iter(live.values())), sample)
         if sample:
-            rules = [rule for section in settings.enabled_hooks().values() for rule in section.rules()]
-            entry = directory.lookup(
-                sample, mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
-            )
-            if entry is None:
-                print("sample: no entry matches")
-                return False
-            print(f"sample: found one entry with {len(entry.attributes)} of the mapped attributes")
-            for membership, groups in sorted(entry.groups.items()):
-                bounded = "" if groups.complete else " (a bound of directory.groups stopped the search)"
-                print(f"sample: {len(groups.names)} {membership} groups{bounded}")
+            return _probe_person(settings, directories, live, sample)
     except DirectoryError as error:
         print(f"directory error ({error.kind}): {error}")
         return False
     finally:
-        directory.close()
+        for directory in live.values():
+            directory.close()
     return True
+
+
+def _probe_servers(key: str, directory: Directory) -> bool:
+    """Bind to each server of one directory (configured at ``key``), saying how each went."""
+    results = directory.probe_servers()
+    for server, error in results.items():
+        print(f"{server}: bind ok" if error is None else f"{server}: {error.kind}: {error}")
+    errors = [error for error in results.values() if error is not None]
+    if any(error.kind == "bind_failed" for error in errors):
+        print(f"{key}: the bind was refused; check {key}.bind_dn and its password")
+        return False
+    if len(errors) == len(results):
+        print(f"{key}: no server accepted the bind")
+        return False
+    if errors:
+        print(f"warning: {len(errors)} of {len(results)} {key} servers failed; lookups fail over to the others")
+    return True
+
+
+def _probe_sample(settings: Settings, directory: Directory, sample: str) -> bool:
+    """One directory: the sample's entry, with what every hook reads."""
+    from service import mapping
+
+    rules = [rule for section in settings.enabled_hooks().values() for rule in section.rules()]
+    entry = directory.lookup(
+        sample, mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
+    )
+    if entry is None:
+        print("sample: no entry matches")
+        return False
+    print(f"sample: found one entry with {len(entry.attributes)} of the mapped attributes")
+    for membership, groups in sorted(entry.groups.items()):
+        bounded = "" if groups.complete else " (a bound of directory.groups stopped the search)"
+        print(f"sample: {len(groups.names)} {membership} groups{bounded}")
+    return True
+
+
+def _probe_person(settings: Settings, directories: DirectorySet, live: dict[str, Directory], sample: str) -> bool:
+    """Several directories: the sample found as a hook finds a person (the directory that holds them,
+    then the joined ones), and for every mapped Okta name, the directory its value came from. Names and
+    counts only: the values are the person's data."""
+    from service.federation import Federation
+    from service.hooks.base import Mapper, reads
+
+    rules = [rule for section in settings.enabled_hooks().values() for rule in section.rules()]
+    people = Federation.plan(directories, reads(rules), live.__getitem__)
+    values = people.search_values(sample)
+    if not values:
+        print("sample: no directory holds this login (user_search.domains / strip_domains)")
+        return False
+    found = asyncio.run(people.find(values, time.monotonic() + 30))
+    person = found.person
+    if person is None:
+        print("sample: no entry matches")
+        return False
+    print(f"sample: held by {person.home}")
+    for name, reason in person.missing.items():
+        print(f"sample: {name} did not answer ({reason})")
+    for name, entry in person.entries.items():
+        if name != person.home:
+            print(f"sample: {name}: {'no entry for this person' if not entry.dn else 'joined'}")
+    mapper = Mapper(person)
+    for hook_type, section in settings.enabled_hooks().items():
+        for key, rule_set in section.rule_sets().items():
+            mapped = mapper(rule_set)
+            for okta_name, rule in rule_set.items():
+                source = rule.directory or person.home
+                count = _count(mapped.get(okta_name))
+                print(f"sample: hooks.{hook_type.value}.{key}.{okta_name} <- {source}: {count}")
+    return person.missing == {}
+
+
+def _count(value: str | list[str] | None) -> str:
+    if value is None:
+        return "no value"
+    return f"{len(value)} values" if isinstance(value, list) else "1 value"
 
 
 def _probe_issuer(config: OAuthConfig) -> bool:

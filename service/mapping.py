@@ -57,6 +57,13 @@ class MappingRule(BaseModel):
         description="Treat each value as a DN and read this attribute of that entry instead.",
     )
     default: str | list[str] | None = Field(None, description="Used when the entry yields no value.")
+    directory: str | None = Field(
+        None,
+        min_length=1,
+        description="With several directories: the one this value comes from (its name under `directories`); "
+        "absent: the directory that holds the person. When that directory does not answer in time the value "
+        "is left out (Okta keeps what it has); when it has no entry for the person, `default` applies.",
+    )
     nested: bool = Field(False, description="`source: groups`: also the groups the person is in through other groups.")
     name_pattern: tuple[str, ...] = Field(
         (),
@@ -130,6 +137,14 @@ class Mapped:
     cut: tuple[str, ...] = ()
     #: Okta names whose groups came from a nested walk stopped by a bound: the person may be in more.
     incomplete: tuple[str, ...] = ()
+
+
+def by_directory(rules: Iterable[MappingRule]) -> dict[str | None, list[MappingRule]]:
+    """The rules grouped by the directory they read (None: the one that holds the person)."""
+    grouped: dict[str | None, list[MappingRule]] = {}
+    for rule in rules:
+        grouped.setdefault(rule.directory, []).append(rule)
+    return grouped
 
 
 def required_attributes(rules: Iterable[MappingRule]) -> frozenset[str]:

@@ -19,6 +19,9 @@ from typing import Protocol
 class Outcome(StrEnum):
     ENRICHED = "enriched"  # the directory (or a fresh cache entry) answered; mapped attributes returned
     ENRICHED_STALE = "enriched_stale"  # the directory failed; attributes from an older answer in the cache
+    #: Several directories: the person was found, but a directory whose values the mapping reads did not
+    #: answer in time (down, slow, cooling down): the answer carries what arrived (``on_missing_directory``).
+    ENRICHED_PARTIAL = "enriched_partial"
     NO_MATCH = "no_match"  # the user is not in the directory
     VERIFIED = "verified"  # password import: the directory accepted the person's password
     UNVERIFIED = "unverified"  # password import: the directory refused it (wrong, empty, locked, expired...)
@@ -54,6 +57,7 @@ class Answer(StrEnum):
 #: Outcomes about the person rather than the directory: the ``on_unknown_user`` answer.
 PERSON_OUTCOMES = frozenset({Outcome.NO_MATCH, Outcome.REFUSED_IDENTIFIER, Outcome.UNVERIFIED})
 
+
 class HookAnswers(Protocol):
     """What the policy needs to know of a hook type: its name and the answers it can give on failure.
     Registration is the only type with a deny answer in Okta's contract; password import has no
@@ -77,6 +81,8 @@ class FailurePolicy:
     hook_type: str
     on_unknown_user: Answer
     on_directory_error: Answer
+    #: For ``enriched_partial``: ``continue`` answers with what arrived; ``deny`` refuses the registration.
+    on_missing_directory: Answer = Answer.CONTINUE
 
     @classmethod
     def of(
@@ -84,20 +90,33 @@ class FailurePolicy:
         hook_type: HookAnswers,
         on_unknown_user: FailureAction = FailureAction.CONTINUE,
         on_directory_error: FailureAction = FailureAction.CONTINUE,
+        on_missing_directory: FailureAction = FailureAction.CONTINUE,
     ) -> FailurePolicy:
         """The policy of ``hook_type`` with the configured actions; ValueError (naming the key) when the
         hook type cannot give that answer. Password import ignores the actions: always UNVERIFIED."""
         if hook_type.answers == {Answer.UNVERIFIED}:
-            return cls(hook_type.value, Answer.UNVERIFIED, Answer.UNVERIFIED)
-        for key, action in (("on_directory_error", on_directory_error), ("on_unknown_user", on_unknown_user)):
+            return cls(hook_type.value, Answer.UNVERIFIED, Answer.UNVERIFIED, Answer.UNVERIFIED)
+        actions = (
+            ("on_directory_error", on_directory_error),
+            ("on_unknown_user", on_unknown_user),
+            ("on_missing_directory", on_missing_directory),
+        )
+        for key, action in actions:
             answer = Answer(action.value)
             if answer not in hook_type.answers:
                 allowed = ", ".join(other.value for other in hook_type.peers() if answer in other.answers)
                 raise ValueError(f"{key}: {action.value} is only an answer for {allowed} hooks")
-        return cls(hook_type.value, Answer(on_unknown_user.value), Answer(on_directory_error.value))
+        return cls(
+            hook_type.value,
+            Answer(on_unknown_user.value),
+            Answer(on_directory_error.value),
+            Answer(on_missing_directory.value),
+        )
 
     def answer(self, outcome: Outcome) -> Answer:
-        """The answer for ``outcome`` (one that is not a success)."""
+        """The answer for ``outcome`` (one that is not a full success)."""
+        if outcome is Outcome.ENRICHED_PARTIAL:
+            return self.on_missing_directory
         return self.on_unknown_user if outcome in PERSON_OUTCOMES else self.on_directory_error
 
 
@@ -113,4 +132,5 @@ DENIAL_REASONS = {
     Outcome.FALLBACK_DEADLINE: "deadline",
     Outcome.FALLBACK_LDAP_ERROR: "ldap_error",
     Outcome.FALLBACK_INTERNAL_ERROR: "internal_error",
+    Outcome.ENRICHED_PARTIAL: "missing_directory",
 }

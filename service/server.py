@@ -24,7 +24,7 @@ from sanic.response import BaseHTTPResponse, text
 
 from service.auth import OAUTH_SOURCE, HookAuthenticator, SecretVerifier
 from service.cache import CachedDirectory, CachePolicy, EvictionCause, FeedHealth
-from service.directory import Changes, Directory, UserDirectory
+from service.directory import Changes, Directory, DirectorySet, UserDirectory
 from service.hooks.base import Hook
 from service.http_protocol import (
     LISTEN_BACKLOG,
@@ -66,38 +66,47 @@ class ServiceState:
 
 @dataclass
 class _Wiring:
-    """What hook types are built from: the directory, and a cache of its own for each type that has
-    one enabled (``service.hooks.base.Wiring``); with the directory's change feed, its health, which
-    every cache consults."""
+    """What hook types are built from (``service.hooks.base.Wiring``): every configured directory, and
+    a cache of its own for each (hook type, directory) with the type's cache enabled; for a directory
+    with a change feed, the feed's health, which its caches consult."""
 
-    directory: Directory
+    directories: DirectorySet
+    live_directories: dict[str, Directory]
     telemetry: Telemetry
-    feed: FeedHealth | None = None
-    caches: list[CachedDirectory] = field(default_factory=list)
+    feeds: dict[str, FeedHealth] = field(default_factory=dict)
+    #: Each directory's caches (one per hook type that reads it): what its change feed evicts from.
+    caches: dict[str, list[CachedDirectory]] = field(default_factory=dict)
 
-    def cached(self, hook_type: str, policy: CachePolicy, deadline_seconds: float) -> UserDirectory:
+    def live(self, name: str) -> Directory:
+        return self.live_directories[name]
+
+    def cached(self, hook_type: str, name: str, policy: CachePolicy, deadline_seconds: float) -> UserDirectory:
+        directory = self.live_directories[name]
         if not policy.enabled:
-            return self.directory
+            return directory
         cache = CachedDirectory(
-            self.directory,
+            directory,
             policy,
-            self.telemetry.cache(hook_type),
+            self.telemetry.cache(hook_type, name),
             refresh_budget_seconds=deadline_seconds,
-            feed=self.feed,
+            feed=self.feeds.get(name),
         )
-        self.telemetry.watch_cache(hook_type, cache.__len__)
-        self.caches.append(cache)
+        self.telemetry.watch_cache(hook_type, name, cache.__len__)
+        self.caches.setdefault(name, []).append(cache)
         return cache
+
+    def every_cache(self) -> list[CachedDirectory]:
+        return [cache for caches in self.caches.values() for cache in caches]
 
 
 class _FeedSink:
-    """Where the directory's change feed reports each poll (``directory.changes.ChangeSink``): every hook
-    type's cache evicts what the changes affect, then the feed's health says whether caches may keep
-    entries ``feed_fresh_seconds``. Evictions come first: an entry is never vouched for by a poll whose
-    changes it has not been checked against."""
+    """Where a directory's change feed reports each poll (``directory.changes.ChangeSink``): every hook
+    type's cache of that directory evicts what the changes affect, then the feed's health says whether
+    those caches may keep entries ``feed_fresh_seconds``. Evictions come first: an entry is never vouched
+    for by a poll whose changes it has not been checked against."""
 
-    def __init__(self, wiring: _Wiring, health: FeedHealth, telemetry: FeedTelemetry) -> None:
-        self._caches = wiring.caches
+    def __init__(self, caches: list[CachedDirectory], health: FeedHealth, telemetry: FeedTelemetry) -> None:
+        self._caches = caches
         self._health = health
         self._telemetry = telemetry
 
@@ -131,18 +140,36 @@ def create_apps(
         app.config.update(SANIC_CONFIG)
     state = ServiceState()
     telemetry.credential_files.watch(secrets.files())
-    directory = Directory(settings.directory, secrets.bind_password, telemetry.directory, secrets.ca_bundle)
-    feed = settings.directory.change_feed
-    health = FeedHealth(feed.max_lag_seconds) if feed is not None else None
-    wiring = _Wiring(directory, telemetry, health)
+    wiring = _wiring(settings, secrets, telemetry)
     hooks = _hooks(settings, wiring, telemetry)
-    sink = None if health is None else _FeedSink(wiring, health, telemetry.change_feed(health.lag, health.current))
+    sinks = _feed_sinks(wiring, telemetry)
     verifier, issuer_keys = _authenticator(settings, secrets, telemetry)
     _route_hooks(hook_app, hooks, verifier, telemetry, state)
     flush_caches = _flusher(hooks, wiring, telemetry)
-    _lifecycle(hook_app, ops_app, state, directory, issuer_keys, telemetry, flush_caches, sink)
-    _ops_routes(ops_app, state, telemetry)
+    _lifecycle(hook_app, ops_app, state, wiring.live_directories, issuer_keys, telemetry, flush_caches, sinks)
+    _ops_routes(ops_app, state, telemetry, wiring.live_directories)
     return hook_app, ops_app
+
+
+def _wiring(settings: Settings, secrets: Secrets, telemetry: Telemetry) -> _Wiring:
+    """Every configured directory, each with its own credentials, observer and change feed's health."""
+    directories = settings.directory_set()
+    live: dict[str, Directory] = {}
+    feeds: dict[str, FeedHealth] = {}
+    for name, config in directories.named.items():
+        own = secrets.of(name)
+        live[name] = Directory(config, own.bind_password, telemetry.directory_observer(name), own.ca_bundle)
+        if config.change_feed is not None:
+            feeds[name] = FeedHealth(config.change_feed.max_lag_seconds)
+    return _Wiring(directories, live, telemetry, feeds, {name: [] for name in live})
+
+
+def _feed_sinks(wiring: _Wiring, telemetry: Telemetry) -> dict[str, _FeedSink]:
+    """A sink for each directory's change feed, over that directory's caches (built with the hooks)."""
+    return {
+        name: _FeedSink(wiring.caches[name], health, telemetry.change_feed(name, health.lag, health.current))
+        for name, health in wiring.feeds.items()
+    }
 
 
 def _hooks(settings: Settings, wiring: _Wiring, telemetry: Telemetry) -> list[Hook]:
@@ -152,8 +179,14 @@ def _hooks(settings: Settings, wiring: _Wiring, telemetry: Telemetry) -> list[Ho
         hooks.append(hook_type.create(section, wiring))
         if hook_type.kind.verifications:
             telemetry.declare_password_verifications(hook_type.kind.verifications)
-    telemetry.declare({hook.type.value: can_deny(hook.type) for hook in hooks}, wiring.directory.servers)
-    telemetry.watch_pool(wiring.directory.pool_state)
+    directories = wiring.live_directories
+    telemetry.declare(
+        {hook.type.value: can_deny(hook.type) for hook in hooks},
+        {name: directory.servers for name, directory in directories.items()},
+    )
+    for name, directory in directories.items():
+        telemetry.watch_pool(name, directory.pool_state)
+        telemetry.watch_directory(name, directory.up)
     return hooks
 
 
@@ -266,11 +299,14 @@ def _flusher(hooks: list[Hook], wiring: _Wiring, telemetry: Telemetry) -> Callab
         """Forget every cached directory answer, every answer kept for Okta's retries, the group names the
         directory remembers (tokenGroups SIDs), and that the directory refused the service account's
         password (one more bind with it is allowed: the operator set it in the directory after the file)."""
-        entries = sum(cache.clear() for cache in wiring.caches)
-        wiring.directory.forget()
+        entries = sum(cache.clear() for cache in wiring.every_cache())
+        rearmed = False
+        for directory in wiring.live_directories.values():
+            directory.forget()
+            rearmed = directory.forget_refused_password() or rearmed
         for hook in hooks:
             hook.forget_answers()
-        telemetry.cache_flushed(entries, rearmed_bind=wiring.directory.forget_refused_password())
+        telemetry.cache_flushed(entries, rearmed_bind=rearmed)
 
     return flush_caches
 
@@ -279,19 +315,21 @@ def _lifecycle(
     hook_app: App,
     ops_app: App,
     state: ServiceState,
-    directory: Directory,
+    directories: dict[str, Directory],
     issuer_keys: IssuerKeys | None,
     telemetry: Telemetry,
     flush_caches: Callable[[], None],
-    feed_sink: _FeedSink | None,
+    feed_sinks: dict[str, _FeedSink],
 ) -> None:
     """Start the background work with the server, say ready once serving, drain and stop on SIGTERM."""
 
     @hook_app.before_server_start
     async def start_background(app: App) -> None:
-        state.background.append(await directory.start_background())
-        if feed_sink is not None and (feed := directory.follow_changes(feed_sink)) is not None:
-            state.background.append(feed)
+        for name, directory in directories.items():
+            state.background.append(await directory.start_background())
+            sink = feed_sinks.get(name)
+            if sink is not None and (feed := directory.follow_changes(sink)) is not None:
+                state.background.append(feed)
         if issuer_keys is not None:  # in the background: neither startup nor the probes wait for the issuer
             state.background.append(issuer_keys.start())
         # SIGHUP empties the cache: see README "Answering from memory" for why a signal, not an endpoint.
@@ -315,11 +353,12 @@ def _lifecycle(
     async def stop_everything(app: App) -> None:
         for task in state.background:
             task.cancel()
-        directory.close()
+        for directory in directories.values():
+            directory.close()
         telemetry.shutdown()
 
 
-def _ops_routes(app: App, state: ServiceState, telemetry: Telemetry) -> None:
+def _ops_routes(app: App, state: ServiceState, telemetry: Telemetry, directories: dict[str, Directory]) -> None:
     @app.get("/livez")
     async def livez(request: Request) -> HTTPResponse:
         """The process and its event loop answer. Nothing else: restarting a pod never fixes LDAP."""
@@ -330,6 +369,17 @@ def _ops_routes(app: App, state: ServiceState, telemetry: Telemetry) -> None:
         """Configuration loaded and serving. Deliberately not LDAP: an LDAP outage that took every pod
         out of the Service would turn fallback answers into connection errors, which deny registrations."""
         return text("ready") if state.ready else text("not ready", status=503)
+
+    @app.get("/directories")
+    async def directory_health(request: Request) -> HTTPResponse:
+        """Each configured directory's servers and whether they passed their last health check: where an
+        operator looks first when answers come back ``enriched_partial``. Not a probe (see /readyz)."""
+        report = {
+            name: {"up": any(servers.values()), "servers": servers}
+            for name, directory in directories.items()
+            for servers in (directory.server_health(),)
+        }
+        return HTTPResponse(_answer_json(report), content_type="application/json")
 
     @app.get("/metrics")
     async def metrics(request: Request) -> HTTPResponse:

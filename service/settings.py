@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
-from service.directory import DirectoryConfig
+from service.directory import DEFAULT_NAME, DirectoryConfig, DirectorySet
 from service.hooks.config import HookSettings, Section
 from service.hooks.registry import HookType
 from service.oauth import OAuthConfig
@@ -99,23 +100,49 @@ class LoggingSettings(Section):
 class Settings(Section):
     server: ServerSettings = ServerSettings()
     auth: AuthSettings
-    directory: DirectoryConfig
+    #: One directory (its name in metrics and debugContext: ``default``) ...
+    directory: DirectoryConfig | None = None
+    #: ... or several, by name (README, "Several directories"): exactly one of the two.
+    directories: dict[str, DirectoryConfig] | None = None
     hooks: HooksSettings
     logging: LoggingSettings = LoggingSettings()
 
     @model_validator(mode="after")
-    def _hooks_fit_the_directory(self) -> Settings:
+    def _hooks_fit_the_directories(self) -> Settings:
+        if self.directory is None and self.directories is None:
+            raise ValueError("directory: Field required (or directories: several directories, by name)")
+        if self.directory is not None and self.directories is not None:
+            raise ValueError("directories: set directory (one directory) or directories (several), not both")
+        directories = self.directory_set()
+        problem = directories.problem()
+        if problem is not None:
+            raise ValueError(problem)
         for hook_type, section in self.enabled_hooks().items():
-            problem = section.directory_problem(self.directory)
-            if problem is not None:
-                key, message = problem
+            found = section.directory_problem(directories)
+            if found is not None:
+                key, message = found
                 raise ValueError(f"hooks.{hook_type.value}{'.' + key if key else ''}: {message}")
         return self
+
+    def directory_set(self) -> DirectorySet:
+        """Every directory by name: ``default`` for the ``directory:`` form."""
+        if self.directory is not None:
+            return DirectorySet.one(self.directory)
+        return DirectorySet(dict(self.directories or {}), single=False)
 
     def enabled_hooks(self) -> dict[HookType, HookSettings]:
         """The configured hook types and their sections."""
         hooks: _HooksBase = self.hooks
         return hooks.enabled()
+
+
+@dataclass(frozen=True)
+class DirectorySecrets:
+    """One directory's service account password and CA bundle."""
+
+    bind_password: str | Credential = ""
+    #: ``ca_file``, checked as a PEM bundle (None: the system's trust store).
+    ca_bundle: SecretFile | None = None
 
 
 @dataclass(frozen=True)
@@ -125,13 +152,22 @@ class Secrets:
     string is a fixed value (tests, benchmarks)."""
 
     hook_secrets: tuple[str | Credential, ...]
+    #: The ``directory:`` form's bind password and CA; with ``directories:``, of every directory not in
+    #: ``directories`` (tests and benchmarks whose directories share a service password).
     bind_password: str | Credential = ""
-    #: ``directory.ca_file``, checked as a PEM bundle (None: the system's trust store).
     ca_bundle: SecretFile | None = None
+    #: Each named directory's own (the ``directories:`` form).
+    directories: Mapping[str, DirectorySecrets] = field(default_factory=dict)
+
+    def of(self, name: str) -> DirectorySecrets:
+        """Directory ``name``'s credentials."""
+        return self.directories.get(name) or DirectorySecrets(self.bind_password, self.ca_bundle)
 
     def files(self) -> list[SecretFile]:
         """Every credential that is a file, for telemetry to watch."""
         every = [*self.hook_secrets, self.bind_password, self.ca_bundle]
+        for secrets in self.directories.values():
+            every += [secrets.bind_password, secrets.ca_bundle]
         return [credential for credential in every if isinstance(credential, SecretFile)]
 
 
@@ -185,21 +221,35 @@ def load_secrets(settings: Settings, environ: Mapping[str, str] = os.environ) ->
         _from_file("auth.secret_files", path, f"auth.secret_files[{index}]")
         for index, path in enumerate(auth.secret_files)
     ]
-    directory = settings.directory
+    directories = settings.directory_set()
+    loaded = {
+        name: _directory_secrets(environ, directories.key(name), config) for name, config in directories.named.items()
+    }
+    if directories.single:
+        default = loaded[DEFAULT_NAME]
+        return Secrets(tuple(hook_secrets), default.bind_password, default.ca_bundle)
+    return Secrets(tuple(hook_secrets), directories=loaded)
+
+
+def _directory_secrets(environ: Mapping[str, str], prefix: str, directory: DirectoryConfig) -> DirectorySecrets:
+    """One directory's bind password and CA bundle; ``prefix`` is where it is configured
+    (``directory`` or ``directories.<name>``): errors and the credentials' names say it."""
     bind_password: str | Credential = ""
     if directory.bind_password_env:
-        value = _from_env(environ, directory.bind_password_env, "directory.bind_password_env")
+        key = f"{prefix}.bind_password_env"
+        value = _from_env(environ, directory.bind_password_env, key)
         if not _is_utf8(value):
             # The bind sends the password's exact bytes, which ldap3 can only do for UTF-8 text.
-            raise ConfigError(f"directory.bind_password_env: {directory.bind_password_env} is not UTF-8 text")
-        bind_password = Fixed(value, "directory.bind_password_env")
+            raise ConfigError(f"{key}: {directory.bind_password_env} is not UTF-8 text")
+        bind_password = Fixed(value, key)
     elif directory.bind_password_file:
-        key = "directory.bind_password_file"
+        key = f"{prefix}.bind_password_file"
         bind_password = _from_file(key, directory.bind_password_file, key)
     ca = None
     if directory.ca_file:
-        ca = _from_file("directory.ca_file", directory.ca_file, "directory.ca_file", ca_bundle_problem)
-    return Secrets(tuple(hook_secrets), bind_password, ca)
+        key = f"{prefix}.ca_file"
+        ca = _from_file(key, directory.ca_file, key, ca_bundle_problem)
+    return DirectorySecrets(bind_password, ca)
 
 
 def _is_utf8(value: str) -> bool:
@@ -241,4 +291,10 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         key = str(error["loc"][-1]) if error["loc"] else ""
         message = _REPLACED_KEYS.get(key, "unknown key (check its spelling and section)")
+    if not location and _KEYED.match(message):  # a check of the whole document that names its key itself
+        return message
     return f"{location or '(top level)'}: {message}"
+
+
+#: A message that starts with the key it is about: ``hooks.token.id_token.groups: ...``.
+_KEYED = re.compile(r"^[a-z_][a-z0-9_.-]*: ")

@@ -9,7 +9,15 @@ feed (``changes``), composed by ``client.Directory``. What callers need without 
 """
 
 from service.directory.client import Directory
-from service.directory.config import ChangeFeed, DirectoryConfig, GroupSearch, UserSearch
+from service.directory.config import (
+    DEFAULT_NAME,
+    ChangeFeed,
+    DirectoryConfig,
+    DirectorySet,
+    GroupSearch,
+    Join,
+    UserSearch,
+)
 from service.directory.entry import DirectoryEntry, Groups, Membership
 from service.directory.errors import DeadlineExceeded, DirectoryError, StageReporter
 from service.directory.observer import DirectoryObserver, NullObserver
@@ -25,6 +33,7 @@ from service.directory.protocol import (
 )
 
 __all__ = [
+    "DEFAULT_NAME",
     "CacheResult",
     "ChangeFeed",
     "Changes",
@@ -35,8 +44,10 @@ __all__ = [
     "DirectoryEntry",
     "DirectoryError",
     "DirectoryObserver",
+    "DirectorySet",
     "GroupSearch",
     "Groups",
+    "Join",
     "LookupResult",
     "Membership",
     "NullObserver",

@@ -13,6 +13,7 @@ the event loop only waits, up to the deadline.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 
 from service.directory.changes import ChangeFeed, ChangeSink
@@ -24,7 +25,7 @@ from service.directory.errors import DirectoryError, Stage, StageReporter
 from service.directory.health import HealthChecks
 from service.directory.lookup import UserLookup
 from service.directory.observer import DirectoryObserver, NullObserver
-from service.directory.protocol import LookupResult, PasswordCheck, UserQuery, search_query
+from service.directory.protocol import LookupResult, PasswordCheck, PasswordRejection, UserQuery, search_query
 from service.directory.service_account import ServiceAccount
 from service.directory.worker import Worker
 from service.secret_files import Credential, as_credential
@@ -104,6 +105,16 @@ class Directory:
 
         return await self._worker.run(work, deadline)
 
+    async def check_password(self, dn: str, password: str, deadline: float) -> PasswordRejection | None:
+        """Bind as ``dn`` with ``password`` on a connection of its own (the entry was found by
+        :meth:`find_user` already, when several directories had to be searched first): None when the
+        directory accepts it. Never retried. Raises like :meth:`find_user`."""
+
+        def work(on_stage: StageReporter) -> PasswordRejection | None:
+            return self._credentials.check(dn, password, on_stage)
+
+        return await self._worker.run(work, deadline)
+
     def lookup(
         self,
         identifier: str,
@@ -138,6 +149,17 @@ class Directory:
         if self._changes is None:
             return None
         return asyncio.create_task(self._changes.run(sink), name="ldap-change-feed")
+
+    def server_health(self) -> dict[str, bool]:
+        """Each server: whether it passed its last health check (before the first one: whether it is
+        out of its failure cooldown). Read by ``/directories`` and ``okta_hook_directory_up``."""
+        now = time.monotonic()
+        checked = self._health.last_checked
+        return {server.name: checked.get(server.name, server.available(now)) for server in self._pool.servers}
+
+    def up(self) -> bool:
+        """Whether any of its servers is (:meth:`server_health`)."""
+        return any(self.server_health().values())
 
     async def check_servers(self) -> dict[str, bool]:
         return await self._health.check_servers()

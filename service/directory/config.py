@@ -39,6 +39,11 @@ class UserSearch:
     #: for logins in one of these domains (compared case-insensitively): ``asilva@evil.example`` must not
     #: become the company's ``asilva``. A login in another domain, or with no ``@``, matches nobody.
     strip_domains: tuple[str, ...] = ()
+    #: The login domains this directory holds, when there are several (``directories:``): only logins
+    #: in one of these domains are looked up here, and the whole login is compared (with ``match_attribute:
+    #: mail`` or ``userPrincipalName``). ``strip_domains`` routes the same way. Neither: every directory
+    #: that holds people is asked (in parallel), and a person found in two is ``ambiguous``.
+    domains: tuple[str, ...] = ()
 
     #: With ``dialect: active_directory``, keep accounts whose ``userAccountControl`` has the
     #: ACCOUNTDISABLE bit (2) findable. By default they are excluded, as if they did not exist.
@@ -50,22 +55,30 @@ class UserSearch:
         _check_filter(self.filter, "(objectClass=person)")
         if not _ATTRIBUTE.match(self.match_attribute):
             raise ValueError("match_attribute must be an attribute name such as mail or uid")
-        for domain in self.strip_domains:
-            if not _DOMAIN.match(domain):
-                raise ValueError("strip_domains must list domain names such as corp.example.com, without @")
-        object.__setattr__(self, "strip_domains", tuple(domain.lower() for domain in self.strip_domains))
+        for key in ("strip_domains", "domains"):
+            for domain in getattr(self, key):
+                if not _DOMAIN.match(domain):
+                    raise ValueError(f"{key} must list domain names such as corp.example.com, without @")
+            object.__setattr__(self, key, tuple(domain.lower() for domain in getattr(self, key)))
+        if self.strip_domains and self.domains:
+            raise ValueError("set domains or strip_domains, not both (strip_domains holds only its domains already)")
 
     def search_value(self, identifier: str) -> str | None:
         """What is compared with ``match_attribute`` for ``identifier``: the identifier lower-cased
         (:func:`~service.directory.protocol.normalise`), or with ``strip_domains`` its local part; None
         when the identifier is in none of the company's domains. Computed once per request."""
         identifier = normalise(identifier)
-        if not self.strip_domains:
+        if not (self.strip_domains or self.domains):
             return identifier
         local, at, domain = identifier.rpartition("@")
-        if not (at and local) or domain not in self.strip_domains:
+        if not (at and local) or domain not in (self.strip_domains or self.domains):
             return None
-        return local
+        return local if self.strip_domains else identifier
+
+    @property
+    def routed(self) -> bool:
+        """Whether this directory holds only some login domains (``domains`` or ``strip_domains``)."""
+        return bool(self.strip_domains or self.domains)
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,28 @@ class ChangeFeed:
         return 2 * self.poll_seconds
 
 
+@dataclass(frozen=True)
+class Join:
+    """How a secondary directory (``directories.<name>.join``) finds the person, once another directory
+    holds them: it never decides who the person is, and is asked only for the values rules name it for.
+
+    ``attribute``: the first value of this attribute of the person's entry in the directory that holds
+    them (``employeeID``, ``mail``) is compared with this directory's ``user_search.match_attribute``;
+    asked once that entry has arrived. ``identifier: true``: Okta's identifier itself, as the directories
+    that hold people compare it, asked beside them (in parallel)."""
+
+    __pydantic_config__ = {"extra": "forbid", "strict": True}  # noqa: RUF012
+
+    attribute: str | None = None
+    identifier: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.attribute is None) == (not self.identifier):
+            raise ValueError("set attribute (the person's attribute holding the join value) or identifier: true")
+        if self.attribute is not None and not _ATTRIBUTE.match(self.attribute):
+            raise ValueError("attribute must be an attribute name such as employeeID or mail")
+
+
 def _check_filter(text: str, example: str) -> None:
     if not (text.startswith("(") and text.endswith(")")):
         raise ValueError(f"filter must be one parenthesised LDAP filter, e.g. {example}")
@@ -199,6 +234,9 @@ class DirectoryConfig:
     groups: GroupSearch | None = None
     #: Ask the directory what changed (``ChangeFeed``); absent, cache entries live ``fresh_seconds``.
     change_feed: ChangeFeed | None = None
+    #: With several directories (``directories:``): a secondary directory, joined to the person found in
+    #: another (:class:`Join`). Absent: the directory holds people, found by Okta's identifier.
+    join: Join | None = None
     servers: tuple[ServerAddress, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -224,7 +262,58 @@ class DirectoryConfig:
             raise ValueError("pool_size must be between 1 and 128")
         if self.groups and self.groups.nested_search == "token_groups" and self.dialect != "active_directory":
             raise ValueError("groups.nested_search: token_groups needs dialect: active_directory")
+        if self.join is not None and self.join.attribute is not None and self.user_search.routed:
+            raise ValueError(
+                "join.attribute: a directory joined by an attribute is not searched by login; "
+                "remove user_search.domains / strip_domains"
+            )
         object.__setattr__(self, "servers", servers)
+
+
+#: A directory's configured name: a metric label, a debugContext key, a log value.
+DIRECTORY_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+#: The name of the one directory of the ``directory:`` form.
+DEFAULT_NAME = "default"
+
+
+@dataclass(frozen=True)
+class DirectorySet:
+    """Every configured directory by name, as the ``directory:`` (one, named ``default``) or the
+    ``directories:`` form (several) gave them: the order is the configuration's."""
+
+    named: dict[str, DirectoryConfig]
+    #: The ``directory:`` form: configuration keys are ``directory.<key>``, not ``directories.<name>.<key>``.
+    single: bool = True
+
+    @classmethod
+    def one(cls, config: DirectoryConfig) -> DirectorySet:
+        return cls({DEFAULT_NAME: config}, single=True)
+
+    def key(self, name: str) -> str:
+        """Where directory ``name`` is configured: ``directory`` or ``directories.<name>``."""
+        return "directory" if self.single else f"directories.{name}"
+
+    def accounts(self) -> list[str]:
+        """The directories that hold people (found by Okta's identifier): every one without ``join``."""
+        return [name for name, config in self.named.items() if config.join is None]
+
+    def problem(self) -> str | None:
+        """What makes this set unusable (checked with the configuration), or None."""
+        if self.single:
+            if self.named[DEFAULT_NAME].join is not None:
+                return "directory.join: a join needs several directories (directories:)"
+            return None
+        if not self.named:
+            return "directories: name at least one directory"
+        for name in self.named:
+            if not DIRECTORY_NAME.match(name):
+                return (
+                    f"directories.{name[:40]}: a directory name is lower-case letters, digits, - and _, "
+                    "starting with a letter, at most 32 characters"
+                )
+        if not self.accounts():
+            return "directories: at least one directory must hold people (have no join)"
+        return None
 
 
 @dataclass(frozen=True)

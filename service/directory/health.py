@@ -23,6 +23,8 @@ class HealthChecks:
         self._observer = observer
         self._interval = interval_seconds
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ldap-health")
+        #: Each server's last check: whether it accepted the bind.
+        self.last_checked: dict[str, bool] = {}
 
     async def start(self) -> asyncio.Task[None]:
         """Prewarm the pool and start checking every server periodically."""
@@ -37,7 +39,7 @@ class HealthChecks:
         for server in self._pool.servers:
             up = await loop.run_in_executor(self._thread, self._pool.check, server)
             self._observer.server_up(server.name, up)
-            results[server.name] = up
+            results[server.name] = self.last_checked[server.name] = up
         return results
 
     def probe_servers(self) -> dict[str, DirectoryError | None]:

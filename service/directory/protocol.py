@@ -204,6 +204,16 @@ class UserDirectory(Protocol):
 class CredentialDirectory(Protocol):
     """What the password import hook needs: the directory itself, never a cache in front of it."""
 
+    async def find_user(self, query: UserQuery, deadline: float, start_by: float | None = None) -> LookupResult:
+        """As :meth:`UserDirectory.find_user` (the search before a bind, when several directories may
+        hold the person)."""
+        ...
+
+    async def check_password(self, dn: str, password: str, deadline: float) -> PasswordRejection | None:
+        """Bind as ``dn`` (found by :meth:`find_user`) with ``password`` on a connection of its own: None
+        when the directory accepts it, else why not. Never retried."""
+        ...
+
     def search_value(self, identifier: str) -> str | None:
         """As :meth:`UserDirectory.search_value`."""
         ...

@@ -21,11 +21,12 @@ from service.directory import (
     CacheResult,
     CredentialDirectory,
     DeadlineExceeded,
-    DirectoryEntry,
     DirectoryError,
+    DirectorySet,
     UserDirectory,
     UserQuery,
 )
+from service.federation import Federation, Person
 from service.hooks.config import EnrichingSettings, HookSettings
 from service.hooks.result import HookResult, Remembered, debug_context
 from service.okta import (
@@ -86,10 +87,16 @@ class Wiring(Protocol):
     """What the server hands a hook type to build its hook from."""
 
     @property
-    def directory(self) -> LiveDirectory: ...
+    def directories(self) -> DirectorySet:
+        """Every configured directory, by name."""
+        ...
 
-    def cached(self, hook_type: str, policy: CachePolicy, deadline_seconds: float) -> UserDirectory:
-        """The directory behind the hook type's own cache, or the directory itself with the cache off."""
+    def live(self, name: str) -> LiveDirectory:
+        """Directory ``name`` itself, never a cache."""
+        ...
+
+    def cached(self, hook_type: str, name: str, policy: CachePolicy, deadline_seconds: float) -> UserDirectory:
+        """Directory ``name`` behind the hook type's own cache of it, or itself with the cache off."""
         ...
 
 
@@ -115,27 +122,44 @@ class HookKind(Generic[S]):
 
 
 def build_enriching(hook_type: HookTypeRef, settings: EnrichingSettings, wiring: Wiring) -> Hook:
-    """The ``build`` of every enriching hook type: its step over the directory behind its own cache."""
-    directory = wiring.cached(hook_type.value, settings.cache, settings.deadline_seconds)
-    return EnrichingHook(hook_type, settings, directory)
+    """The ``build`` of every enriching hook type: its step over the directories its rules read, each
+    behind the type's own cache of it."""
+
+    def through_cache(name: str) -> UserDirectory:
+        return wiring.cached(hook_type.value, name, settings.cache, settings.deadline_seconds)
+
+    federation = Federation.plan(wiring.directories, reads(settings.rules()), through_cache)
+    return EnrichingHook(hook_type, settings, federation)
+
+
+def reads(rules: Iterable[mapping.MappingRule]) -> dict[str | None, UserQuery]:
+    """What the rules read of each directory they name (None: the one that holds the person), as a
+    query template. Its groups are in it (and so in the cache key): an entry read without the nested
+    walk never answers a mapping that needs nested groups."""
+    return {
+        directory: UserQuery.of(
+            "", mapping.required_attributes(group), mapping.resolutions(group), mapping.memberships(group)
+        )
+        for directory, group in mapping.by_directory(rules).items()
+    }
 
 
 class EnrichingHook:
     """The hook types that enrich (registration, token, SAML, user import): look the user up, map their
     entry with the type's :class:`Step`, or answer what the type's failure policy says."""
 
-    def __init__(self, hook_type: HookTypeRef, settings: EnrichingSettings, directory: UserDirectory) -> None:
+    def __init__(
+        self, hook_type: HookTypeRef, settings: EnrichingSettings, directories: Federation | UserDirectory
+    ) -> None:
+        """``directories``: the directories the rules read (:func:`build_enriching`), or one directory
+        that holds everyone and everything they read."""
         self.type = hook_type
         self.settings = settings
-        self._directory = directory
+        if not isinstance(directories, Federation):
+            directories = Federation.alone(directories, reads(settings.rules()))
+        self._directories = directories
         self._step = hook_type.step(settings)
         self._policy = hook_type.failure_policy(settings)
-        rules = settings.rules()
-        # The cache key: the groups are in it, so an entry read without the nested walk never answers
-        # a mapping that needs nested groups.
-        self._query = UserQuery.of(
-            "", mapping.required_attributes(rules), mapping.resolutions(rules), mapping.memberships(rules)
-        )
         self._answered: RecentAnswers[bytes, Remembered] = RecentAnswers(settings.cache.replay_seconds)
 
     def forget_answers(self) -> None:
@@ -178,34 +202,40 @@ class EnrichingHook:
         identifier = event.subject.pick(self.settings.subject)
         started = time.monotonic()
         unsafe = unsafe_identifier(identifier)
-        # The value the directory compares, computed once for the request: the query carries it on.
-        value = self._directory.search_value(identifier) if unsafe is None else None
-        if value is None:  # no lookup at all: the directory cannot be trusted to compare it
+        # The values the directories compare, computed once for the request: the queries carry them on.
+        values = self._directories.search_values(identifier) if unsafe is None else {}
+        if not values:  # no lookup at all: no directory holds such a login, or could compare it safely
             unsafe = unsafe or UnsafeIdentifier.OUTSIDE_DOMAINS
             return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, unsafe=unsafe)
         deadline = received_at + self.settings.deadline_seconds
         # A lookup started after this could not finish in time: the directory sheds it (stage "queue").
         start_by = deadline - self.settings.min_lookup_seconds
         try:
-            lookup = await self._directory.find_user(self._query.with_value(value), deadline, start_by)
+            found = await self._directories.find(values, deadline, start_by)
         except DeadlineExceeded as exceeded:
             return self._fallback(event, Outcome.FALLBACK_DEADLINE, started, stage=exceeded.stage)
         except DirectoryError as error:
             return self._fallback(event, Outcome.FALLBACK_LDAP_ERROR, started, error_kind=error.kind)
         except Exception as error:  # a bug must not become a 500: Okta would deny the registration
             return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error=error)
-        entry, cache = lookup.entry, lookup.cache
-        if entry is None:
-            return self._fallback(event, Outcome.NO_MATCH, started, cache=cache)
-        mapper = Mapper(entry)
+        person = found.person
+        if person is None:
+            return self._fallback(event, Outcome.NO_MATCH, started, cache=found.cache)
+        cache, missing = person.cache, tuple(person.missing.items())
+        if missing and self._policy.answer(Outcome.ENRICHED_PARTIAL) is Answer.DENY:
+            return self._fallback(event, Outcome.ENRICHED_PARTIAL, started, cache=cache, missing=missing)
+        mapper = Mapper(person)
         try:
             body = self._step.enrich(event, mapper)
         except Exception as error:
             return self._fallback(event, Outcome.FALLBACK_INTERNAL_ERROR, started, error=error, cache=cache)
         elapsed = time.monotonic() - started
-        # Stale: the directory failed (lookup.error_kind says how) and an older answer was served.
-        outcome = Outcome.ENRICHED_STALE if cache == "stale" else Outcome.ENRICHED
-        context = debug_context(outcome, elapsed, error_kind=lookup.error_kind, cache=cache)
+        # Partial: a directory the rules read did not answer in time (person.missing says which, why).
+        # Stale: a directory failed (person.error_kind says how) and an older answer was served.
+        outcome = (
+            Outcome.ENRICHED_PARTIAL if missing else Outcome.ENRICHED_STALE if cache == "stale" else Outcome.ENRICHED
+        )
+        context = debug_context(outcome, elapsed, error_kind=person.error_kind, cache=cache, missing=missing)
         if mapper.cut or mapper.incomplete:
             context["groupsTruncated"] = True
         body = with_debug_context(body, context)
@@ -214,11 +244,12 @@ class EnrichingHook:
             body,
             event.event_id,
             event.event_id_rejected,
-            error_kind=lookup.error_kind,
+            error_kind=person.error_kind,
             directory_seconds=elapsed,
             cache=cache,
             groups_cut=mapper.cut,
             groups_incomplete=mapper.incomplete,
+            missing=missing,
         )
 
     def _fallback(
@@ -232,6 +263,7 @@ class EnrichingHook:
         unsafe: UnsafeIdentifier | None = None,
         error: Exception | None = None,
         cache: CacheResult | None = None,
+        missing: tuple[tuple[str, str], ...] = (),
     ) -> HookResult:
         if error is not None:
             error_kind = type(error).__name__
@@ -239,7 +271,9 @@ class EnrichingHook:
         body = self._step.denial() if deny else no_change()
         elapsed = time.monotonic() - started
         reason = unsafe.value if unsafe is not None else None
-        diagnostics = debug_context(outcome, elapsed, stage=stage, error_kind=error_kind, reason=reason, cache=cache)
+        diagnostics = debug_context(
+            outcome, elapsed, stage=stage, error_kind=error_kind, reason=reason, cache=cache, missing=missing
+        )
         body = with_debug_context(body, diagnostics)
         return HookResult(
             outcome,
@@ -253,6 +287,7 @@ class EnrichingHook:
             directory_seconds=elapsed,
             exception=error,
             cache=cache,
+            missing=missing,
         )
 
 
@@ -261,15 +296,29 @@ _REPLAYED = frozenset({Outcome.ENRICHED, Outcome.ENRICHED_STALE, Outcome.NO_MATC
 
 
 class Mapper:
-    """Applies rule sets to one entry and remembers whether any group claim lost names on the way."""
+    """Applies rule sets to one person's entries, each rule to the entry of the directory it reads, and
+    remembers whether any group claim lost names on the way."""
 
-    def __init__(self, entry: DirectoryEntry) -> None:
-        self._entry = entry
+    def __init__(self, person: Person) -> None:
+        self._person = person
         self.cut = False
         self.incomplete = False
 
     def __call__(self, rules: mapping.Rules) -> dict[str, mapping.Value]:
-        mapped = mapping.map_entry(rules, self._entry)
+        person = self._person
+        directories = {rule.directory for rule in rules.values()}
+        if len(directories) == 1:  # every rule reads one directory (always, with one directory)
+            entry = person.entry(directories.pop())
+            return self._mapped(rules, entry) if entry is not None else {}
+        values: dict[str, mapping.Value] = {}
+        for directory in directories:
+            entry = person.entry(directory)
+            if entry is not None:  # None: that directory's part is missing, Okta keeps what it has
+                values.update(self._mapped({k: r for k, r in rules.items() if r.directory == directory}, entry))
+        return {name: values[name] for name in rules if name in values}  # the rules' order
+
+    def _mapped(self, rules: mapping.Rules, entry: mapping.Entry) -> dict[str, mapping.Value]:
+        mapped = mapping.map_entry(rules, entry)
         self.cut = self.cut or bool(mapped.cut)
         self.incomplete = self.incomplete or bool(mapped.incomplete)
         return mapped.values

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.cache import CachePolicy
-from service.directory import DirectoryConfig
+from service.directory import DirectorySet
 from service.mapping import MappingRule
 from service.policy import Answer, FailureAction
 
@@ -56,9 +56,10 @@ class HookSettings(Section):
             raise ValueError("min_lookup_seconds must be less than deadline_seconds")
         return self
 
-    def actions(self) -> tuple[FailureAction, FailureAction]:
-        """The configured (``on_unknown_user``, ``on_directory_error``) actions; none to configure here."""
-        return FailureAction.CONTINUE, FailureAction.CONTINUE
+    def actions(self) -> tuple[FailureAction, FailureAction, FailureAction]:
+        """The configured (``on_unknown_user``, ``on_directory_error``, ``on_missing_directory``) actions;
+        none to configure here."""
+        return FailureAction.CONTINUE, FailureAction.CONTINUE, FailureAction.CONTINUE
 
     def rule_sets(self) -> dict[str, AttributeMap]:
         """The mapping rule sets of this hook type, by configuration key (none for password import)."""
@@ -68,14 +69,20 @@ class HookSettings(Section):
         """Every rule of this hook, whatever Okta name it feeds: what the directory must read."""
         return [rule for rules in self.rule_sets().values() for rule in rules.values()]
 
-    def directory_problem(self, directory: DirectoryConfig) -> DirectoryProblem | None:
-        """What this section needs of the ``directory`` section and does not get, if anything."""
-        if directory.groups is not None:
-            return None
+    def directory_problem(self, directories: DirectorySet) -> DirectoryProblem | None:
+        """What this section needs of the directories and does not get, if anything: a rule naming a
+        directory that is not configured, or reading groups from one without a ``groups`` section (a rule
+        without ``directory`` reads the directory that holds the person: any of those without ``join``)."""
         for key, rules in self.rule_sets().items():
             for name, rule in rules.items():
-                if rule.source == "groups":
-                    return f"{key}.{name}", "source: groups needs a directory.groups section"
+                if rule.directory is not None and rule.directory not in directories.named:
+                    known = ", ".join(directories.named)
+                    return f"{key}.{name}.directory", f"{rule.directory[:40]!r} is not a configured directory ({known})"
+                if rule.source != "groups":
+                    continue
+                for target in [rule.directory] if rule.directory else directories.accounts():
+                    if directories.named[target].groups is None:
+                        return f"{key}.{name}", f"source: groups needs a {directories.key(target)}.groups section"
         return None
 
 
@@ -86,14 +93,19 @@ class EnrichingSettings(HookSettings):
     on_directory_error: FailureAction = FailureAction.CONTINUE
     #: What to answer when the directory has no such user.
     on_unknown_user: FailureAction = FailureAction.CONTINUE
+    #: Several directories: what to answer when the person was found but a directory the mapping reads
+    #: did not answer in time (``enriched_partial``): ``continue`` sends what arrived, ``deny`` (registration
+    #: only) refuses the registration.
+    on_missing_directory: FailureAction = FailureAction.CONTINUE
     #: Reuse of the directory's answers: freshness, stale-if-error, bound, Okta retries.
     cache: CachePolicy = CachePolicy()
 
-    def actions(self) -> tuple[FailureAction, FailureAction]:
-        return self.on_unknown_user, self.on_directory_error
+    def actions(self) -> tuple[FailureAction, FailureAction, FailureAction]:
+        return self.on_unknown_user, self.on_directory_error, self.on_missing_directory
 
-    def directory_problem(self, directory: DirectoryConfig) -> DirectoryProblem | None:
-        if self.cache.feed_fresh_seconds and directory.change_feed is None:
-            problem = "needs a directory.change_feed section: entries live that long only while it polls"
-            return "cache.feed_fresh_seconds", problem
-        return super().directory_problem(directory)
+    def directory_problem(self, directories: DirectorySet) -> DirectoryProblem | None:
+        feeds = [config.change_feed for config in directories.named.values() if config.change_feed is not None]
+        if self.cache.feed_fresh_seconds and not feeds:
+            section = "a directory.change_feed section" if directories.single else "a change_feed in a directory"
+            return "cache.feed_fresh_seconds", f"needs {section}: entries live that long only while it polls"
+        return super().directory_problem(directories)

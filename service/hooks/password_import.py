@@ -20,7 +20,8 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from service.directory import CredentialDirectory, DeadlineExceeded, DirectoryConfig, DirectoryError, UserQuery
+from service.directory import DEFAULT_NAME, CredentialDirectory, DeadlineExceeded, DirectoryError, DirectorySet
+from service.federation import PasswordHolders
 from service.hooks.base import HookKind, HookTypeRef, Wiring
 from service.hooks.config import DirectoryProblem, HookSettings
 from service.hooks.result import CredentialResult, HookResult, debug_context
@@ -45,10 +46,14 @@ class PasswordImportSettings(HookSettings):
     #: No "continue": an unverified password must not pass. UNVERIFIED to every failure.
     answers: ClassVar[frozenset[Answer]] = frozenset({Answer.UNVERIFIED})
 
-    def directory_problem(self, directory: DirectoryConfig) -> DirectoryProblem | None:
-        """A password import sends the person's password to the directory in a bind: never in clear."""
-        if not directory.start_tls and any(not server.tls for server in directory.servers):
-            return "", "passwords go to the directory only over TLS; use ldaps:// URLs or set directory.start_tls"
+    def directory_problem(self, directories: DirectorySet) -> DirectoryProblem | None:
+        """A password import sends the person's password in a bind to the directory that holds them
+        (any without ``join``): never in clear."""
+        for name in directories.accounts():
+            directory = directories.named[name]
+            if not directory.start_tls and any(not server.tls for server in directory.servers):
+                key = directories.key(name)
+                return "", f"passwords go to the directory only over TLS; use ldaps:// URLs or set {key}.start_tls"
         return None
 
 
@@ -69,6 +74,7 @@ def credential_verdict(verified: bool) -> Document:
     the sign-in (asking again next time) when ``UNVERIFIED``. Always explicit, never an empty body."""
     value = "VERIFIED" if verified else "UNVERIFIED"
     return {"commands": [{"type": "com.okta.action.update", "value": {"credential": value}}]}
+
 
 #: Every (result, reason) pair ``okta_hook_password_verifications_total`` can count: declared at zero.
 #: ``unverified`` reasons are about the person, ``error`` reasons about the directory.
@@ -91,19 +97,22 @@ VERIFICATION_REASONS: dict[str, tuple[str, ...]] = {
     "error": ("deadline", "directory_error", "internal_error"),
 }
 
-#: The search before the bind reads no attribute: it only finds the one entry to bind as.
-_NO_ATTRIBUTES = UserQuery("", frozenset())
-
 
 class PasswordImportHook:
     """The step of the ``password_import`` hook type: event in, VERIFIED or UNVERIFIED out, in time."""
 
     def __init__(
-        self, hook_type: HookTypeRef, settings: PasswordImportSettings, directory: CredentialDirectory
+        self,
+        hook_type: HookTypeRef,
+        settings: PasswordImportSettings,
+        directories: PasswordHolders | CredentialDirectory,
     ) -> None:
+        """``directories``: those that hold people (:func:`build`), or one that holds everyone."""
         self.type = hook_type
         self.settings = settings
-        self._directory = directory
+        if not isinstance(directories, PasswordHolders):
+            directories = PasswordHolders({DEFAULT_NAME: directories})
+        self._directories = directories
 
     def forget_answers(self) -> None:
         """Nothing is remembered: a credential check is never replayed nor cached."""
@@ -113,9 +122,9 @@ class PasswordImportHook:
         started = time.monotonic()
         identifier = event.subject.pick(self.settings.subject)
         unsafe = unsafe_identifier(identifier)
-        # The value the directory compares, computed once for the request: the query carries it on.
-        value = self._directory.search_value(identifier) if unsafe is None else None
-        if value is None:
+        # The values the directories compare, computed once for the request: the queries carry them on.
+        values = self._directories.search_values(identifier) if unsafe is None else {}
+        if not values:
             unsafe = unsafe or UnsafeIdentifier.OUTSIDE_DOMAINS
             return _result(
                 event, Outcome.REFUSED_IDENTIFIER, "unverified", "refused_identifier", started, unsafe=unsafe
@@ -127,7 +136,7 @@ class PasswordImportHook:
         if deadline - started < self.settings.min_lookup_seconds:
             return _result(event, Outcome.FALLBACK_DEADLINE, "error", "deadline", started, stage="queue")
         try:
-            check = await self._directory.verify_password(_NO_ATTRIBUTES.with_value(value), password, deadline)
+            check = await self._directories.verify(values, password, deadline)
         except DeadlineExceeded as exceeded:
             return _result(event, Outcome.FALLBACK_DEADLINE, "error", "deadline", started, stage=exceeded.stage)
         except DirectoryError as error:
@@ -187,8 +196,9 @@ def _result(
 
 
 def build(hook_type: HookTypeRef, settings: PasswordImportSettings, wiring: Wiring) -> PasswordImportHook:
-    """The directory itself: a credential check never goes through the cache."""
-    return PasswordImportHook(hook_type, settings, wiring.directory)
+    """The directories that hold people, themselves: a credential check never goes through a cache."""
+    holders = {name: wiring.live(name) for name in wiring.directories.accounts()}
+    return PasswordImportHook(hook_type, settings, PasswordHolders(holders))
 
 
 KIND = HookKind(

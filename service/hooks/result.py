@@ -49,6 +49,9 @@ class HookResult:
     #: such single person) or ``error`` (the directory could not say), and why, in a fixed vocabulary.
     credential: CredentialResult | None = None
     credential_reason: str | None = None
+    #: Several directories: the (directory, reason) of each part the answer lacks (``enriched_partial``):
+    #: ``deadline`` or the directory's error kind.
+    missing: tuple[tuple[str, str], ...] = ()
     #: The unexpected exception behind ``fallback_internal_error``: telemetry logs its type and frames.
     exception: Exception | None = None
 
@@ -99,9 +102,12 @@ def debug_context(
     error_kind: str | None = None,
     reason: str | None = None,
     cache: str | None = None,
+    missing: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, str | int]:
-    """What Okta's System Log shows about an answer (its ``debugContext``): fixed vocabularies and a
-    duration, nothing from the event or the directory entry."""
+    """What Okta's System Log shows about an answer (its ``debugContext``): fixed vocabularies, the
+    configured names of directories and a duration, nothing from the event or the directory entry.
+    ``missingDirectories`` is one flat string (``hr:deadline,emea:connect``): the System Log shows flat
+    values as they are."""
     context: dict[str, str | int] = {"outcome": outcome.value, "directoryMs": round(elapsed * 1000)}
     if reason:
         context["reason"] = reason
@@ -111,4 +117,6 @@ def debug_context(
         context["error"] = error_kind
     if cache:
         context["cache"] = cache
+    if missing:
+        context["missingDirectories"] = ",".join(f"{name}:{reason}" for name, reason in missing)
     return context

@@ -40,7 +40,14 @@ class Telemetry:
         self.oauth = OAuthTelemetry(self.metrics)
         self.credential_files = CredentialFileTelemetry(self.metrics)
 
-    def declare(self, hook_types: Mapping[str, bool], servers: Iterable[str]) -> None:
+    def directory_observer(self, name: str) -> DirectoryTelemetry:
+        """The observer of directory ``name`` (shim until the per-directory labels land)."""
+        return self.directory
+
+    def watch_directory(self, directory: str, up: Callable[[], bool]) -> None:
+        """Read whether ``directory`` is up at each scrape (shim)."""
+
+    def declare(self, hook_types: Mapping[str, bool], servers: Mapping[str, Iterable[str]]) -> None:
         """Create the labelled series at zero, so that the first fallback is a visible increase and
         dashboards show every hook type before it is called. ``hook_types``: each served hook type, and
         whether it can deny (its denials are counted)."""
@@ -57,8 +64,9 @@ class Telemetry:
             if denies:
                 for reason in DENIAL_REASONS.values():
                     m.denials.labels(hook_type, reason)
-        for server in servers:
-            m.ldap_up.labels(server)
+        for names in servers.values():
+            for server in names:
+                m.ldap_up.labels(server)
 
     def declare_password_verifications(self, reasons: Mapping[str, Iterable[str]]) -> None:
         """Create every (result, reason) series of the password import checks at zero."""
@@ -76,23 +84,23 @@ class Telemetry:
         """The counter of accepted hook calls by source (``okta_hook_auth_accepted_total``)."""
         return accepted_counter(self.metrics, sources)
 
-    def watch_pool(self, state: Callable[[], tuple[int, int, int]]) -> None:
+    def watch_pool(self, directory: str, state: Callable[[], tuple[int, int, int]]) -> None:
         """Read the connection pool's (size, in use, waiting) when Prometheus scrapes, rather than
         updating gauges on every lookup."""
         self.metrics.pool_size.set_function(lambda: state()[0])
         self.metrics.pool_in_use.set_function(lambda: state()[1])
         self.metrics.pool_waiting.set_function(lambda: state()[2])
 
-    def cache(self, hook_type: str) -> CacheTelemetry:
+    def cache(self, hook_type: str, directory: str) -> CacheTelemetry:
         """The observer of one hook type's cache."""
         self.metrics.replayed_answers.labels(hook_type)
         return CacheTelemetry(self.metrics, hook_type)
 
-    def change_feed(self, lag: Callable[[], float], current: Callable[[], bool]) -> FeedTelemetry:
+    def change_feed(self, directory: str, lag: Callable[[], float], current: Callable[[], bool]) -> FeedTelemetry:
         """The observer of the directory's change feed; ``lag`` and ``current`` are read at each scrape."""
         return FeedTelemetry(self.metrics, lag, current)
 
-    def watch_cache(self, hook_type: str, size: Callable[[], int]) -> None:
+    def watch_cache(self, hook_type: str, directory: str, size: Callable[[], int]) -> None:
         """Read the number of entries of one hook type's cache when Prometheus scrapes."""
         self.metrics.cache_entries.labels(hook_type).set_function(size)
 

@@ -27,6 +27,8 @@ from service.directory import (
     Groups,
     LookupResult,
     Membership,
+    PasswordCheck,
+    PasswordRejection,
     UserQuery,
     UserSearch,
 )
@@ -151,11 +153,18 @@ class FakeDirectory:
         *,
         clock: Callable[[], float],
         strip_domains: tuple[str, ...] = (),
+        search: UserSearch | None = None,
+        passwords: Mapping[str, str] | None = None,
     ) -> None:
+        """``search``: the configured ``user_search`` whose values it compares (default: ``mail``, or
+        ``uid`` with ``strip_domains``); ``passwords``: DN -> password, for :meth:`check_password`."""
         self._people = {key.lower(): entry for key, entry in (people or {}).items()}
         self._clock = clock
         match = "uid" if strip_domains else "mail"
-        self._search = UserSearch(PEOPLE_DN, match_attribute=match, strip_domains=strip_domains)
+        self._search = search or UserSearch(PEOPLE_DN, match_attribute=match, strip_domains=strip_domains)
+        self._passwords = dict(passwords or {})
+        #: The DNs :meth:`check_password` was asked to bind as, in order.
+        self.binds: list[str] = []
         #: Every query asked, in order (shed ones too).
         self.queries: list[UserQuery] = []
         #: Lookups waiting on :meth:`hang` now.
@@ -213,6 +222,18 @@ class FakeDirectory:
         if self._failure is not None:
             raise self._failure.with_traceback(None)
         return LookupResult(self._answer(query))
+
+    async def check_password(self, dn: str, password: str, deadline: float) -> PasswordRejection | None:
+        self.binds.append(dn)
+        if self._failure is not None:
+            raise self._failure.with_traceback(None)
+        return None if self._passwords.get(dn) == password else PasswordRejection.INVALID_CREDENTIALS
+
+    async def verify_password(self, query: UserQuery, password: str, deadline: float) -> PasswordCheck:
+        entry = (await self.find_user(query, deadline)).entry
+        if entry is None:
+            return PasswordCheck(found=False)
+        return PasswordCheck(found=True, rejection=await self.check_password(entry.dn, password, deadline))
 
     def _answer(self, query: UserQuery) -> DirectoryEntry | None:
         # as the directory does: a query that carries its search value (the hooks') is not computed again
