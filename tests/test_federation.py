@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from okta_spec import registration_for
-from support.answers import unchanged
 from support.config import directory_config, service_config
 from support.fakes import FakeClock, FakeDirectory, person, until
 
@@ -67,7 +66,12 @@ def settings_with(named: dict[str, Any] | None = None, **registration: Any) -> S
     config = service_config("ldap://127.0.0.1:389")
     del config["directory"]
     config["directories"] = named if named is not None else directories()
-    section = {"subject": "email", "profile": PROFILE, "cache": {"fresh_seconds": 0, "stale_seconds": 0}, **registration}
+    section = {
+        "subject": "email",
+        "profile": PROFILE,
+        "cache": {"fresh_seconds": 0, "stale_seconds": 0},
+        **registration,
+    }
     config["hooks"] = {"registration": section}
     return parse_settings(config)
 
@@ -466,14 +470,14 @@ def test_only_registration_may_deny_on_a_missing_directory() -> None:
 def test_the_one_directory_form_and_the_several_form_are_exclusive() -> None:
     config = service_config("ldap://127.0.0.1:389")
     config["directories"] = directories()
-    with pytest.raises(ConfigError, match="set directory .* or directories .*, not both"):
+    with pytest.raises(ConfigError, match=r"set directory .* or directories .*, not both"):
         parse_settings(config)
 
 
 def test_a_join_needs_several_directories() -> None:
     config = service_config("ldap://127.0.0.1:389")
     config["directory"] = {**config["directory"], "join": {"attribute": "mail"}}
-    with pytest.raises(ConfigError, match="directory.join: a join needs several directories"):
+    with pytest.raises(ConfigError, match=r"directory\.join: a join needs several directories"):
         parse_settings(config)
 
 
