@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    the service on a throwaway demo directory (slapd seeded with demo users);
 #               make run DIRECTORY=ad: on a Samba AD domain controller, with the README's AD example
+#               make run DIRECTORY=several: on three slapds (accounts, emea, hr), several-config.yaml
 #   make try    (in another terminal) Okta's example event of every hook type sent to it, answers printed
 #   make test   the whole test suite (CI runs exactly this, through .ci/run)
 #   make mutate mutation testing of hooks, policy and directory (slow; not run by CI)

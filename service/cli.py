@@ -56,9 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--ops-port", type=int, default=9090, help="port of /livez, /readyz, /metrics (default: 9090)")
     demo.add_argument(
         "--directory",
-        choices=("openldap", "ad"),
+        choices=("openldap", "ad", "several"),
         default="openldap",
-        help="openldap: a slapd (default); ad: a Samba AD domain controller with the README's AD example (root)",
+        help="openldap: a slapd (default); ad: a Samba AD domain controller with the README's AD example "
+        "(root); several: three slapds, two account directories and an HR directory joined to them",
     )
 
     send = commands.add_parser("try", help="send Okta's example event of every hook type to a running service")

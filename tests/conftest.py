@@ -1,6 +1,7 @@
-"""Shared fixtures: a real slapd with the demo directory, the service in the test process
-(``start_in_process``, the default) or as a real process (``start_service``, for start-up, signals and
-reload), and misbehaving directories (a closed port, a socket that accepts and never answers).
+"""Shared fixtures: a real slapd with the demo directory (and, for several directories, an HR slapd and
+a second account directory, emea), the Samba AD DC, the service in the test process (``start_in_process``,
+the default) or as a real process (``start_service``, for start-up, signals and reload), and misbehaving
+directories (a closed port, a socket that accepts and never answers).
 
 Fixtures only: what tests import (configurations, the secret, the stand-in servers, the fakes of the
 clock and the directory) is in ``tests/support/``."""
@@ -21,6 +22,8 @@ from in_process import InProcessService
 from support.config import SECRET, service_config
 from support.servers import HangingServer, RunningService
 
+from service.demo.emea_data import EMEA_SERVICE_BIND_PASSWORD, EMEA_SUFFIX, emea_ldif
+from service.demo.hr_data import HR_SERVICE_BIND_PASSWORD, HR_SUFFIX, hr_ldif
 from service.demo.samba import SambaDC, provisioned
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd, demo_ldif, free_port
 
@@ -85,6 +88,32 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     """The demo directory, shared by the tests that only read it."""
     with Slapd(tmp_path_factory.mktemp("slapd"), demo_ldif()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def hr_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """The HR directory (service/demo/hr_data.py, dc=hr,dc=example,dc=com): joined by employeeNumber,
+    its own CA and service-account password (``hr_slapd.service_bind_password``)."""
+    with Slapd(
+        tmp_path_factory.mktemp("hr-slapd"),
+        hr_ldif(),
+        suffix=HR_SUFFIX,
+        service_bind_password=HR_SERVICE_BIND_PASSWORD,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def emea_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """The second account directory (service/demo/emea_data.py, dc=emea,dc=example,dc=com, mails
+    @emea.example.com, one person also in the demo directory), its own CA and service-account password."""
+    with Slapd(
+        tmp_path_factory.mktemp("emea-slapd"),
+        emea_ldif(),
+        suffix=EMEA_SUFFIX,
+        service_bind_password=EMEA_SERVICE_BIND_PASSWORD,
+    ) as server:
         yield server
 
 

@@ -139,7 +139,7 @@ def test_people_are_found_by_upn_with_their_attributes(samba_dc: SambaDC) -> Non
     entry = found(samba_dc, "Rosario.Jones@Example.com", "department", "title", "employeeID", "sAMAccountName")
     assert entry.values("department") == ("Engineering",)
     assert entry.values("title") == ("Software Engineer",)
-    assert entry.values("employeeid") == ("E1001",)
+    assert entry.values("employeeid") == ("1002",)
     assert entry.values("samaccountname") == ("rosario.jones",)
     assert lookup(samba_dc, "nobody@example.com") is None
 
@@ -194,7 +194,7 @@ def test_registration_resolves_the_manager_and_reads_ad_attributes(service: InPr
     assert body["commands"][0]["value"] == {
         "department": "Engineering",
         "title": "Software Engineer",
-        "employeeNumber": "E1001",
+        "employeeNumber": "1002",
         "managerEmail": "carol.chen@example.com",
     }
 

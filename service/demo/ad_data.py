@@ -13,6 +13,11 @@ freshly provisioned Samba AD DC.
     OU=Service Accounts       svc-okta-hook, the service account (bound by DN or by UPN)
 
 Group names are their ``sAMAccountName`` (the README's ``name_attribute``), equal to their ``cn``.
+
+``employeeID`` is the HR number of :mod:`service.demo.hr_data` (the several-directory tests join on it),
+the same number as the person's ``employeeNumber`` in demo.ldif: one HR record per human. HR has Carol,
+Rosario, Administrator One, Example User, Sally, Ada; Alice's 1003 is there twice (ambiguous); Jean's 3001
+is not there. The people without an employeeID have no join value.
 """
 
 from __future__ import annotations
@@ -87,24 +92,24 @@ class Group:
 
 PEOPLE = (
     Person("carol.chen", "Carol Chen", "carol.chen@example.com", "carol.chen@example.com", "Engineering",
-           "VP Engineering", "E1000"),
+           "VP Engineering", "1001"),
     # Okta's example events: registration, token, SAML, user import, password import.
     Person("rosario.jones", "Rosario Jones", "rosario.jones@example.com", "rosario.jones@example.com",
-           "Engineering", "Software Engineer", "E1001", "carol.chen"),
+           "Engineering", "Software Engineer", "1002", "carol.chen"),
     Person("administrator1", "Administrator One", "administrator1@clouditude.net", "administrator1@clouditude.net",
-           "IT", "Administrator", "E1002", "carol.chen"),
-    Person("user", "Example User", "user@example.com", "user@example.com", "Sales", "Account Executive", "E1003",
+           "IT", "Administrator", "1011", "carol.chen"),
+    Person("user", "Example User", "user@example.com", "user@example.com", "Sales", "Account Executive", "1020",
            "carol.chen"),
     Person("sally.admin", "Sally Admin", "sally.admin@example.net", "sally.admin@example.net", "IT",
-           "Directory Admin", "E1004", "carol.chen"),
+           "Directory Admin", "1012", "carol.chen"),
     Person("alice.wong", "Alice Wong", "alice.wong@example.com", "alice.wong@example.com", "Finance",
-           "Controller", "E1005", "carol.chen"),
+           "Controller", "1003", "carol.chen"),
     # Three levels down a nested chain, and in a cycle.
     Person("ada", "Ada Lovelace", "ada@corp.example.com", "ada.lovelace@example.com", "Finance",
-           "Payroll Lead", "E2001", "carol.chen"),
+           "Payroll Lead", "2001", "carol.chen"),
     Person("busy", "Busy Bee", "busy@corp.example.com", "busy@example.com", "Operations"),
     Person("jean.dupont", "Dupont\\, Jean", "jean.dupont@corp.example.com", "jean.dupont@example.com", "Sales",
-           "Account Manager", "E3001", "carol.chen", ou=EMEA),
+           "Account Manager", "3001", "carol.chen", ou=EMEA),
     # Bind-failure states, each with the RIGHT password.
     Person("pia.pass", "Pia Pass", "pia.pass@corp.example.com", "pia.pass@example.com", password=RIGHT),
     Person("dana.disabled", "Dana Disabled", "dana.disabled@corp.example.com", "dana.disabled@example.com",

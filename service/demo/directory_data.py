@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 
-from service.demo.slapd import DEFAULT_SUFFIX
+from service.demo.slapd import DEFAULT_SUFFIX, SERVICE_BIND_PASSWORD
 
 __all__ = [
     "DEPARTMENTS",
@@ -75,8 +75,17 @@ def _suffix_entry(suffix: str) -> str:
     return ldif_entry(suffix, attrs)
 
 
-def base_entries(suffix: str = DEFAULT_SUFFIX) -> str:
-    """The suffix entry, ou=people, ou=groups, ou=services and the service account (cn=okta-hook)."""
+def base_entries(
+    suffix: str = DEFAULT_SUFFIX,
+    *,
+    service_password: str = SERVICE_BIND_PASSWORD,
+    service_password_hash: str = SERVICE_PASSWORD_HASH,
+) -> str:
+    """The suffix entry, ou=people, ou=groups, ou=services and the service account (cn=okta-hook).
+
+    Each directory of the several-directory demo has a password of its own (``service_password``, its
+    ``{SSHA}`` hash made once with slappasswd so that the text stays deterministic): a configuration
+    that sends one directory's password to another is refused, as it would be in production."""
     parts = [_suffix_entry(suffix)]
     for ou in ("people", "groups", "services"):
         parts.append(ldif_entry(f"ou={ou},{suffix}", [("objectClass", "organizationalUnit"), ("ou", ou)]))
@@ -87,8 +96,8 @@ def base_entries(suffix: str = DEFAULT_SUFFIX) -> str:
                 ("objectClass", "applicationProcess"),
                 ("objectClass", "simpleSecurityObject"),
                 ("cn", "okta-hook"),
-                ("description", "Service account of okta-ldap-hook (password: demo-bind-password)"),
-                ("userPassword", SERVICE_PASSWORD_HASH),
+                ("description", f"Service account of okta-ldap-hook (password: {service_password})"),
+                ("userPassword", service_password_hash),
             ],
         )
     )

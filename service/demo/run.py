@@ -1,9 +1,11 @@
 """``okta-ldap-hook demo``: the service on a throwaway slapd seeded with demo users, or (``--directory
 ad``, ``make run DIRECTORY=ad``) on a Samba AD domain controller holding corp.example.com
-(:mod:`service.demo.ad_data`), configured as the README's AD example (``data/ad-config.yaml``).
+(:mod:`service.demo.ad_data`), configured as the README's AD example (``data/ad-config.yaml``), or
+(``--directory several``) on three slapds: the demo directory and an EMEA one as account directories,
+routed by domain, and an HR directory joined by employeeNumber (``data/several-config.yaml``).
 
-Everything runs in this process and its directory child, on loopback; Ctrl-C stops both and removes the
-temporary directory.
+Everything runs in this process and its directory children, on loopback; Ctrl-C stops them all and
+removes the temporary directory.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +27,17 @@ from service.ports import busy_message
 
 if TYPE_CHECKING:
     from service.demo.samba import SambaDC
+    from service.demo.slapd import Slapd
 
 DEMO_SECRET = "demo-hook-secret"
 BIND_PASSWORD_ENV = "LDAP_BIND_PASSWORD"
+#: Where several-config.yaml reads each directory's bind password (each directory has its own).
+SEVERAL_PASSWORD_ENVS = {
+    "accounts": BIND_PASSWORD_ENV,
+    "emea": "EMEA_BIND_PASSWORD",
+    "hr": "HR_BIND_PASSWORD",
+}
+CONFIG_FILES = {"openldap": "demo-config.yaml", "ad": "ad-config.yaml", "several": "several-config.yaml"}
 
 
 def ad_document(dc: SambaDC) -> dict[str, Any]:
@@ -40,9 +51,28 @@ def ad_document(dc: SambaDC) -> dict[str, Any]:
     return document
 
 
+def several_document(servers: Mapping[str, Slapd]) -> dict[str, Any]:
+    """service/demo/data/several-config.yaml pointed at ``servers`` (directory name -> its slapd: accounts,
+    emea, hr): each directory's StartTLS URL and CA. The bind passwords stay in the environment variables
+    the file names (:data:`SEVERAL_PASSWORD_ENVS`)."""
+    data = importlib.resources.files("service.demo") / "data"
+    document: dict[str, Any] = yaml.safe_load((data / "several-config.yaml").read_text(encoding="utf-8"))
+    directories = document["directories"]
+    if set(servers) != set(directories):
+        raise ValueError(f"several-config.yaml names {sorted(directories)}, servers given for {sorted(servers)}")
+    for name, server in servers.items():
+        directories[name].update(urls=[server.url], start_tls=True, ca_file=str(server.ca_file))
+    return document
+
+
+def several_passwords(servers: Mapping[str, Slapd]) -> dict[str, str]:
+    """The environment several_document's configuration reads its bind passwords from."""
+    return {SEVERAL_PASSWORD_ENVS[name]: server.service_bind_password for name, server in servers.items()}
+
+
 def run_demo(hook_port: int, ops_port: int, directory: str = "openldap") -> int:
-    """The service on a throwaway directory: a slapd with the demo users (``openldap``), or a Samba AD
-    domain controller with the README's AD example (``ad``)."""
+    """The service on throwaway directories: a slapd with the demo users (``openldap``), a Samba AD
+    domain controller with the README's AD example (``ad``), or three slapds (``several``)."""
     from service.server import serve
     from service.settings import load_secrets, parse_settings
     from service.telemetry import Telemetry, configure_logging
@@ -54,14 +84,18 @@ def run_demo(hook_port: int, ops_port: int, directory: str = "openldap") -> int:
         print(f"okta-ldap-hook demo: {busy}", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="okta-ldap-hook-demo-") as workdir, ExitStack() as stack:
+        passwords = {BIND_PASSWORD_ENV: SERVICE_BIND_PASSWORD}
         if directory == "ad":
             document, where = _on_samba(Path(workdir), stack)
+        elif directory == "several":
+            document, where, passwords = _on_several_slapds(Path(workdir), stack)
         else:
             document, where = _on_slapd(Path(workdir), stack)
         document["server"].update(hook_port=hook_port, ops_port=ops_port)
-        settings = parse_settings(document, origin="ad-config.yaml" if directory == "ad" else "demo-config.yaml")
+        settings = parse_settings(document, origin=CONFIG_FILES[directory])
         os.environ.setdefault("OKTA_HOOK_SECRET", DEMO_SECRET)
-        os.environ.setdefault(BIND_PASSWORD_ENV, SERVICE_BIND_PASSWORD)
+        for name, value in passwords.items():
+            os.environ.setdefault(name, value)
         secrets = load_secrets(settings)
         configure_logging(settings.logging.level, settings.logging.format, settings.auth.header)
         event = Path(str(data / "registration-event.json"))
@@ -83,6 +117,29 @@ def _on_slapd(workdir: Path, stack: ExitStack) -> tuple[dict[str, Any], str]:
     document["directory"].update(start_tls=True, ca_file=str(slapd.ca_file))
     document["hooks"]["password_import"] = {"subject": "login", "deadline_seconds": 2.5}
     return document, f"{slapd.url}  (users under ou=people,dc=example,dc=com)"
+
+
+def _on_several_slapds(workdir: Path, stack: ExitStack) -> tuple[dict[str, Any], str, dict[str, str]]:
+    from service.demo.emea_data import EMEA_SERVICE_BIND_PASSWORD, EMEA_SUFFIX, emea_ldif
+    from service.demo.hr_data import HR_SERVICE_BIND_PASSWORD, HR_SUFFIX, hr_ldif
+    from service.demo.slapd import Slapd, demo_ldif
+
+    servers = {
+        "accounts": stack.enter_context(Slapd(workdir / "accounts", demo_ldif())),
+        "emea": stack.enter_context(
+            Slapd(workdir / "emea", emea_ldif(), suffix=EMEA_SUFFIX, service_bind_password=EMEA_SERVICE_BIND_PASSWORD)
+        ),
+        "hr": stack.enter_context(
+            Slapd(workdir / "hr", hr_ldif(), suffix=HR_SUFFIX, service_bind_password=HR_SERVICE_BIND_PASSWORD)
+        ),
+    }
+    where = (
+        f"{servers['accounts'].url}  (accounts: users under ou=people,dc=example,dc=com)\n"
+        f"                   {servers['emea'].url}  (emea: users @emea.example.com, ou=people,{EMEA_SUFFIX})\n"
+        f"                   {servers['hr'].url}  (hr: joined by employeeNumber, ou=people,{HR_SUFFIX})\n"
+        "                   configuration: service/demo/data/several-config.yaml"
+    )
+    return several_document(servers), where, several_passwords(servers)
 
 
 def _on_samba(workdir: Path, stack: ExitStack) -> tuple[dict[str, Any], str]:

@@ -377,6 +377,7 @@ class Slapd:
         suffix: str = DEFAULT_SUFFIX,
         ca: CertificateAuthority | None = None,
         memberof: MemberOfMode = "overlay",
+        service_bind_password: str = SERVICE_BIND_PASSWORD,
     ) -> None:
         if memberof not in ("dynlist", "overlay"):
             raise ValueError(f"memberof must be 'dynlist' or 'overlay', not {memberof!r}")
@@ -392,7 +393,8 @@ class Slapd:
         self.admin_dn = f"cn=admin,{suffix}"
         self.admin_password = ADMIN_PASSWORD
         self.service_bind_dn = f"cn=okta-hook,ou=services,{suffix}"
-        self.service_bind_password = SERVICE_BIND_PASSWORD
+        # What the LDIF's service account was given (the LDIF holds its hash): tests and the demo bind with it.
+        self.service_bind_password = service_bind_password
         self.ca = ca if ca is not None else make_ca(self.workdir / "ca")
         self.ca_file = self.ca.cert_file
         self.conf_file = self.workdir / "slapd.conf"
