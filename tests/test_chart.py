@@ -737,6 +737,36 @@ def test_schema_keeps_join_out_of_the_one_directory_form() -> None:
         render_objects({"config": {"directory": {"join": {"attribute": "employeeID"}}}})
 
 
+def _documented_several_directory_values() -> dict[str, dict[str, Any]]:
+    """The several-directory examples of values.yaml (commented out) and docs/install.md, as values."""
+    lines = (CHART_DIR / "values.yaml").read_text().splitlines()
+    start = lines.index("  # directory: null")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  # ") or line.startswith("  # ..."):
+            break
+        block.append("  " + line[len("  # ") :])
+    in_values = yaml.safe_load("config:\n" + "\n".join(block))
+    in_values["secret"] = {"directoryBindPasswords": {"corp": "corp-password", "hr": "hr-password"}}
+    install = (REPO_ROOT / "docs" / "install.md").read_text()
+    section = install[install.index("## 5. Several directories") :]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert example is not None
+    return {"values.yaml": in_values, "docs/install.md": yaml.safe_load(example.group(1))}
+
+
+@pytest.mark.parametrize("where", ["values.yaml", "docs/install.md"])
+def test_documented_several_directory_examples_render(where: str) -> None:
+    values = _documented_several_directory_values()[where]
+    r = render_objects(values)
+    directories = service_config(r)["directories"]
+    assert set(directories) == set(values["config"]["directories"]) == {"corp", "hr"}
+    spec, container = deployment(r)["spec"]["template"]["spec"], main_container(r)
+    for section in directories.values():
+        mounted_file(spec, container, section["bind_password_file"])
+    assert directories["hr"]["join"] == {"attribute": "employeeID"}
+
+
 def test_several_directories_config_is_what_the_service_parses() -> None:
     """The contract with the service (service/settings.py): the rendered config.directories parses, each
     directory reading its own password file and CA bundle."""
