@@ -39,12 +39,14 @@ from chart_tools import (
     ci_values_files,
     lint,
     load_values,
+    render,
     render_objects,
 )
 
 from service import cli
 
 CASES = {"default": None} | {path.name.removesuffix("-values.yaml"): path for path in ci_values_files()}
+SEVERAL = "several-directories"  # ci/several-directories-values.yaml: corp and emea (AD), hr joined by employeeID
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 SECRET_DIR = "/var/run/secrets/okta-ldap-hook"
 
@@ -100,20 +102,38 @@ def container_ports(container: dict[str, Any]) -> dict[str, int]:
 
 
 def mounted_file(spec: dict[str, Any], container: dict[str, Any], path: str) -> dict[str, Any]:
-    """The volume source that provides file `path` in `container`, as {volume, key}; fails if none."""
+    """The volume source that provides file `path` in `container`, as {volume, key, kind, name} (kind
+    "secret" or "configMap", name: the object's); a projected volume's sources are searched. Fails if none."""
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     for mount in container["volumeMounts"]:
         prefix = mount["mountPath"].rstrip("/") + "/"
         if not path.startswith(prefix):
             continue
         volume = volumes[mount["name"]]
-        source = volume.get("secret") or volume.get("configMap")
-        assert source is not None, f"{path} is on volume {mount['name']}, which is not a Secret/ConfigMap"
-        for item in source.get("items", []):
-            if item["path"] == path[len(prefix) :]:
-                return {"volume": volume, "key": item["key"]}
+        if "projected" in volume:
+            sources = [(kind, s[kind]) for s in volume["projected"]["sources"] for kind in s]
+        else:
+            sources = [(kind, volume[kind]) for kind in ("secret", "configMap") if kind in volume]
+        assert sources, f"{path} is on volume {mount['name']}, which is not a Secret/ConfigMap"
+        found = [
+            {"volume": volume, "key": item["key"], "kind": kind, "name": source.get("secretName") or source["name"]}
+            for kind, source in sources
+            for item in source.get("items", [])
+            if item["path"] == path[len(prefix) :]
+        ]
+        assert len(found) <= 1, f"{path}: provided twice by volume {mount['name']}"
+        if found:
+            return found[0]
         raise AssertionError(f"{path}: volume {mount['name']} has no item with that path")
     raise AssertionError(f"{path} is not on any mounted volume")
+
+
+def directory_sections(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The directory sections of a service config (or of chart values' `config`), by values path:
+    {"config.directory": ...} for the one-directory form, {"config.directories.<name>": ...} otherwise."""
+    if config.get("directories"):
+        return {f"config.directories.{name}": section for name, section in config["directories"].items()}
+    return {"config.directory": config["directory"]}
 
 
 # ------------------------------------------------------------------------------------ values / schema
@@ -138,17 +158,29 @@ def _leaf_paths(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...
     return [prefix]
 
 
+def _resolved(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """`node`, or the definition it is: a local $ref, or an allOf holding one (config.directory)."""
+    if "$ref" in node:
+        return schema["definitions"][node["$ref"].removeprefix("#/definitions/")]
+    for part in node.get("allOf", []):
+        if "$ref" in part:
+            return _resolved(schema, part)
+    return node
+
+
 def test_values_schema_declares_every_value_and_closes_the_chart_own_objects() -> None:
     schema = _schema()
     for path in _leaf_paths(yaml.safe_load((CHART_DIR / "values.yaml").read_text())):
         node = schema
         for depth, key in enumerate(path):
+            node = _resolved(schema, node)
             if "properties" not in node:
                 # An open Kubernetes object (security context, probe fields...): validated by Kubernetes.
                 assert "object" in node.get("type", ()) and depth >= 1, path
                 break
             assert key in node["properties"], f"values.yaml key {'.'.join(path)} is not in values.schema.json"
             node = node["properties"][key]
+    assert schema["definitions"]["directory"]["additionalProperties"] is False
     assert schema["additionalProperties"] is False
     for key in ("image", "secret", "config", "networkPolicy", "metrics", "ingress", "telemetry", "service"):
         assert schema["properties"][key]["additionalProperties"] is False, key
@@ -327,6 +359,7 @@ def secret_values(case: str) -> set[str]:
     }
     secret = case_values(case)["secret"]
     found |= set(secret["hookSecrets"]) | ({secret["bindPassword"]} - {""})
+    found |= set(secret.get("directoryBindPasswords", {}).values())
     return found
 
 
@@ -359,8 +392,9 @@ def test_no_secret_value_in_configmaps_env_args_or_annotations(case: str) -> Non
     for secret in secrets:
         assert not [text for text in exposed if secret in text], "a secret value leaked into a ConfigMap/env/args"
     config = service_config(r)
-    assert "secret_env" not in config["auth"] and "bind_password_env" not in config["directory"]
-    assert not {key for key in config["directory"] if "password" in key} - {"bind_password_file"}
+    assert "secret_env" not in config["auth"]
+    for section in directory_sections(config).values():
+        assert not {key for key in section if "password" in key} - {"bind_password_file"}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -374,10 +408,12 @@ def test_secret_files_of_the_config_are_mounted_from_the_secret(case: str) -> No
     chart_secrets = r.of_kind("Secret")
     assert bool(chart_secrets) != bool(values["secret"]["existingSecret"])
     files = list(config["auth"]["secret_files"])
-    if values["config"]["directory"].get("bind_dn"):
-        files.append(config["directory"]["bind_password_file"])
-    else:
-        assert "bind_password_file" not in config["directory"]
+    rendered_sections = directory_sections(config)
+    for key, section in directory_sections(values["config"]).items():
+        if section.get("bind_dn"):
+            files.append(rendered_sections[key]["bind_password_file"])
+        else:
+            assert "bind_password_file" not in rendered_sections[key]
     assert files and all(path.startswith(SECRET_DIR + "/") for path in files)
     for path in files:
         source = mounted_file(spec, container, path)
@@ -437,19 +473,19 @@ def test_config_server_and_ca_parts_match_the_pod(case: str) -> None:
     ports = container_ports(main_container(r))
     assert config["server"] == {"host": "0.0.0.0", "hook_port": ports["hook"], "ops_port": ports["ops"]}
     assert config["auth"]["header"] == case_values(case)["okta"]["authHeader"]
-    ca = case_values(case)["ldapCa"]
-    if ca["secretName"] or ca["configMapName"]:
-        source = mounted_file(
-            deployment(r)["spec"]["template"]["spec"], main_container(r), config["directory"]["ca_file"]
-        )
-        assert source["key"] == ca["key"]
-        volume = source["volume"]
-        assert (volume.get("secret", {}).get("secretName") or volume["configMap"]["name"]) in (
-            ca["secretName"],
-            ca["configMapName"],
-        )
-    else:
-        assert "ca_file" not in config["directory"]
+    shared = case_values(case)["ldapCa"]
+    for key, section in directory_sections(config).items():
+        name = key.removeprefix("config.directories.") if key != "config.directory" else None
+        ca = shared.get("directories", {}).get(name) or shared
+        if ca.get("secretName") or ca.get("configMapName"):
+            source = mounted_file(deployment(r)["spec"]["template"]["spec"], main_container(r), section["ca_file"])
+            assert source["key"] == ca.get("key", "ca.crt")
+            assert (source["kind"], source["name"]) in (
+                ("secret", ca.get("secretName")),
+                ("configMap", ca.get("configMapName")),
+            )
+        else:
+            assert "ca_file" not in section, key
     assert main_container(r)["args"][:3] == ["serve", "--config", "/etc/okta-ldap-hook/config.yaml"]
     mounted_file(deployment(r)["spec"]["template"]["spec"], main_container(r), "/etc/okta-ldap-hook/config.yaml")
 
@@ -480,6 +516,269 @@ def test_checksum_annotation_rolls_pods_when_the_config_changes_not_the_secret()
     assert checksums(base) == checksums(base)  # deterministic
     assert checksums(base | {"config": {"logging": {"level": "debug"}}}) != checksums(base)
     assert checksums({"secret": {"hookSecrets": ["second-secret"]}}) == checksums(base)
+
+
+# ------------------------------------------------------------------------------------ several directories
+
+#: ConfigMap, Deployment and Secret as the chart rendered them before config.directories existed (issue 22),
+#: for one-directory values: default (hook secret fixed), ldaps-ca (bind password and CA), existing-secret.
+SINGLE_DIRECTORY_RENDERS = REPO_ROOT / "tests" / "data" / "chart-single-directory"
+
+
+@pytest.mark.parametrize("case", ["default", "ldaps-ca", "existing-secret"])
+def test_single_directory_values_render_byte_for_byte_as_before_several_directories(case: str) -> None:
+    """Every existing one-directory installation upgrades to an identical ConfigMap, Deployment and Secret
+    (so no rollout). The files were rendered by the chart before issue 22; regenerate them only for a
+    change meant to alter these objects."""
+    values = load_values(CASES[case]) if case != "default" else {"secret": {"hookSecrets": ["golden-okta-secret"]}}
+    files = render(values)
+    for template in ("configmap", "deployment", "secret"):
+        text = files.get(f"okta-ldap-hook/templates/{template}.yaml", "")
+        golden = SINGLE_DIRECTORY_RENDERS / f"{case}-{template}.yaml"
+        if template == "secret" and case == "existing-secret":
+            assert not golden.exists() and not text.strip()
+        else:
+            assert text == golden.read_text(), f"{case}: {template}.yaml differs from {golden.name}"
+
+
+def several_values() -> dict[str, Any]:
+    """A fresh copy of ci/several-directories-values.yaml, to change one thing in."""
+    return load_values(CASES[SEVERAL])
+
+
+def test_several_directories_each_password_and_ca_is_mounted_where_its_config_says() -> None:
+    r = rendered(SEVERAL)
+    config = service_config(r)
+    values = case_values(SEVERAL)
+    spec, container = deployment(r)["spec"]["template"]["spec"], main_container(r)
+    assert "directory" not in config and set(config["directories"]) == {"corp", "emea", "hr"}
+    chart_secret = r.one("Secret")
+    passwords = values["secret"]["directoryBindPasswords"]
+    for name, section in config["directories"].items():
+        # Everything from the values unchanged; the chart adds only the two file paths.
+        assert {k: v for k, v in section.items() if k not in ("bind_password_file", "ca_file")} == values["config"][
+            "directories"
+        ][name]
+        assert section["bind_password_file"] == f"{SECRET_DIR}/bind-password-{name}"
+        source = mounted_file(spec, container, section["bind_password_file"])
+        assert (source["kind"], source["name"], source["key"]) == ("secret", RELEASE, f"bind-password-{name}")
+        assert base64.b64decode(chart_secret["data"][source["key"]]).decode() == passwords[name]
+    assert len(set(passwords.values())) == 3  # each file holds its own directory's password
+    expected_ca = {
+        "corp": ("/etc/ssl/okta-ldap-hook/corp/ca.crt", "secret", "corp-ldap-ca", "ca.pem"),
+        "hr": ("/etc/ssl/okta-ldap-hook/hr/ca.crt", "configMap", "hr-ldap-ca", "ca.crt"),  # key by default
+        "emea": ("/etc/ssl/okta-ldap-hook/ca.crt", "secret", "enterprise-root-ca", "ca-bundle.pem"),  # shared
+    }
+    for name, (path, kind, source_name, key) in expected_ca.items():
+        assert config["directories"][name]["ca_file"] == path
+        source = mounted_file(spec, container, path)
+        assert (source["kind"], source["name"], source["key"]) == (kind, source_name, key)
+    # NetworkPolicy: every directory's port; PrometheusRule: the same rules as with one directory.
+    (policy,) = [np for np in r.of_kind("NetworkPolicy") if "helm.sh/hook" not in np["metadata"].get("annotations", {})]
+    ldap_rule = next(rule for rule in policy["spec"]["egress"] if (10389, "TCP") in _rule_ports(rule))
+    assert _rule_ports(ldap_rule) == {(3269, "TCP"), (636, "TCP"), (10389, "TCP")}
+    source_rules = yaml.safe_load((REPO_ROOT / "dashboards" / "alerts.rules.yml").read_text())
+    assert r.one("PrometheusRule")["spec"] == {"groups": source_rules["groups"]}
+
+
+def test_several_directories_anonymous_and_without_ca_get_no_files() -> None:
+    values = several_values()
+    values["config"]["directories"]["hr"].pop("bind_dn")
+    values["secret"]["directoryBindPasswords"].pop("hr")
+    values["ldapCa"] = {"directories": {"corp": {"secretName": "corp-ldap-ca"}}}
+    r = render_objects(values)
+    directories = service_config(r)["directories"]
+    assert "bind_password_file" not in directories["hr"] and "ca_file" not in directories["hr"]
+    assert "ca_file" not in directories["emea"]  # no shared bundle: the system trust store
+    assert directories["corp"]["ca_file"] == "/etc/ssl/okta-ldap-hook/corp/ca.crt"
+    assert set(r.one("Secret")["data"]) == {"hook-secret-1", "bind-password-corp", "bind-password-emea"}
+    (volume,) = [v for v in deployment(r)["spec"]["template"]["spec"]["volumes"] if v["name"] == "ldap-ca"]
+    assert volume["projected"]["sources"] == [
+        {"secret": {"name": "corp-ldap-ca", "items": [{"key": "ca.crt", "path": "corp/ca.crt"}]}}
+    ]
+    values["ldapCa"] = {"directories": {}}
+    spec = deployment(render_objects(values))["spec"]["template"]["spec"]
+    assert "ldap-ca" not in {v["name"] for v in spec["volumes"]}
+    assert "ldap-ca" not in {m["name"] for m in spec["containers"][0]["volumeMounts"]}
+
+
+def test_several_directories_passwords_from_existing_secret_keys() -> None:
+    values = several_values()
+    values["secret"] = {
+        "existingSecret": "okta-ldap-hook-credentials",
+        "existingSecretKeys": {
+            "hookSecrets": ["okta-secret"],
+            "directoryBindPasswords": {"corp": "corp-ldap-password", "emea": "emea-ldap-password", "hr": "hr-pw"},
+        },
+    }
+    r = render_objects(values)
+    assert r.of_kind("Secret") == []
+    spec, container = deployment(r)["spec"]["template"]["spec"], main_container(r)
+    for name, key in values["secret"]["existingSecretKeys"]["directoryBindPasswords"].items():
+        path = service_config(r)["directories"][name]["bind_password_file"]
+        assert path == f"{SECRET_DIR}/bind-password-{name}"
+        assert mounted_file(spec, container, path) | {"volume": None} == {
+            "volume": None,
+            "kind": "secret",
+            "name": "okta-ldap-hook-credentials",
+            "key": key,
+        }
+    for kube_version in KUBE_VERSIONS:
+        kubernetes_validate.validate(deployment(r), kube_version, strict=True)
+
+
+def _without(path: str) -> Any:
+    def change(values: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = values
+        for key in parents:
+            node = node[key]
+        del node[last]
+
+    return change
+
+
+def _with(path: str, value: Any) -> Any:
+    def change(values: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = values
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            _without("config.directory"),  # the chart's default directory stays: both forms
+            r"^.*: config\.directory and config\.directories are both set: .*set config\.directory: null",
+        ),
+        (_with("config.directories", {}), "config.directory or config.directories: configure at least one"),
+        (
+            _without("secret.directoryBindPasswords.hr"),
+            r"config\.directories\.hr\.bind_dn is set: provide "
+            r"secret\.directoryBindPasswords\.hr ",
+        ),
+        (
+            _with("secret.existingSecret", "creds"),  # existingSecretKeys.directoryBindPasswords names none
+            r"config\.directories\.corp\.bind_dn is set: .* secret\.existingSecretKeys\.directoryBindPasswords\.corp$",
+        ),
+        (
+            _with("secret.directoryBindPasswords.hrr", "typo"),
+            r"secret\.directoryBindPasswords\.hrr: hrr is not a configured directory \(corp, emea, hr\)",
+        ),
+        (
+            _with("ldapCa.directories.emae", {"secretName": "x"}),
+            r"ldapCa\.directories\.emae: emae is not a configured directory",
+        ),
+        (_with("ldapCa.directories.hr.secretName", "hr-ca"), r"ldapCa\.directories\.hr: .*not both"),
+        (_with("ldapCa.directories.emea", {"key": "ca.crt"}), r"ldapCa\.directories\.emea: set secretName or"),
+        (
+            _with("config.directories.emea.urls", ["ldap://dc1.emea.example.com"]),
+            r"password_import: .*config\.directories\.emea\.start_tls",
+        ),
+    ],
+)
+def test_several_directories_inconsistent_values_fail_naming_the_key(change: Any, message: str) -> None:
+    values = several_values()
+    values["config"]["hooks"]["password_import"] = {"subject": "login"}
+    change(values)
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render_objects(values)
+
+
+def test_password_import_allows_plain_ldap_to_a_joined_directory_only() -> None:
+    """A joined directory (hr) holds no accounts: no password is ever sent to it."""
+    values = several_values()
+    values["config"]["hooks"]["password_import"] = {"subject": "login"}
+    values["config"]["directories"]["hr"]["start_tls"] = False
+    assert service_config(render_objects(values))["directories"]["hr"]["urls"] == ["ldap://hr.example.com:10389"]
+    values["config"]["directories"]["hr"].pop("join")
+    with pytest.raises(helm.HelmRenderError, match=r"config\.directories\.hr\.start_tls"):
+        render_objects(values)
+
+
+def test_directory_bind_passwords_need_the_several_directory_form() -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"secret\.directoryBindPasswords\.corp: .*none"):
+        render_objects({"secret": {"directoryBindPasswords": {"corp": "x"}}})
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_with("config.directories.Corp", {"urls": ["ldaps://x"], "user_search": {"base_dn": "dc=x"}}), "'Corp'"),
+        (_with("config.directories.1hr", {"urls": ["ldaps://x"], "user_search": {"base_dn": "dc=x"}}), "'1hr'"),
+        (
+            _with("config.directories." + "a" * 33, {"urls": ["ldaps://x"], "user_search": {"base_dn": "dc=x"}}),
+            "a" * 33,
+        ),
+        (_with("config.directories.hr.join.identifier", True), r"/config/directories/hr/join.*oneOf"),
+        (_with("config.directories.hr.bind_password_file", "/x"), "bind_password_file"),
+        (_with("secret.directoryBindPasswords.Hr", "x"), "'Hr'"),
+        (
+            _with("secret.existingSecretKeys.directoryBindPasswords.hr", ""),
+            "/existingSecretKeys/directoryBindPasswords/hr",
+        ),
+        (_with("ldapCa.directories.hr", {"configMapName": "x", "path": "ca.crt"}), "path"),
+    ],
+)
+def test_schema_rejects_bad_directory_names_and_keys(change: Any, message: str) -> None:
+    values = several_values()
+    change(values)
+    with pytest.raises(helm.HelmValuesError, match=message):
+        render_objects(values)
+
+
+def test_schema_keeps_join_out_of_the_one_directory_form() -> None:
+    with pytest.raises(helm.HelmValuesError, match="/config/directory/join"):
+        render_objects({"config": {"directory": {"join": {"attribute": "employeeID"}}}})
+
+
+def _documented_several_directory_values() -> dict[str, dict[str, Any]]:
+    """The several-directory examples of values.yaml (commented out) and docs/install.md, as values."""
+    lines = (CHART_DIR / "values.yaml").read_text().splitlines()
+    start = lines.index("  # directory: null")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  # ") or line.startswith("  # ..."):
+            break
+        block.append("  " + line[len("  # ") :])
+    in_values = yaml.safe_load("config:\n" + "\n".join(block))
+    in_values["secret"] = {"directoryBindPasswords": {"corp": "corp-password", "hr": "hr-password"}}
+    install = (REPO_ROOT / "docs" / "install.md").read_text()
+    section = install[install.index("## 5. Several directories") :]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert example is not None
+    return {"values.yaml": in_values, "docs/install.md": yaml.safe_load(example.group(1))}
+
+
+@pytest.mark.parametrize("where", ["values.yaml", "docs/install.md"])
+def test_documented_several_directory_examples_render(where: str) -> None:
+    values = _documented_several_directory_values()[where]
+    r = render_objects(values)
+    directories = service_config(r)["directories"]
+    assert set(directories) == set(values["config"]["directories"]) == {"corp", "hr"}
+    spec, container = deployment(r)["spec"]["template"]["spec"], main_container(r)
+    for section in directories.values():
+        mounted_file(spec, container, section["bind_password_file"])
+    assert directories["hr"]["join"] == {"attribute": "employeeID"}
+
+
+def test_several_directories_config_is_what_the_service_parses() -> None:
+    """The contract with the service (service/settings.py): the rendered config.directories parses, each
+    directory reading its own password file and CA bundle."""
+    from service.settings import parse_settings
+
+    config = service_config(rendered(SEVERAL))
+    settings = parse_settings(config)
+    directories = settings.directories
+    assert set(directories) == {"corp", "emea", "hr"}
+    for name, directory in directories.items():
+        assert directory.bind_password_file == config["directories"][name]["bind_password_file"]
+        assert directory.ca_file == config["directories"][name]["ca_file"]
 
 
 # ------------------------------------------------------------------------------------ pods
@@ -626,7 +925,8 @@ def test_networkpolicy_admits_every_port_in_use(case: str) -> None:
     ingress_ports = set().union(*(_rule_ports(rule) for rule in spec["ingress"]))
     assert {(ports["hook"], "TCP"), (ports["ops"], "TCP")} <= ingress_ports
     egress_ports = set().union(*(_rule_ports(rule) for rule in spec["egress"]))
-    needed = {(53, "UDP"), (53, "TCP")} | {(p, "TCP") for p in _ldap_ports(values["config"]["directory"]["urls"])}
+    urls = [url for section in directory_sections(values["config"]).values() for url in section["urls"]]
+    needed = {(53, "UDP"), (53, "TCP")} | {(p, "TCP") for p in _ldap_ports(urls)}
     endpoint = values["telemetry"]["otlpEndpoint"]
     if endpoint:
         parts = urlsplit(endpoint)

@@ -100,9 +100,42 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- toJson $keys -}}
 {{- end -}}
 
-{{/* "true" when the directory is bound with a DN, so a bind password is mounted. */}}
+{{/* "true" when the directory is bound with a DN, so a bind password is mounted (one-directory form). */}}
 {{- define "okta-ldap-hook.bindsWithPassword" -}}
-{{- if .Values.config.directory.bind_dn -}}true{{- end -}}
+{{- if and .Values.config.directory .Values.config.directory.bind_dn -}}true{{- end -}}
+{{- end -}}
+
+{{/* The configured directories as a JSON list of {name, key, config}: `key` is where its values live
+(for messages). The one-directory form is one entry named "" with key config.directory. Sorted by name. */}}
+{{- define "okta-ldap-hook.directoryList" -}}
+{{- $list := list -}}
+{{- if .Values.config.directories -}}
+{{- range $name, $directory := .Values.config.directories -}}
+{{- if $directory -}}
+{{- $list = append $list (dict "name" $name "key" (printf "config.directories.%s" $name) "config" $directory) -}}
+{{- end -}}
+{{- end -}}
+{{- else if .Values.config.directory -}}
+{{- $list = list (dict "name" "" "key" "config.directory" "config" .Values.config.directory) -}}
+{{- end -}}
+{{- toJson $list -}}
+{{- end -}}
+
+{{/* config.directories: JSON list of {name, key, path} for each directory bound with a DN: its bind
+password is Secret key `key`, mounted as file `path` (bind-password-<name>) of the secret directory. */}}
+{{- define "okta-ldap-hook.directoryBindPasswords" -}}
+{{- $entries := list -}}
+{{- range $name, $directory := .Values.config.directories -}}
+{{- if and $directory $directory.bind_dn -}}
+{{- $path := printf "bind-password-%s" $name -}}
+{{- $key := $path -}}
+{{- if $.Values.secret.existingSecret -}}
+{{- $key = index (default (dict) $.Values.secret.existingSecretKeys.directoryBindPasswords) $name | default "" -}}
+{{- end -}}
+{{- $entries = append $entries (dict "name" $name "key" $key "path" $path) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $entries -}}
 {{- end -}}
 
 {{- define "okta-ldap-hook.bindPasswordKey" -}}
@@ -131,6 +164,29 @@ bind-password
 {{- end -}}
 {{- end -}}
 
+{{/* config.directories: JSON object name -> CA file of each directory that has one: its own
+ldapCa.directories.<name> at <name>/ca.crt, else the shared ldapCa bundle (when set). */}}
+{{- define "okta-ldap-hook.directoryCaFiles" -}}
+{{- $files := dict -}}
+{{- $own := default (dict) .Values.ldapCa.directories -}}
+{{- $shared := include "okta-ldap-hook.caFile" . -}}
+{{- range $name, $directory := .Values.config.directories -}}
+{{- if and $directory (index $own $name) -}}
+{{- $_ := set $files $name (printf "/etc/ssl/okta-ldap-hook/%s/ca.crt" $name) -}}
+{{- else if and $directory $shared -}}
+{{- $_ := set $files $name $shared -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $files -}}
+{{- end -}}
+
+{{/* config.directories: "true" when some CA bundle is mounted (one projected volume for all of them). */}}
+{{- define "okta-ldap-hook.directoryCaVolume" -}}
+{{- if .Values.config.directories -}}
+{{- if or (include "okta-ldap-hook.caFile" .) (include "okta-ldap-hook.directoryCaFiles" . | fromJson) -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* ----------------------------------------------------------------------------- config */}}
 
 {{/* The service's config.yaml: values.config plus the parts the chart owns. */}}
@@ -152,12 +208,25 @@ bind-password
 {{- end -}}
 {{- end -}}
 {{- $_ := set $cfg "auth" $auth -}}
+{{- if $cfg.directories -}}
+{{- $_ := unset $cfg "directory" -}}
+{{- range $name, $directory := $cfg.directories -}}
+{{- if not $directory -}}{{- $_ := unset $cfg.directories $name -}}{{- end -}}
+{{- end -}}
+{{- range (include "okta-ldap-hook.directoryBindPasswords" . | fromJsonArray) -}}
+{{- $_ := set (index $cfg.directories .name) "bind_password_file" (printf "%s/%s" $secretDir .path) -}}
+{{- end -}}
+{{- range $name, $file := (include "okta-ldap-hook.directoryCaFiles" . | fromJson) -}}
+{{- $_ := set (index $cfg.directories $name) "ca_file" $file -}}
+{{- end -}}
+{{- else -}}
 {{- $directory := $cfg.directory -}}
 {{- if include "okta-ldap-hook.bindsWithPassword" . -}}
 {{- $_ := set $directory "bind_password_file" (printf "%s/%s" $secretDir (include "okta-ldap-hook.bindPasswordKey" .)) -}}
 {{- end -}}
 {{- with include "okta-ldap-hook.caFile" . -}}
 {{- $_ := set $directory "ca_file" . -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
@@ -175,16 +244,19 @@ bind-password
 
 {{/* ----------------------------------------------------------------------------- network */}}
 
-{{/* JSON list of the TCP ports of config.directory.urls (389 for ldap://, 636 for ldaps:// by default). */}}
+{{/* JSON list of the TCP ports of every directory's urls (config.directory or each of
+config.directories), 389 for ldap://, 636 for ldaps:// by default; in order of first use. */}}
 {{- define "okta-ldap-hook.ldapPorts" -}}
 {{- $ports := list -}}
-{{- range .Values.config.directory.urls -}}
+{{- range (include "okta-ldap-hook.directoryList" . | fromJsonArray) -}}
+{{- range .config.urls -}}
 {{- $url := urlParse . -}}
 {{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
 {{- if not $port -}}
 {{- $port = ternary "636" "389" (eq $url.scheme "ldaps") -}}
 {{- end -}}
 {{- $ports = append $ports (int $port) -}}
+{{- end -}}
 {{- end -}}
 {{- toJson ($ports | uniq) -}}
 {{- end -}}
@@ -223,12 +295,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.ldapCa.secretName .Values.ldapCa.configMapName -}}
 {{- fail "ldapCa: set secretName or configMapName, not both" -}}
 {{- end -}}
-{{- $directory := .Values.config.directory -}}
+{{- if and .Values.config.directory .Values.config.directories -}}
+{{- fail "config.directory and config.directories are both set: use one form. With config.directories, set config.directory: null (the chart's default values set config.directory)" -}}
+{{- end -}}
+{{- $directories := include "okta-ldap-hook.directoryList" . | fromJsonArray -}}
+{{- if not $directories -}}
+{{- fail "config.directory or config.directories: configure at least one directory" -}}
+{{- end -}}
+{{- range $directories -}}
+{{- $entry := . -}}
 {{- range $key := list "bind_password" "bind_password_env" "bind_password_file" "ca_file" -}}
-{{- if hasKey $directory $key -}}
-{{- fail (printf "config.directory.%s is set by the chart: use secret.* and ldapCa.* instead" $key) -}}
+{{- if hasKey $entry.config $key -}}
+{{- fail (printf "%s.%s is set by the chart: use secret.* and ldapCa.* instead" $entry.key $key) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- include "okta-ldap-hook.validateDirectories" . -}}
 {{- range $key := list "server" "auth" -}}
 {{- if hasKey $.Values.config $key -}}
 {{- fail (printf "config.%s is set by the chart: use containerPorts, okta.authHeader and secret.* instead" $key) -}}
@@ -250,12 +332,50 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail "config.hooks: configure at least one of registration, token, saml, user_import, password_import" -}}
 {{- end -}}
 {{- if not (kindIs "invalid" (index .Values.config.hooks "password_import")) -}}
+{{- range $directories -}}
 {{- $plain := false -}}
-{{- range .Values.config.directory.urls -}}
+{{- range .config.urls -}}
 {{- if hasPrefix "ldap://" . -}}{{- $plain = true -}}{{- end -}}
 {{- end -}}
-{{- if and $plain (not .Values.config.directory.start_tls) -}}
-{{- fail "config.hooks.password_import: passwords go to the directory only over TLS; use ldaps:// URLs or set config.directory.start_tls" -}}
+{{- /* A directory with `join` never verifies a password (it holds no accounts). */ -}}
+{{- if and $plain (not .config.start_tls) (not .config.join) -}}
+{{- fail (printf "config.hooks.password_import: passwords go to the directory only over TLS; use ldaps:// URLs or set %s.start_tls" .key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The secrets and CA bundles of config.directories (the per-directory values name known directories). */}}
+{{- define "okta-ldap-hook.validateDirectories" -}}
+{{- $names := keys (default (dict) .Values.config.directories) | sortAlpha -}}
+{{- $known := printf "(%s)" (join ", " $names) -}}
+{{- if not $names -}}{{- $known = "(none: config.directories is not set)" -}}{{- end -}}
+{{- $secret := .Values.secret -}}
+{{- $perName := dict
+  "secret.directoryBindPasswords" $secret.directoryBindPasswords
+  "secret.existingSecretKeys.directoryBindPasswords" $secret.existingSecretKeys.directoryBindPasswords
+  "ldapCa.directories" .Values.ldapCa.directories -}}
+{{- range $valuesKey, $map := $perName -}}
+{{- range $name, $_ := (default (dict) $map) -}}
+{{- if not (has $name $names) -}}
+{{- fail (printf "%s.%s: %s is not a configured directory %s" $valuesKey $name $name $known) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range (include "okta-ldap-hook.directoryBindPasswords" . | fromJsonArray) -}}
+{{- if $secret.existingSecret -}}
+{{- if not .key -}}
+{{- fail (printf "config.directories.%s.bind_dn is set: name the key of secret.existingSecret holding its password in secret.existingSecretKeys.directoryBindPasswords.%s" .name .name) -}}
+{{- end -}}
+{{- else if not (index (default (dict) $secret.directoryBindPasswords) .name) -}}
+{{- fail (printf "config.directories.%s.bind_dn is set: provide secret.directoryBindPasswords.%s (or secret.existingSecret with secret.existingSecretKeys.directoryBindPasswords.%s)" .name .name .name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $ca := (default (dict) .Values.ldapCa.directories) -}}
+{{- if and $ca.secretName $ca.configMapName -}}
+{{- fail (printf "ldapCa.directories.%s: set secretName or configMapName, not both" $name) -}}
+{{- else if not (or $ca.secretName $ca.configMapName) -}}
+{{- fail (printf "ldapCa.directories.%s: set secretName or configMapName" $name) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
