@@ -16,7 +16,8 @@ from okta_spec import registration_for
 from support.config import directory_config, service_config
 from support.fakes import FakeClock, FakeDirectory, person, until
 
-from service.directory import DeadlineExceeded, DirectoryEntry, DirectoryError, UserSearch
+from service.cache import CachedDirectory
+from service.directory import DeadlineExceeded, DirectoryEntry, DirectoryError, UserDirectory, UserSearch
 from service.federation import Federation, PasswordHolders
 from service.hooks.base import EnrichingHook, reads
 from service.hooks.password_import import PasswordImportHook
@@ -79,7 +80,8 @@ def settings_with(named: dict[str, Any] | None = None, **registration: Any) -> S
 class World:
     """The three fake directories of :func:`directories`, and a registration hook over them."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, cached: bool = False) -> None:
+        """``cached``: each directory behind a cache of its own, with the section's cache policy."""
         self.clock = FakeClock()
         self.settings = settings or settings_with()
         named = self.settings.directory_set().named
@@ -99,7 +101,12 @@ class World:
         }
         section = self.settings.hooks.registration
         assert section is not None
-        plan = Federation.plan(self.settings.directory_set(), reads(section.rules()), self.fakes.__getitem__)
+
+        def directory_of(name: str) -> UserDirectory:
+            fake = self.fakes[name]
+            return CachedDirectory(fake, section.cache, clock=self.clock) if cached else fake
+
+        plan = Federation.plan(self.settings.directory_set(), reads(section.rules()), directory_of)
         self.hook = EnrichingHook(HookType.REGISTRATION, section, plan)
 
     def answer(self, email: str) -> Any:
@@ -288,6 +295,23 @@ def test_a_partial_answer_is_not_replayed_to_okta_retry() -> None:
 
     assert first.outcome.value == "enriched_partial"
     assert second.outcome.value == "enriched" and second.cache != "replay"
+
+
+def test_each_directorys_part_is_cached_and_served_stale_on_its_own() -> None:
+    """HR fails after Ann's answer was cached: her HR part is served stale (the answer says so), while
+    corp, whose entry is no longer fresh and which answers, gives its current title."""
+    world = World(settings_with(cache={"fresh_seconds": 60, "stale_seconds": 3600, "replay_seconds": 0}), cached=True)
+    assert profile(world.answer(ANN))["department"] == "Engineering"
+    world.clock.advance(120)  # past fresh_seconds: each directory is asked again
+    world.fakes["corp"].put(ANN, person(ANN, title="Principal Engineer", employeeNumber="1001"))
+    world.fakes["hr"].fail(DirectoryError("connect", "down"))
+
+    result = world.answer(ANN)
+
+    assert result.outcome.value == "enriched_stale"
+    assert profile(result) == {"title": "Principal Engineer", "department": "Engineering", "costCenter": "CC-10"}
+    assert result.body["debugContext"]["cache"] == "stale" and result.error_kind == "connect"
+    assert world.fakes["corp"].calls == 2 and world.fakes["hr"].calls == 2
 
 
 def test_a_directory_no_rule_reads_is_never_asked() -> None:
