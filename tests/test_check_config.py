@@ -16,6 +16,7 @@ from support.config import DEMO_CONFIG, REPO
 from support.servers import HangingServer
 
 from service import cli
+from service.demo.run import several_document, several_passwords
 from service.demo.slapd import SERVICE_BIND_PASSWORD, Slapd
 
 ENV = {"PATH": "/usr/bin:/bin", "OKTA_HOOK_SECRET": "s", "LDAP_BIND_PASSWORD": SERVICE_BIND_PASSWORD}
@@ -154,3 +155,45 @@ def test_serve_names_the_file_of_a_secret_error_too(tmp_path: Path, probe: bool)
 
     assert result.returncode == 2
     assert f"{path}: auth.secret_env: environment variable OKTA_HOOK_SECRET is not set or empty" in result.stderr
+
+
+def test_several_directories_are_each_probed_and_the_sample_says_where_each_value_came_from(
+    slapd: Slapd, emea_slapd: Slapd, hr_slapd: Slapd, tmp_path: Path, check, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's several-directory configuration: every server of every directory bound, the sample's
+    directory named, each mapped Okta name with the directory its value came from, and no value."""
+    servers = {"accounts": slapd, "emea": emea_slapd, "hr": hr_slapd}
+    path = tmp_path / "several.yaml"
+    path.write_text(yaml.safe_dump(several_document(servers)))
+    for name, value in several_passwords(servers).items():
+        monkeypatch.setenv(name, value)
+
+    result = check(path, "--sample", "rosario.jones@example.com")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for server in servers.values():
+        assert f"{server.url.removeprefix('ldap://')}: bind ok" in lines
+    assert "sample: held by accounts" in lines
+    assert "sample: hr: joined" in lines
+    assert "sample: hooks.registration.profile.department <- hr: 1 value" in lines
+    assert "sample: hooks.registration.profile.groups <- accounts: 2 values" in lines
+    assert "Platform Engineering" not in result.stdout  # the person's values are not printed
+    assert lines[-1] == "probe: ok"
+
+
+def test_a_refused_bind_names_the_directory_that_refused_it(
+    slapd: Slapd, emea_slapd: Slapd, hr_slapd: Slapd, tmp_path: Path, check, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    servers = {"accounts": slapd, "emea": emea_slapd, "hr": hr_slapd}
+    path = tmp_path / "several.yaml"
+    path.write_text(yaml.safe_dump(several_document(servers)))
+    for name, value in several_passwords(servers).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HR_BIND_PASSWORD", "wrong-password-value")
+
+    result = check(path)
+
+    assert result.returncode == 1
+    assert "directories.hr: the bind was refused; check directories.hr.bind_dn and its password" in result.stdout
+    assert "directories.emea: the bind was refused" not in result.stdout

@@ -279,3 +279,17 @@ def several_document_hr(hr: Slapd) -> dict[str, Any]:
     section: dict[str, Any] = document["directories"]["hr"]
     section["join"] = {"attribute": "employeeID"}
     return section
+
+
+def test_two_hr_records_for_one_join_value_leave_hrs_part_missing(
+    slapd: Slapd, emea_slapd: Slapd, hr_slapd: Slapd, start_in_process: Callable[..., InProcessService]
+) -> None:
+    """Alice's employee number (1003) is held by two HR records: HR's part is ambiguous, so it is left
+    out rather than guessed; her account directory's values are answered."""
+    service = start_several(start_in_process, {"accounts": slapd, "emea": emea_slapd, "hr": hr_slapd})
+
+    answer = register(service, "alice.wong@example.com")
+
+    assert context(answer)["outcome"] == "enriched_partial"
+    assert context(answer)["missingDirectories"] == "hr:ambiguous"
+    assert set(profile(answer)) == {"employeeNumber", "groups"}
