@@ -49,6 +49,8 @@ from service.telemetry.cache import FeedTelemetry
 from service.telemetry.requests import RequestObservation
 
 App = Sanic[Config, SimpleNamespace]
+#: The metric label of the one directory of ``directory:`` (several directories: their configured names).
+DEFAULT_DIRECTORY = "default"
 Handler = Callable[[Request], Coroutine[Any, Any, HTTPResponse]]
 
 #: Okta's answer as Sanic's ``json()`` writes it (``json.dumps`` with compact separators), with the
@@ -81,11 +83,11 @@ class _Wiring:
         cache = CachedDirectory(
             self.directory,
             policy,
-            self.telemetry.cache(hook_type),
+            self.telemetry.cache(hook_type, DEFAULT_DIRECTORY),
             refresh_budget_seconds=deadline_seconds,
             feed=self.feed,
         )
-        self.telemetry.watch_cache(hook_type, cache.__len__)
+        self.telemetry.watch_cache(hook_type, DEFAULT_DIRECTORY, cache.__len__)
         self.caches.append(cache)
         return cache
 
@@ -131,12 +133,18 @@ def create_apps(
         app.config.update(SANIC_CONFIG)
     state = ServiceState()
     telemetry.credential_files.watch(secrets.files())
-    directory = Directory(settings.directory, secrets.bind_password, telemetry.directory, secrets.ca_bundle)
+    observer = telemetry.directory_observer(DEFAULT_DIRECTORY)
+    directory = Directory(settings.directory, secrets.bind_password, observer, secrets.ca_bundle)
+    telemetry.watch_directory(DEFAULT_DIRECTORY, observer.up)
     feed = settings.directory.change_feed
     health = FeedHealth(feed.max_lag_seconds) if feed is not None else None
     wiring = _Wiring(directory, telemetry, health)
     hooks = _hooks(settings, wiring, telemetry)
-    sink = None if health is None else _FeedSink(wiring, health, telemetry.change_feed(health.lag, health.current))
+    sink = (
+        None
+        if health is None
+        else _FeedSink(wiring, health, telemetry.change_feed(DEFAULT_DIRECTORY, health.lag, health.current))
+    )
     verifier, issuer_keys = _authenticator(settings, secrets, telemetry)
     _route_hooks(hook_app, hooks, verifier, telemetry, state)
     flush_caches = _flusher(hooks, wiring, telemetry)
@@ -152,8 +160,10 @@ def _hooks(settings: Settings, wiring: _Wiring, telemetry: Telemetry) -> list[Ho
         hooks.append(hook_type.create(section, wiring))
         if hook_type.kind.verifications:
             telemetry.declare_password_verifications(hook_type.kind.verifications)
-    telemetry.declare({hook.type.value: can_deny(hook.type) for hook in hooks}, wiring.directory.servers)
-    telemetry.watch_pool(wiring.directory.pool_state)
+    telemetry.declare(
+        {hook.type.value: can_deny(hook.type) for hook in hooks}, {DEFAULT_DIRECTORY: wiring.directory.servers}
+    )
+    telemetry.watch_pool(DEFAULT_DIRECTORY, wiring.directory.pool_state)
     return hooks
 
 
