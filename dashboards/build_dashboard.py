@@ -744,9 +744,10 @@ def directory_row() -> list[Panel]:
             "Directory up",
             "UP while at least one of this directory's servers passed its last background check (every 15 s) "
             "on every pod. DOWN for 2 minutes raises OktaHookDirectoryDown.",
-            f"min(okta_hook_directory_up{{{DSEL}}})",
+            f"min by (directory) (okta_hook_directory_up{{{DSEL}}})",
             "none",
             thresholds((None, "red"), (1, "green")),
+            legend="{{directory}}",
             mappings=UP_DOWN,
         )
         | {"_size": (4, 8)},
