@@ -11,7 +11,8 @@ grafana-foundation-sdk (1769699998!10.1.0) was tried for the panel helpers: 95 l
 panel definitions unchanged, but it emits schemaVersion 36, extra defaults and no panel ids, so the
 committed JSON would change wholesale for a 10 % shorter source; not adopted.
 Rows read top-down from "are Okta logins at risk?" to "why": Okta risk, answers to Okta, deadline and
-timeouts, directory, saturation and versions. tests/test_dashboards.py checks the structure and every query.
+timeouts, cache, directory, one row per configured directory (repeated over the `directory` variable),
+credentials, saturation and versions. tests/test_dashboards.py checks the structure and every query.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ TITLE = "Okta LDAP hook"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 REPO_URL = "https://github.com/okta-ldap-hook/okta-ldap-hook/blob/main"
 
-# Every selector carries the dashboard's job and namespace variables.
+# Every selector carries the dashboard's job and namespace variables; a series labelled by directory (the
+# configured name: "default" for the one-directory form) also carries the directory variable.
 SEL = 'job=~"$job",namespace=~"$namespace"'
+DSEL = f'{SEL},directory=~"$directory"'
 HOOKS = f'{SEL},route=~"/hooks/.+"'
 REQ_BUCKET = "http_server_request_duration_seconds_bucket"
 REQ_COUNT = "http_server_request_duration_seconds_count"
@@ -38,8 +41,14 @@ REQ_COUNT = "http_server_request_duration_seconds_count"
 GOOD = f'{REQ_BUCKET}{{{HOOKS},le="2.5",status_code!~"5..",status_code!~"408|499"}}'
 ALL_CALLS = f'{REQ_COUNT}{{{HOOKS},status_code!~"408|499"}}'
 RI = "$__rate_interval"
+# Answers that could carry directory data, and those that left without all of it (a fallback, or
+# enriched_partial: a directory's part missing), as OktaHookUsersNotEnriched counts them.
+ENRICHABLE = 'outcome!~"no_match|refused_identifier|unauthorized|bad_request|client_closed"'
+NOT_ENRICHED = 'outcome!~"enriched|enriched_stale|no_match|refused_identifier|unauthorized|bad_request|client_closed"'
 
 Panel = dict[str, Any]
+#: A row: its title, its panels, and the variable it is repeated over (None: shown once).
+Section = tuple[str, list[Panel], str | None]
 
 
 def target(
@@ -312,20 +321,48 @@ def rows() -> list[tuple[str, list[Panel]]]:
         ),
         stat(
             "Directory servers",
-            "Result of the background check of each configured LDAP server (every 15 s); DOWN when any pod "
-            "fails to reach it. All DOWN: every call gets a fallback (OktaHookDirectoryDown).",
-            f"min by (server) (okta_hook_ldap_up{{{SEL}}})",
+            "Result of the background check of each configured LDAP server (every 15 s), by directory; DOWN "
+            "when any pod fails to reach it. All of a directory's servers DOWN: OktaHookDirectoryDown.",
+            f"min by (directory, server) (okta_hook_ldap_up{{{DSEL}}})",
             "none",
             thresholds((None, "red"), (1, "green")),
-            legend="{{server}}",
+            legend="{{directory}} {{server}}",
             mappings=UP_DOWN,
         ),
+        stat(
+            "Directories",
+            "Each configured directory (default: the one-directory form), UP while at least one of its "
+            "servers passed its last check on every pod. DOWN for 2 minutes: OktaHookDirectoryDown. An "
+            "account directory down turns its people's answers into fallbacks; a secondary one (joined, e.g. "
+            "HR) into partial answers.",
+            f"min by (directory) (okta_hook_directory_up{{{DSEL}}})",
+            "none",
+            thresholds((None, "red"), (1, "green")),
+            legend="{{directory}}",
+            mappings=UP_DOWN,
+        )
+        | {"_size": (6, 5)},
+        stat(
+            "Not enriched: fallbacks and partial answers (last 1h)",
+            "Share of the hook answers that could have been enriched (unknown users, refused identifiers, "
+            "401/400, abandoned calls and password import left out) that left without all their directory "
+            "data: fallbacks, and enriched_partial (a directory's part missing). What OktaHookUsersNotEnriched "
+            "reads, over an hour.",
+            f'(sum(increase(okta_hook_requests_total{{{SEL},hook_type!="password_import",{NOT_ENRICHED}}}[1h]))'
+            " or vector(0))"
+            f' / sum(increase(okta_hook_requests_total{{{SEL},hook_type!="password_import",{ENRICHABLE}}}[1h]))',
+            "percentunit",
+            thresholds((None, "green"), (0.001, "orange"), (0.01, "red")),
+            decimals=2,
+        )
+        | {"_size": (6, 5)},
     ]
     answers = [
         timeseries(
             "Hook calls by type and outcome",
             "What Okta received, per hook type: enriched (directory attributes returned), enriched_stale "
-            "(attributes from the cache while the directory fails), no_match (user "
+            "(attributes from the cache while the directory fails), enriched_partial (several directories: "
+            "a directory's part missing, the rest answered), no_match (user "
             "not in the directory), refused_identifier (a login no real Okta user has: never looked up), "
             "fallback_deadline / fallback_ldap_error / fallback_internal_error "
             "(fallback answer), "
@@ -347,7 +384,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
         timeseries(
             "Bad, fallback and rejected answers",
             "SLI bad: share of hook calls slower than 2.5 s or answered with a 5xx (budget: 0.1 %). "
-            "Fallback: share of authenticated calls answered without directory data, per hook type. "
+            "Not enriched: share of authenticated calls answered with a fallback (no directory data) or "
+            "enriched_partial (a directory's part missing), per hook type. "
             "HTTP 5xx: should be 0, the service answers failures with a fallback. Rejected: 401/400 "
             "answers, e.g. after a secret rotation on one side only.",
             targets(
@@ -356,10 +394,11 @@ def rows() -> list[tuple[str, list[Panel]]]:
                     "SLI bad (over 2.5 s or 5xx)",
                 ),
                 (
-                    f'sum by (hook_type) (rate(okta_hook_requests_total{{{SEL},outcome=~"fallback_.+"}}'
-                    f"[{RI}])) / sum by (hook_type) (rate(okta_hook_requests_total"
+                    f"sum by (hook_type) (rate(okta_hook_requests_total"
+                    f'{{{SEL},outcome=~"fallback_.+|enriched_partial"}}[{RI}]))'
+                    f" / sum by (hook_type) (rate(okta_hook_requests_total"
                     f'{{{SEL},outcome!~"unauthorized|bad_request"}}[{RI}]))',
-                    "fallback {{hook_type}}",
+                    "not enriched (fallback or partial) {{hook_type}}",
                 ),
                 (
                     f'(sum(rate({REQ_COUNT}{{{HOOKS},status_code=~"5.."}}[{RI}])) or vector(0))'
@@ -456,7 +495,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
                     "over 3 s {{route}}",
                 ),
                 (
-                    f'60 * sum by (operation) (rate(okta_hook_ldap_errors_total{{{SEL},error_type="timeout"}}[{RI}]))'
+                    f'60 * sum by (operation) (rate(okta_hook_ldap_errors_total{{{DSEL},error_type="timeout"}}[{RI}]))'
                     " or vector(0)",
                     "LDAP {{operation}} timeout",
                 ),
@@ -489,7 +528,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
                 *[
                     (
                         f"histogram_quantile({q}, sum by (operation, le) "
-                        f"(rate(okta_hook_ldap_operation_duration_seconds_bucket{{{SEL}}}[{RI}])))",
+                        f"(rate(okta_hook_ldap_operation_duration_seconds_bucket{{{DSEL}}}[{RI}])))",
                         f"p{int(q * 100)} {{{{operation}}}}",
                     )
                     for q in (0.99, 0.95)
@@ -505,7 +544,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "matched), server_error, other. Over 5 % of operations raises OktaHookDirectoryErrors.",
             targets(
                 (
-                    f"sum by (operation, error_type) (rate(okta_hook_ldap_errors_total{{{SEL}}}[{RI}]))",
+                    f"sum by (operation, error_type) (rate(okta_hook_ldap_errors_total{{{DSEL}}}[{RI}]))",
                     "{{operation}} {{error_type}}",
                 )
             ),
@@ -516,8 +555,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "Directory server reachability",
             "Background check of each LDAP server (every 15 s), worst pod. Red: unreachable from at "
             "least one pod (OktaHookDirectoryServerDown; all red: OktaHookDirectoryDown).",
-            f"min by (server) (okta_hook_ldap_up{{{SEL}}})",
-            "{{server}}",
+            f"min by (directory, server) (okta_hook_ldap_up{{{DSEL}}})",
+            "{{directory}} {{server}}",
         ),
         timeseries(
             "Connection pool",
@@ -525,9 +564,9 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "Waiting above 0 for long means the pool is saturated: lookups spend their deadline in "
             "pool_wait.",
             targets(
-                (f"sum(okta_hook_ldap_pool_size{{{SEL}}})", "size"),
-                (f"sum(okta_hook_ldap_pool_in_use{{{SEL}}})", "in use"),
-                (f"sum(okta_hook_ldap_pool_waiting{{{SEL}}})", "waiting"),
+                (f"sum by (directory) (okta_hook_ldap_pool_size{{{DSEL}}})", "size {{directory}}"),
+                (f"sum by (directory) (okta_hook_ldap_pool_in_use{{{DSEL}}})", "in use {{directory}}"),
+                (f"sum by (directory) (okta_hook_ldap_pool_waiting{{{DSEL}}})", "waiting {{directory}}"),
             ),
             "short",
         ),
@@ -537,7 +576,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "should stay low (a rise means connections are being lost and re-opened).",
             targets(
                 (
-                    f"sum by (operation) (rate(okta_hook_ldap_operation_duration_seconds_count{{{SEL}}}[{RI}]))",
+                    f"sum by (operation) (rate(okta_hook_ldap_operation_duration_seconds_count{{{DSEL}}}[{RI}]))",
                     "{{operation}}",
                 )
             ),
@@ -634,7 +673,10 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "password: no new LDAP connection until the file changes (OktaHookBindPasswordRefused).",
             targets(
                 (f"max by (file) (okta_hook_credential_file_unusable{{{SEL}}})", "{{file}} unusable"),
-                (f"max(okta_hook_ldap_bind_password_refused{{{SEL}}})", "bind password refused"),
+                (
+                    f"max by (directory) (okta_hook_ldap_bind_password_refused{{{DSEL}}})",
+                    "bind password refused {{directory}}",
+                ),
             ),
             "short",
             w=8,
@@ -682,20 +724,123 @@ def rows() -> list[tuple[str, list[Panel]]]:
         | {"_size": (8, 6)},
     ]
     return [
-        ("Are Okta logins at risk?", risk),
-        ("Answers to Okta", answers),
-        ("Deadline and timeouts", deadline),
-        ("Cache", cache_row()),
-        ("Directory (LDAP)", directory),
-        ("Hook authentication and credentials", oauth),
-        ("Saturation and versions", saturation),
+        ("Are Okta logins at risk?", risk, None),
+        ("Answers to Okta", answers, None),
+        ("Deadline and timeouts", deadline, None),
+        ("Cache", cache_row(), None),
+        ("Directory (LDAP)", directory, None),
+        ("Directory $directory", directory_row(), "directory"),
+        ("Hook authentication and credentials", oauth, None),
+        ("Saturation and versions", saturation, None),
+    ]
+
+
+def directory_row() -> list[Panel]:
+    """One configured directory (the row is repeated for each value of the ``directory`` variable): is it
+    up, how fast and how it fails, its pool, its caches, its change feed, and the answers that left without
+    its part (several directories: README, "Several directories")."""
+    return [
+        stat(
+            "Directory up",
+            "UP while at least one of this directory's servers passed its last background check (every 15 s) "
+            "on every pod. DOWN for 2 minutes raises OktaHookDirectoryDown.",
+            f"min by (directory) (okta_hook_directory_up{{{DSEL}}})",
+            "none",
+            thresholds((None, "red"), (1, "green")),
+            legend="{{directory}}",
+            mappings=UP_DOWN,
+        )
+        | {"_size": (4, 8)},
+        timeseries(
+            "LDAP latency p50 / p99",
+            "This directory's LDAP operations by operation (connect, bind, search, resolve, groups, "
+            "user_bind; changes: a change-feed page). With several directories the ones a lookup needs are "
+            "asked in parallel: an answer waits about as long as the slowest of them, within the deadline.",
+            targets(
+                *[
+                    (
+                        f"histogram_quantile({q}, sum by (operation, le) "
+                        f"(rate(okta_hook_ldap_operation_duration_seconds_bucket{{{DSEL}}}[{RI}])))",
+                        f"p{int(q * 100)} {{{{operation}}}}",
+                    )
+                    for q in (0.99, 0.5)
+                ]
+            ),
+            "s",
+            w=10,
+        ),
+        timeseries(
+            "LDAP errors by kind",
+            "This directory's failed LDAP operations per second by error kind (timeout, connect, tls, "
+            "bind_failed, session_lost, ambiguous, server_error, other) and operation. Over 5 % of its "
+            "operations raises OktaHookDirectoryErrors.",
+            targets(
+                (
+                    f"sum by (error_type, operation) (rate(okta_hook_ldap_errors_total{{{DSEL}}}[{RI}]))",
+                    "{{error_type}} {{operation}}",
+                )
+            ),
+            "ops",
+            w=10,
+        ),
+        timeseries(
+            "Pool",
+            "This directory's LDAP connections open and lent out, and lookups waiting for one, summed over "
+            "pods. Waiting above 0 for long: its pool_size is too small for the traffic.",
+            targets(
+                (f"sum(okta_hook_ldap_pool_size{{{DSEL}}})", "size"),
+                (f"sum(okta_hook_ldap_pool_in_use{{{DSEL}}})", "in use"),
+                (f"sum(okta_hook_ldap_pool_waiting{{{DSEL}}})", "waiting"),
+            ),
+            "short",
+            w=6,
+        ),
+        timeseries(
+            "Cache hit ratio",
+            "Share of this directory's lookups answered from memory, by hook type (one cache per hook type "
+            "and directory: stale-if-error works per directory).",
+            targets(
+                (
+                    f'sum by (hook_type) (rate(okta_hook_cache_lookups_total{{{DSEL},result=~"hit|negative_hit"}}'
+                    f"[{RI}])) / sum by (hook_type) (rate(okta_hook_cache_lookups_total{{{DSEL}}}[{RI}]))",
+                    "{{hook_type}}",
+                )
+            ),
+            "percentunit",
+            w=6,
+        ),
+        timeseries(
+            "Change feed lag",
+            "Per pod: seconds since the last good poll of this directory's change feed started (0 to "
+            "poll_seconds while it works). Behind for 5 minutes raises OktaHookChangeFeedBehind. Empty "
+            "without change_feed.",
+            targets(
+                (f"max by (instance) (okta_hook_change_feed_lag_seconds{{{DSEL}}})", "{{instance}}"),
+            ),
+            "s",
+            w=6,
+        ),
+        timeseries(
+            "Answers without this directory's part",
+            "Answers per minute sent without this directory's part (outcome enriched_partial), by hook type "
+            "and reason: deadline, or its error kind. Rules reading it were left out of those answers. "
+            "Above 5 % of the answers for 5 minutes raises OktaHookDirectoryPartMissing.",
+            targets(
+                (
+                    f"60 * sum by (hook_type, reason) (rate(okta_hook_directory_missing_total{{{DSEL}}}[{RI}]))",
+                    "{{hook_type}} {{reason}}",
+                )
+            ),
+            "opm",
+            w=6,
+        ),
     ]
 
 
 def cache_row() -> list[Panel]:
     """The cache between the hooks and the directory (README, "Answering from memory")."""
-    lookups = f"okta_hook_cache_lookups_total{{{SEL}}}"
-    hits = f'okta_hook_cache_lookups_total{{{SEL},result=~"hit|negative_hit"}}'
+    lookups = f"okta_hook_cache_lookups_total{{{DSEL}}}"
+    hits = f'okta_hook_cache_lookups_total{{{DSEL},result=~"hit|negative_hit"}}'
     return [
         timeseries(
             "Cache hit ratio",
@@ -729,7 +874,9 @@ def cache_row() -> list[Panel]:
             "Cache entries",
             "Directory answers held in memory per hook type, summed over pods (bounded by max_entries per "
             "pod and hook type).",
-            targets((f"sum by (hook_type) (okta_hook_cache_entries{{{SEL}}})", "{{hook_type}}")),
+            targets(
+                (f"sum by (hook_type, directory) (okta_hook_cache_entries{{{DSEL}}})", "{{hook_type}} {{directory}}")
+            ),
             "short",
             w=6,
         ),
@@ -739,8 +886,8 @@ def cache_row() -> list[Panel]:
             "group, member: a change the directory's change feed reported), background refreshes by result, "
             "Okta retries answered again, flushes by an operator.",
             targets(
-                (f"sum by (cause) (rate(okta_hook_cache_evictions_total{{{SEL}}}[{RI}]))", "evicted: {{cause}}"),
-                (f"sum by (result) (rate(okta_hook_cache_refreshes_total{{{SEL}}}[{RI}]))", "refresh {{result}}"),
+                (f"sum by (cause) (rate(okta_hook_cache_evictions_total{{{DSEL}}}[{RI}]))", "evicted: {{cause}}"),
+                (f"sum by (result) (rate(okta_hook_cache_refreshes_total{{{DSEL}}}[{RI}]))", "refresh {{result}}"),
                 (f"sum(rate(okta_hook_replayed_answers_total{{{SEL}}}[{RI}]))", "replayed answers"),
                 (f"sum(rate(okta_hook_cache_flushes_total{{{SEL}}}[{RI}]))", "flushes"),
             ),
@@ -752,14 +899,19 @@ def cache_row() -> list[Panel]:
             "Per pod: up while the directory's change feed is current (a good poll within two poll "
             "intervals), so caches keep entries feed_fresh_seconds; down: a poll failed or fell behind and "
             "entries live fresh_seconds (OktaHookChangeFeedBehind after 5 minutes).",
-            f"min by (instance) (okta_hook_change_feed_current{{{SEL}}})",
-            "{{instance}}",
+            f"min by (directory, instance) (okta_hook_change_feed_current{{{DSEL}}})",
+            "{{directory}} {{instance}}",
         ),
         timeseries(
             "Change feed lag",
             "Per pod: seconds since the last good poll of the directory's change feed started. Between 0 and "
             "poll_seconds while it works; a change reaches Okta within about this long.",
-            targets((f"max by (instance) (okta_hook_change_feed_lag_seconds{{{SEL}}})", "{{instance}}")),
+            targets(
+                (
+                    f"max by (directory, instance) (okta_hook_change_feed_lag_seconds{{{DSEL}}})",
+                    "{{directory}} {{instance}}",
+                )
+            ),
             "s",
             w=8,
         ),
@@ -768,8 +920,8 @@ def cache_row() -> list[Panel]:
             "Per second, all pods: entries the change feed saw changed or deleted, and its polls by result "
             "(ok; resync: started over, entries read before live fresh_seconds; or why a poll failed).",
             targets(
-                (f"sum by (kind) (rate(okta_hook_change_feed_changes_total{{{SEL}}}[{RI}]))", "{{kind}}"),
-                (f"sum by (result) (rate(okta_hook_change_feed_polls_total{{{SEL}}}[{RI}]))", "poll {{result}}"),
+                (f"sum by (kind) (rate(okta_hook_change_feed_changes_total{{{DSEL}}}[{RI}]))", "{{kind}}"),
+                (f"sum by (result) (rate(okta_hook_change_feed_polls_total{{{DSEL}}}[{RI}]))", "poll {{result}}"),
             ),
             "ops",
             w=8,
@@ -777,22 +929,24 @@ def cache_row() -> list[Panel]:
     ]
 
 
-def layout(sections: list[tuple[str, list[Panel]]]) -> list[Panel]:
-    """Assigns ids and gridPos: each row header on its own line, panels flowing left to right (24 columns)."""
+def layout(sections: list[Section]) -> list[Panel]:
+    """Assigns ids and gridPos: each row header on its own line, panels flowing left to right (24 columns).
+    A row with a variable is repeated by Grafana for each of its values, with the panels below it."""
     panels: list[Panel] = []
     next_id = 1
     y = 0
-    for title, members in sections:
-        panels.append(
-            {
-                "type": "row",
-                "title": title,
-                "id": next_id,
-                "collapsed": False,
-                "panels": [],
-                "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
-            }
-        )
+    for title, members, repeat in sections:
+        row: Panel = {
+            "type": "row",
+            "title": title,
+            "id": next_id,
+            "collapsed": False,
+            "panels": [],
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+        }
+        if repeat is not None:
+            row["repeat"] = repeat
+        panels.append(row)
         next_id += 1
         y += 1
         x = 0
@@ -851,6 +1005,13 @@ def variables() -> list[dict[str, Any]]:
         # ".*" also matches series without a namespace label (Prometheus outside Kubernetes).
         query_var("namespace", "Namespace", "label_values(okta_hook_build_info, namespace)", ".*"),
         query_var("job", "Job", 'label_values(okta_hook_build_info{namespace=~"$namespace"}, job)', None),
+        # the configured directories ("default" for the one-directory form): one repeated row each
+        query_var(
+            "directory",
+            "Directory",
+            'label_values(okta_hook_directory_up{job=~"$job",namespace=~"$namespace"}, directory)',
+            ".*",
+        ),
     ]
 
 

@@ -102,19 +102,22 @@ def expand(
     *,
     job: str = JOB,
     namespace: str = ".*",
+    directory: str = ".*",
     rate_interval: str = "1m",
     interval: str = "15s",
     range_: str = "1h",
 ) -> str:
-    """Replaces Grafana's variables with concrete values. `job` and `namespace` are regexes (the dashboard
-    matches them with =~); `rate_interval` stands for $__rate_interval (Grafana: max(4 x scrape interval,
-    step + scrape interval))."""
+    """Replaces Grafana's variables with concrete values. `job`, `namespace` and `directory` are regexes
+    (the dashboard matches them with =~; Grafana gives the row repeated per directory one name each).
+    `rate_interval` stands for $__rate_interval (Grafana: max(4 x scrape interval, step + scrape
+    interval))."""
     values = {
         "__rate_interval": rate_interval,
         "__interval": interval,
         "__range": range_,
         "job": job,
         "namespace": namespace,
+        "directory": directory,
     }
 
     def sub(m: re.Match[str]) -> str:

@@ -19,8 +19,9 @@ from typing import Protocol
 class Outcome(StrEnum):
     ENRICHED = "enriched"  # the directory (or a fresh cache entry) answered; mapped attributes returned
     ENRICHED_STALE = "enriched_stale"  # the directory failed; attributes from an older answer in the cache
-    #: Several directories: the person was found, but a directory whose values the mapping reads did not
-    #: answer in time (down, slow, cooling down): the answer carries what arrived (``on_missing_directory``).
+    #: Several directories: the person was found, but a directory some rule reads failed, was too slow or
+    #: is cooling down; the answer carries what arrived, and ``HookResult.missing`` says which part is
+    #: missing and why. Counted as a risk beside the fallbacks (applications may authorize on that part).
     ENRICHED_PARTIAL = "enriched_partial"
     NO_MATCH = "no_match"  # the user is not in the directory
     VERIFIED = "verified"  # password import: the directory accepted the person's password

@@ -121,10 +121,12 @@ class App:
         return value or 0.0
 
     def searches(self) -> float:
-        return self.metric("okta_hook_ldap_operation_duration_seconds_count", operation="search")
+        return self.metric("okta_hook_ldap_operation_duration_seconds_count", directory="default", operation="search")
 
     def lookups(self, result: str) -> float:
-        return self.metric("okta_hook_cache_lookups_total", hook_type="registration", result=result)
+        return self.metric(
+            "okta_hook_cache_lookups_total", directory="default", hook_type="registration", result=result
+        )
 
 
 def run(service: App, scenario: Callable[[], Awaitable[T]]) -> T:
@@ -202,7 +204,7 @@ class OnFakes:
         self.directory = FakeDirectory(PEOPLE, clock=self.clock)
         self.telemetry = Telemetry(Metrics())
         self.policy = settings.cache
-        observer = self.telemetry.cache("registration")
+        observer = self.telemetry.cache("registration", "default")
         self.cache = CachedDirectory(self.directory, self.policy, observer, self.clock, refresh_budget_seconds=deadline)
         source = self.cache if self.policy.enabled else self.directory
         self.hook = EnrichingHook(HookType.REGISTRATION, settings, source)
@@ -221,7 +223,9 @@ class OnFakes:
         return self.telemetry.metrics.registry.get_sample_value(name, labels) or 0.0
 
     def lookups(self, result: str) -> float:
-        return self.metric("okta_hook_cache_lookups_total", hook_type="registration", result=result)
+        return self.metric(
+            "okta_hook_cache_lookups_total", directory="default", hook_type="registration", result=result
+        )
 
 
 def cache_of(body: dict[str, Any]) -> str:
@@ -290,7 +294,9 @@ def test_fifty_concurrent_calls_for_a_new_user_make_one_search(slapd: Slapd) -> 
 
     assert [outcome(body) for body, _ in answers] == ["enriched"] * 50
     assert service.searches() == 1
-    assert service.metric("okta_hook_ldap_operation_duration_seconds_count", operation="resolve") == 1  # manager
+    assert (
+        service.metric("okta_hook_ldap_operation_duration_seconds_count", directory="default", operation="resolve") == 1
+    )  # manager
 
 
 def test_refresh_ahead_rereads_a_hot_entry_in_the_background() -> None:
@@ -303,13 +309,20 @@ def test_refresh_ahead_rereads_a_hot_entry_in_the_background() -> None:
         caches.append(cache_of(await service.register(ROSARIO)))
         await until(lambda: service.directory.held == 1)
         service.directory.release()
-        await until(lambda: service.metric("okta_hook_cache_refreshes_total", hook_type="registration", result="ok"))
+        await until(
+            lambda: service.metric(
+                "okta_hook_cache_refreshes_total", directory="default", hook_type="registration", result="ok"
+            )
+        )
         service.clock.advance(0.45)  # past the first read's fresh time, not the refreshed one's (nor its refresh)
         caches.append(cache_of(await service.register(ROSARIO)))
         return caches
 
     assert service.run(scenario) == ["miss", "hit", "hit"]
-    assert service.metric("okta_hook_cache_refreshes_total", hook_type="registration", result="ok") == 1
+    assert (
+        service.metric("okta_hook_cache_refreshes_total", directory="default", hook_type="registration", result="ok")
+        == 1
+    )
     assert service.directory.calls == 2
 
 
@@ -325,8 +338,11 @@ def test_the_least_recently_used_entry_goes_at_the_bound(slapd: Slapd) -> None:
         return again
 
     assert run(service, scenario) == ["hit", "hit", "hit", "miss"]
-    assert service.metric("okta_hook_cache_evictions_total", hook_type="registration", cause="lru") == 2
-    assert service.metric("okta_hook_cache_entries", hook_type="registration") == 3
+    assert (
+        service.metric("okta_hook_cache_evictions_total", directory="default", hook_type="registration", cause="lru")
+        == 2
+    )
+    assert service.metric("okta_hook_cache_entries", directory="default", hook_type="registration") == 3
 
 
 def test_unknown_users_are_remembered_for_the_negative_time(slapd: Slapd) -> None:
@@ -348,7 +364,7 @@ def test_zero_turns_caching_off(slapd: Slapd) -> None:
     answers = run(service, scenario)
     assert [a["debugContext"] for a in answers] == [{"outcome": "enriched", "directoryMs": d} for d in _ms(answers)]
     assert service.searches() == 3
-    assert service.metric("okta_hook_cache_entries", hook_type="registration") == 0
+    assert service.metric("okta_hook_cache_entries", directory="default", hook_type="registration") == 0
 
 
 def test_okta_retry_of_an_event_gets_the_same_answer(slapd: Slapd) -> None:
@@ -396,7 +412,7 @@ def test_sighup_empties_the_cache_of_a_running_service(slapd: Slapd, start_servi
     assert 'okta_hook_replayed_answers_total{hook_type="registration"} 1.0' in service.metrics()
     token = example("token")
     assert service.post("token", token).json()["debugContext"]["cache"] == "miss"
-    assert 'okta_hook_cache_entries{hook_type="registration"} 1.0' in service.metrics()
+    assert 'okta_hook_cache_entries{directory="default",hook_type="registration"} 1.0' in service.metrics()
 
     service.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
@@ -405,8 +421,8 @@ def test_sighup_empties_the_cache_of_a_running_service(slapd: Slapd, start_servi
         time.sleep(0.05)
 
     metrics = service.metrics()
-    assert 'okta_hook_cache_entries{hook_type="registration"} 0.0' in metrics
-    assert 'okta_hook_cache_entries{hook_type="token"} 0.0' in metrics
+    assert 'okta_hook_cache_entries{directory="default",hook_type="registration"} 0.0' in metrics
+    assert 'okta_hook_cache_entries{directory="default",hook_type="token"} 0.0' in metrics
     assert cache_of(ROSARIO) == "miss" and service.post("token", token).json()["debugContext"]["cache"] == "miss"
     assert service.process.poll() is None  # still serving: SIGHUP does not stop it
     assert '"event": "cache_flushed"' in service.log() and '"entries": 2' in service.log()

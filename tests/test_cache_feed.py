@@ -413,12 +413,12 @@ def test_the_wiring_counts_evictions_by_cause_and_the_feed_lag() -> None:
     clock = FakeClock()
     health = FeedHealth(20, clock)
     telemetry = Telemetry(Metrics())
-    feed_telemetry = telemetry.change_feed(health.lag, health.current)
+    feed_telemetry = telemetry.change_feed("default", health.lag, health.current)
     directory = FakeDirectory(PEOPLE, clock=clock)
-    cache = CachedDirectory(directory, CachePolicy(), telemetry.cache("token"), clock, feed=health)
+    cache = CachedDirectory(directory, CachePolicy(), telemetry.cache("token", "default"), clock, feed=health)
 
     def sample(name: str, **labels: str) -> float | None:
-        return telemetry.metrics.registry.get_sample_value(name, labels)
+        return telemetry.metrics.registry.get_sample_value(name, {"directory": "default", **labels})
 
     async def scenario() -> None:
         await cache.find_user(QUERY.with_identifier(ANN), clock() + 2.5)

@@ -538,7 +538,7 @@ def claims(service: InProcessService, login: str = ADA_MAILS[1]) -> dict[str, An
 
 def until_current(service: InProcessService, current: float = 1.0, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
-    while service.metric("okta_hook_change_feed_current") != current:
+    while service.metric('okta_hook_change_feed_current{directory="default"}') != current:
         assert time.monotonic() < deadline, f"okta_hook_change_feed_current never became {current}"
         time.sleep(0.05)
 
@@ -575,7 +575,7 @@ def test_changes_reach_tokens_within_a_poll_while_entries_live_an_hour(
     assert first["cache"] == "miss" and first["department"] == "Research"
     assert first["groups_direct"] == ["Cycle A", "R&D, Europe"] and "app-All Staff" in first["roles"]
     time.sleep(1.5)  # past fresh_seconds: only the feed keeps the entry
-    searches = service.metric('okta_hook_ldap_operation_duration_seconds_count{operation="search"}')
+    searches = service.metric('okta_hook_ldap_operation_duration_seconds_count{directory="default",operation="search"}')
     assert claims(service)["cache"] == "hit"
 
     lags["attribute"] = lag_of(
@@ -606,9 +606,16 @@ def test_changes_reach_tokens_within_a_poll_while_entries_live_an_hour(
     for kind, lag in lags.items():
         assert lag <= POLL + 1, (kind, lag)
     # one re-read per change (its user search), not one per request
-    assert service.metric('okta_hook_ldap_operation_duration_seconds_count{operation="search"}') - searches == 5
+    assert (
+        service.metric('okta_hook_ldap_operation_duration_seconds_count{directory="default",operation="search"}')
+        - searches
+        == 5
+    )
     for cause in ("entry", "group", "member"):
-        assert service.metric(f'okta_hook_cache_evictions_total{{cause="{cause}",hook_type="token"}}') >= 1, cause
+        assert (
+            service.metric(f'okta_hook_cache_evictions_total{{cause="{cause}",directory="default",hook_type="token"}}')
+            >= 1
+        ), cause
 
 
 def test_the_feed_down_brings_the_short_fresh_time_back(
@@ -630,7 +637,7 @@ def test_the_feed_down_brings_the_short_fresh_time_back(
         own_slapd.start()
     until_current(service)
     assert claims(service)["cache"] == "hit"  # same server, same position: what was read still counts
-    assert service.metric('okta_hook_change_feed_polls_total{result="ok"}') >= 1
+    assert service.metric('okta_hook_change_feed_polls_total{directory="default",result="ok"}') >= 1
 
 
 def test_a_deleted_person_goes_within_the_short_fresh_time(
@@ -655,7 +662,7 @@ def test_a_deleted_person_goes_within_the_short_fresh_time(
     )
     connection.unbind()
     assert lags["deleted (OpenLDAP, no group)"] <= 1 + POLL + 1  # fresh_seconds, then a poll
-    assert service.metric('okta_hook_cache_evictions_total{cause="deleted",hook_type="token"}') == 1
+    assert service.metric('okta_hook_cache_evictions_total{cause="deleted",directory="default",hook_type="token"}') == 1
 
 
 def test_a_new_person_shows_within_a_poll_not_after_the_negative_time(
@@ -689,11 +696,11 @@ def test_a_failover_starts_the_feed_over_on_the_other_server(
         assert claims(service)["department"] == "Research"
         time.sleep(1.5)
         assert claims(service)["cache"] == "hit"
-        resyncs = service.metric('okta_hook_change_feed_polls_total{result="resync"}')
+        resyncs = service.metric('okta_hook_change_feed_polls_total{directory="default",result="resync"}')
         own_slapd.stop()
         try:
             deadline = time.monotonic() + 10
-            while service.metric('okta_hook_change_feed_polls_total{result="resync"}') == resyncs:
+            while service.metric('okta_hook_change_feed_polls_total{directory="default",result="resync"}') == resyncs:
                 assert time.monotonic() < deadline, "the feed did not start over on the second server"
                 time.sleep(0.05)
             until_current(service)

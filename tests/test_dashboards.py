@@ -25,6 +25,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -83,6 +84,8 @@ CATALOGUE = {
     ("gauge", "okta_hook_ldap_pool_in_use"),
     ("gauge", "okta_hook_ldap_pool_waiting"),
     ("gauge", "okta_hook_build_info"),
+    ("gauge", "okta_hook_directory_up"),
+    ("counter", "okta_hook_directory_missing"),
 }
 
 # Label values the queries may match (bounded enums of the service, plus the bucket bounds).
@@ -92,6 +95,7 @@ LABEL_VALUES = {
     "outcome": {
         "enriched",
         "enriched_stale",
+        "enriched_partial",
         "no_match",
         "refused_identifier",
         "fallback_deadline",
@@ -317,7 +321,7 @@ def test_dashboard_has_fixed_uid_and_variables() -> None:
     assert "__inputs" not in dash and "__requires" not in dash
     variables = {v["name"]: v for v in dash["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    for name in ("namespace", "job"):
+    for name in ("namespace", "job", "directory"):
         var = variables[name]
         assert var["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         inner = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"])
@@ -366,9 +370,97 @@ def test_rows_read_from_risk_to_cause() -> None:
         "Deadline and timeouts",
         "Cache",
         "Directory (LDAP)",
+        "Directory $directory",
         "Hook authentication and credentials",
         "Saturation and versions",
     ]
+
+
+#: Series labelled by directory (service.telemetry.metrics): every selector of them on the dashboard selects
+#: the directory variable, so that choosing a directory narrows every panel about directories.
+DIRECTORY_METRICS = re.compile(
+    r"okta_hook_(ldap_\w+|cache_(lookups|entries|evictions|refreshes)\w*|change_feed_\w+|directory_\w+)"
+)
+
+
+def test_directory_series_select_the_directory_variable_and_one_row_repeats_per_directory() -> None:
+    from service.telemetry.metrics import Metrics
+
+    labelled = {
+        name
+        for metric in vars(Metrics(CollectorRegistry())).values()
+        if isinstance(metric, MetricWrapperBase) and "directory" in metric._labelnames
+        for name in _sample_names(metric.describe())
+    }
+    assert {n for n in labelled if DIRECTORY_METRICS.fullmatch(n)} == labelled  # the pattern covers them all
+    assert {"okta_hook_directory_up", "okta_hook_directory_missing_total", "okta_hook_ldap_up"} <= labelled
+    problems = []
+    for q in queries.dashboard_queries():
+        promql = queries.expand(q.expr, directory="DIRECTORY_VARIABLE")
+        for name, matchers in queries.selectors(promql):
+            if name in labelled and matchers.get("directory") != ("Re", "DIRECTORY_VARIABLE"):
+                problems.append(f'{q.where}: {name} must select directory=~"$directory"')
+    assert problems == []
+
+    variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
+    inner = re.fullmatch(r"label_values\((.+), directory\)", variables["directory"]["query"]["query"])
+    assert inner and queries.metric_names(queries.expand(inner.group(1))) == {"okta_hook_directory_up"}
+    assert variables["directory"]["includeAll"] and variables["directory"]["multi"]
+    rows = [p for p in _dashboard()["panels"] if p["type"] == "row"]
+    (repeated,) = [row for row in rows if "repeat" in row]
+    assert repeated["repeat"] == "directory" and "$directory" in repeated["title"]
+    # the panels of the repeated row: up, latency p50/p99, errors by kind, pool, cache hit ratio,
+    # change-feed lag, missing parts; each about this one directory
+    panels = _dashboard()["panels"]
+    start = panels.index(repeated) + 1
+    end = next((i for i in range(start, len(panels)) if panels[i]["type"] == "row"), len(panels))
+    members = panels[start:end]
+    read = set()
+    for panel in members:
+        for t in panel["targets"]:
+            names = queries.metric_names(queries.expand(t["expr"]))
+            assert names and names <= labelled, (panel["title"], names)
+            read |= names
+    assert read >= {
+        "okta_hook_directory_up",
+        "okta_hook_ldap_operation_duration_seconds_bucket",
+        "okta_hook_ldap_errors_total",
+        "okta_hook_ldap_pool_size",
+        "okta_hook_cache_lookups_total",
+        "okta_hook_change_feed_lag_seconds",
+        "okta_hook_directory_missing_total",
+    }
+    (latency,) = [p for p in members if "latency" in p["title"].lower()]
+    assert {t["expr"].split(",")[0] for t in latency["targets"]} == {
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.99",
+    }
+
+
+def test_enriched_partial_counts_as_not_enriched_on_the_dashboard_and_in_the_alert() -> None:
+    """A partial answer (a directory's part missing) is a risk signal: the not-enriched ratio of the
+    dashboard and OktaHookUsersNotEnriched count it, the outcome panel shows it, and both count it the
+    same way."""
+    panels = {p["title"]: p for p in _panels()}
+    ratio = panels["Bad, fallback and rejected answers"]
+    (not_enriched,) = [t for t in ratio["targets"] if t["legendFormat"].startswith("not enriched")]
+    assert "enriched_partial" in not_enriched["expr"]
+    assert "enriched_partial" in panels["Hook calls by type and outcome"]["description"]
+    stat = next(p for title, p in panels.items() if title.startswith("Not enriched"))
+    (alert,) = [a for a in _alerts() if a["alert"] == "OktaHookUsersNotEnriched"]
+    outcome_matchers = [
+        (name, matchers["outcome"]) for name, matchers in queries.selectors(alert["expr"]) if "outcome" in matchers
+    ]
+    stat_matchers = [
+        (name, matchers["outcome"])
+        for name, matchers in queries.selectors(queries.expand(stat["targets"][0]["expr"]))
+        if "outcome" in matchers
+    ]
+    assert outcome_matchers == stat_matchers  # the same numerator and denominator as the alert
+    numerator_op, numerator = outcome_matchers[0][1]
+    # a negative match: enriched_partial (and any outcome added later) counts as not enriched
+    assert numerator_op == "NotRe" and not re.fullmatch(numerator, "enriched_partial")
+    assert re.fullmatch(numerator, "enriched") and re.fullmatch(numerator, "enriched_stale")
 
 
 def test_dashboard_queries_parse_select_the_variables_and_read_known_metrics() -> None:

@@ -53,8 +53,8 @@ def test_service_refuses_a_certificate_from_another_ca(
         ("fallback_ldap_error", "tls"),
         ("fallback_ldap_error", "connect"),  # the health check already put the server in its cooldown
     }
-    assert service.metric('okta_hook_ldap_errors_total{error_type="tls",operation="connect"}') >= 1
-    assert service.metric(f'okta_hook_ldap_up{{server="{url.split("://")[1]}"}}') == 0
+    assert service.metric('okta_hook_ldap_errors_total{directory="default",error_type="tls",operation="connect"}') >= 1
+    assert service.metric(f'okta_hook_ldap_up{{directory="default",server="{url.split("://")[1]}"}}') == 0
 
 
 class StartTlsRefusingServer:
@@ -141,4 +141,4 @@ def test_start_tls_refused_by_the_server_is_a_tls_failure_not_clear_text(
     assert refusing_server.start_tls_requests >= 1
     # nothing but the farewell in clear text: no bind (the password), no search
     assert set(refusing_server.later_operations) <= {UNBIND}, refusing_server.later_operations
-    assert service.metric('okta_hook_ldap_errors_total{error_type="tls",operation="connect"}') >= 1
+    assert service.metric('okta_hook_ldap_errors_total{directory="default",error_type="tls",operation="connect"}') >= 1

@@ -240,8 +240,12 @@ def test_refused_bind_through_the_hook_is_counted_and_answered(slapd: Slapd, sta
         diagnostics = unchanged(service.post("token", example("token")).json())
         assert (diagnostics["outcome"], diagnostics["error"]) == ("fallback_ldap_error", "bind_failed")
     # refused once (the prewarm's bind or a lookup's; one waiting for it may count too): not sent again
-    assert 1 <= service.metric('okta_hook_ldap_errors_total{error_type="bind_failed",operation="bind"}') <= 2
-    assert service.metric("okta_hook_ldap_bind_password_refused") == 1
+    assert (
+        1
+        <= service.metric('okta_hook_ldap_errors_total{directory="default",error_type="bind_failed",operation="bind"}')
+        <= 2
+    )
+    assert service.metric('okta_hook_ldap_bind_password_refused{directory="default"}') == 1
 
 
 def test_probing_the_servers_leaves_their_health_alone(closed_port_url: str) -> None:

@@ -127,7 +127,8 @@ def test_directory_down_answers_at_once(closed_port_url: str, start_service) -> 
         assert unchanged(body)["outcome"] == "fallback_ldap_error"
         assert elapsed < 0.5  # a refused connection needs no deadline
     assert metric(service, 'okta_hook_requests_total{hook_type="token",outcome="fallback_ldap_error"}') == 1
-    assert metric(service, 'okta_hook_ldap_up{server="' + closed_port_url.removeprefix("ldap://") + '"}') == 0
+    server = closed_port_url.removeprefix("ldap://")
+    assert metric(service, f'okta_hook_ldap_up{{directory="default",server="{server}"}}') == 0
 
 
 def test_directory_restart_while_serving(tmp_path: Path, start_service) -> None:

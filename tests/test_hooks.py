@@ -276,7 +276,10 @@ def test_several_matches_are_an_error_not_a_guess(service: InProcessService) -> 
     assert response.status_code == 200
     diagnostics = unchanged(response.json())  # the continue fallback; never one of the two entries
     assert diagnostics["outcome"] == "fallback_ldap_error" and diagnostics["error"] == "ambiguous"
-    assert 'okta_hook_ldap_errors_total{error_type="ambiguous",operation="search"} 1.0' in service.metrics()
+    assert (
+        'okta_hook_ldap_errors_total{directory="default",error_type="ambiguous",operation="search"} 1.0'
+        in service.metrics()
+    )
 
 
 def test_deny_policy_for_unknown_registrant(slapd, start_service) -> None:
@@ -399,7 +402,12 @@ def test_ops_port_probes_and_metrics(service: InProcessService) -> None:
     assert service.client.post(service.ops_url + "/hooks/registration").status_code == 404
     # the directory's operations under their own names (the manager DN was resolved)
     for operation in ("bind", "search", "resolve"):
-        assert service.metric(f'okta_hook_ldap_operation_duration_seconds_count{{operation="{operation}"}}') >= 1
+        assert (
+            service.metric(
+                f'okta_hook_ldap_operation_duration_seconds_count{{directory="default",operation="{operation}"}}'
+            )
+            >= 1
+        )
 
 
 def test_a_bug_in_the_service_still_answers_with_the_fallback() -> None:

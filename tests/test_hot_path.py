@@ -126,6 +126,7 @@ LINE_FIELDS = {
     "error_kind",
     "cache",
     "groups_truncated",
+    "missing_directories",
     "credential",
     "credential_reason",
     "duration_ms",

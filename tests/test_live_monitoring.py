@@ -169,10 +169,14 @@ def test_dashboard_and_alerts_on_the_real_service(monitored, tmp_path: Path) -> 
 
     empty = []
     for query in queries.all_queries():
-        expr = queries.expand(query.expr, job="okta-ldap-hook", rate_interval="1m", range_="5m")
-        result = prometheus.query(expr)  # raises if Prometheus refuses the expression
-        if not result and query.ref != "alert":
-            empty.append(f"{query.where} [{query.ref}]: {expr}")
+        # every directory (All), and the one directory by its name, as the row repeated per directory asks
+        for directory in (".*", "default") if "$directory" in query.expr else (".*",):
+            expr = queries.expand(
+                query.expr, job="okta-ldap-hook", directory=directory, rate_interval="1m", range_="5m"
+            )
+            result = prometheus.query(expr)  # raises if Prometheus refuses the expression
+            if not result and query.ref != "alert":
+                empty.append(f"{query.where} [{query.ref}]: {expr}")
     assert empty == [], "expressions without data:\n" + "\n".join(empty)
 
     rules = [

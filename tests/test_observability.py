@@ -109,8 +109,24 @@ def test_prometheus_sees_outcomes_latency_bounds_and_fallbacks(
         assert prometheus.value(within) == prometheus.value(total) == 11
         assert prometheus.value('count(http_server_request_duration_seconds_count{status_code=~"5.."})') is None
         server = hanging_directory.url.removeprefix("ldap://")
-        assert prometheus.value(f'okta_hook_ldap_up{{server="{server}"}}') == 0  # never seen up
-        assert prometheus.value(f'okta_hook_ldap_up{{server="{slapd.url.removeprefix("ldap://")}"}}') == 1
+        # the one-directory form is the directory named "default" (issue 22): every directory series says so
+        assert prometheus.value(f'okta_hook_ldap_up{{directory="default",server="{server}"}}') == 0  # never up
+        healthy_server = slapd.url.removeprefix("ldap://")
+        assert prometheus.value(f'okta_hook_ldap_up{{directory="default",server="{healthy_server}"}}') == 1
+        assert prometheus.value(f'okta_hook_directory_up{{instance="127.0.0.1:{healthy.ops_port}"}}') == 1
+        assert prometheus.value(f'okta_hook_directory_up{{instance="127.0.0.1:{hanging.ops_port}"}}') == 0
+        assert {series["metric"].get("directory") for series in prometheus.query("okta_hook_directory_up")} == {
+            "default"
+        }
+        assert prometheus.value('sum(okta_hook_ldap_operation_duration_seconds_count{directory="default"})') > 0
+        assert prometheus.value('count(okta_hook_ldap_operation_duration_seconds_count{directory=""})') is None
+        assert prometheus.value('count(okta_hook_ldap_pool_size{directory="default"})') == 2
+        # the parts of answers missing and the partial outcome: declared at zero, by directory and reason
+        assert prometheus.value(outcome("enriched_partial")) == 0
+        missing = prometheus.query('okta_hook_directory_missing_total{hook_type="registration"}')
+        assert {series["metric"]["directory"] for series in missing} == {"default"}
+        assert {series["metric"]["reason"] for series in missing} >= {"deadline", "timeout", "connect"}
+        assert {series["value"][1] for series in missing} == {"0"}
         assert prometheus.value('count(okta_hook_build_info{version="0.1.0"})') == 2
     finally:
         prometheus.stop()

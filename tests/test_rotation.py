@@ -39,7 +39,7 @@ from service.secret_files import CHECK_INTERVAL_SECONDS, SecretFile
 
 #: A check interval, plus what a loaded shared machine adds to a poll loop.
 WITHIN_ONE_CHECK = CHECK_INTERVAL_SECONDS + 1.5
-REFUSED_GAUGE = "okta_hook_ldap_bind_password_refused"
+REFUSED_GAUGE = 'okta_hook_ldap_bind_password_refused{directory="default"}'
 LDAP_OPERATIONS = "okta_hook_ldap_operation_duration_seconds_count"
 
 
@@ -432,7 +432,7 @@ def test_a_rotated_ca_bundle_is_used_for_new_connections(
 
     bundle.update({"ca.crt": right[: len(right) // 2]})  # cut in the middle of the certificate
     unusable = 'okta_hook_credential_file_unusable{file="directory.ca_file"}'
-    ldap_up = f'okta_hook_ldap_up{{server="{url.removeprefix("ldaps://")}"}}'
+    ldap_up = f'okta_hook_ldap_up{{directory="default",server="{url.removeprefix("ldaps://")}"}}'
     swap_to_use(lambda: service.metric(unusable) == 1)
     time.sleep(2.5)  # health checks (every second) open new connections meanwhile
     assert service.metric(ldap_up) == 1

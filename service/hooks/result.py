@@ -49,11 +49,13 @@ class HookResult:
     #: such single person) or ``error`` (the directory could not say), and why, in a fixed vocabulary.
     credential: CredentialResult | None = None
     credential_reason: str | None = None
-    #: Several directories: the (directory, reason) of each part the answer lacks (``enriched_partial``):
-    #: ``deadline`` or the directory's error kind.
-    missing: tuple[tuple[str, str], ...] = ()
     #: The unexpected exception behind ``fallback_internal_error``: telemetry logs its type and frames.
     exception: Exception | None = None
+    #: Several directories (outcome ``enriched_partial``): (directory name, reason) of each directory whose
+    #: part the answer lacks; reason ``deadline`` or the directory error kind. Telemetry counts
+    #: ``okta_hook_directory_missing_total`` and logs ``missing_directories`` from it. Not kept in
+    #: :class:`Remembered`: a partial answer is not replayed.
+    missing: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,15 +18,18 @@ CACHE_RESULTS: tuple[CacheResult, ...] = ("hit", "miss", "stale", "negative_hit"
 
 
 class CacheTelemetry:
-    """Implements :class:`service.cache.CacheObserver` for the cache of one hook type. Labels are the
-    hook type and fixed vocabularies; never the query."""
+    """Implements :class:`service.cache.CacheObserver` for the cache of one hook type and directory.
+    Labels are the hook type, the directory's configured name and fixed vocabularies; never the query."""
 
-    def __init__(self, metrics: Metrics, hook_type: str) -> None:
+    def __init__(self, metrics: Metrics, hook_type: str, directory: str) -> None:
         self._hook_type = hook_type
-        self._lookups = {result: metrics.cache_lookups.labels(hook_type, result) for result in CACHE_RESULTS}
-        self._evictions = {cause: metrics.cache_evictions.labels(hook_type, cause) for cause in EVICTION_CAUSES}
+        self._directory = directory
+        self._lookups = {result: metrics.cache_lookups.labels(hook_type, directory, result) for result in CACHE_RESULTS}
+        self._evictions = {
+            cause: metrics.cache_evictions.labels(hook_type, directory, cause) for cause in EVICTION_CAUSES
+        }
         self._refreshes = metrics.cache_refreshes
-        self._refreshes.labels(hook_type, "ok")
+        self._refreshes.labels(hook_type, directory, "ok")
 
     def looked_up(self, result: CacheResult) -> None:
         self._lookups[result].inc()
@@ -35,10 +38,12 @@ class CacheTelemetry:
         self._evictions[cause].inc(count)
 
     def refreshed(self, error_kind: str | None) -> None:
-        self._refreshes.labels(self._hook_type, error_kind or "ok").inc()
+        self._refreshes.labels(self._hook_type, self._directory, error_kind or "ok").inc()
         if error_kind is not None:
             # the entry is still served (fresh, then stale while the directory fails); worth knowing why
-            log.warning("cache_refresh_failed", hook_type=self._hook_type, error_kind=error_kind)
+            log.warning(
+                "cache_refresh_failed", hook_type=self._hook_type, directory=self._directory, error_kind=error_kind
+            )
 
 
 #: Why a poll of the change feed failed: slower than the feed may lag, or a directory error kind.
@@ -46,31 +51,41 @@ FEED_FAILURES = ("behind", "timeout", "connect", "tls", "bind_failed", "session_
 
 
 class FeedTelemetry:
-    """Watches the directory's change feed (the server's wiring reports each poll). Labels are fixed
-    vocabularies; logs name no entry (a DN is personal data)."""
+    """Watches one directory's change feed (the server's wiring reports each poll). Labels are the
+    directory's configured name and fixed vocabularies; logs name no entry (a DN is personal data)."""
 
-    def __init__(self, metrics: Metrics, lag: Callable[[], float], current: Callable[[], bool]) -> None:
+    def __init__(self, metrics: Metrics, directory: str, lag: Callable[[], float], current: Callable[[], bool]) -> None:
+        self._directory = directory
         self._lag = lag
-        self._changes = {kind: metrics.change_feed_changes.labels(kind) for kind in ("changed", "deleted")}
-        self._polls = metrics.change_feed_polls
-        for result in ("ok", "resync", *FEED_FAILURES):
-            self._polls.labels(result)
-        metrics.change_feed_lag.set_function(lag)
-        metrics.change_feed_current.set_function(lambda: 1.0 if current() else 0.0)
+        self._changes = {kind: metrics.change_feed_changes.labels(directory, kind) for kind in ("changed", "deleted")}
+        self._poll_counter = metrics.change_feed_polls
+        self._polls = {
+            result: metrics.change_feed_polls.labels(directory, result) for result in ("ok", "resync", *FEED_FAILURES)
+        }
+        metrics.change_feed_lag.labels(directory).set_function(lag)
+        metrics.change_feed_current.labels(directory).set_function(lambda: 1.0 if current() else 0.0)
 
     def polled(self, changes: Changes, evictions: Mapping[EvictionCause, int], was_current: bool) -> None:
         deleted = len(changes.deleted)
         self._changes["changed"].inc(len(changes.entries) - deleted)
         self._changes["deleted"].inc(deleted)
-        self._polls.labels("resync" if changes.resync else "ok").inc()
+        self._polls["resync" if changes.resync else "ok"].inc()
         if changes.resync:
             # first poll, another server, or more changes than one answer holds: entries read before
             # live fresh_seconds, as without the feed, until they are read again
-            log.info("change_feed_resync", changes=len(changes.entries), evictions=sum(evictions.values()))
+            log.info(
+                "change_feed_resync",
+                directory=self._directory,
+                changes=len(changes.entries),
+                evictions=sum(evictions.values()),
+            )
         if not was_current:
-            log.info("change_feed_current")
+            log.info("change_feed_current", directory=self._directory)
 
     def failed(self, kind: str, was_current: bool) -> None:
-        self._polls.labels(kind).inc()
+        polls = self._polls.get(kind) or self._poll_counter.labels(self._directory, kind)
+        polls.inc()
         if was_current:
-            log.warning("change_feed_behind", error_kind=kind, lag_seconds=round(self._lag(), 1))
+            log.warning(
+                "change_feed_behind", directory=self._directory, error_kind=kind, lag_seconds=round(self._lag(), 1)
+            )

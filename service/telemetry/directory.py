@@ -1,4 +1,6 @@
-"""Watching directory operations: a CLIENT span and a latency observation per LDAP operation."""
+"""Watching one directory's operations: a CLIENT span and a latency observation per LDAP operation,
+its servers' health, and its service account's password; every series labelled by the directory's
+configured name (``default`` for the one-directory form)."""
 
 from __future__ import annotations
 
@@ -16,13 +18,23 @@ from service.telemetry.metrics import Metrics
 
 
 class DirectoryTelemetry:
-    """Implements :class:`service.directory.DirectoryObserver`. Spans carry the server and the outcome,
-    never a filter, a DN or a value (there is no LDAP semantic convention; attribute names follow the
-    OpenTelemetry Ruby ``net_ldap`` instrumentation)."""
+    """Implements :class:`service.directory.DirectoryObserver` for the directory named ``name``. Spans
+    carry the directory, the server and the outcome, never a filter, a DN or a value (there is no LDAP
+    semantic convention; attribute names follow the OpenTelemetry Ruby ``net_ldap`` instrumentation)."""
 
-    def __init__(self, metrics: Metrics, tracer: Tracer) -> None:
+    def __init__(self, metrics: Metrics, tracer: Tracer, name: str) -> None:
         self._metrics = metrics
         self._tracer = tracer
+        self.name = name
+        #: The last background check of each server: :meth:`up` reads it.
+        self._servers: dict[str, bool] = {}
+        self._refused = metrics.bind_password_refused.labels(name)
+        self._refused.set(0)
+
+    def up(self) -> bool:
+        """Whether at least one of the directory's servers passed its last background check (False
+        before the first check): what ``okta_hook_directory_up`` shows when the wiring watches it."""
+        return any(self._servers.values())
 
     def operation(self, name: str, server: str) -> AbstractContextManager[object]:
         return self._operation(name, server)
@@ -36,6 +48,7 @@ class DirectoryTelemetry:
             "network.transport": "tcp",
             "network.protocol.name": "ldap",
             "ldap.operation.type": name,
+            "okta_hook.directory": self.name,
         }
         started = time.perf_counter()
         # Background work (health checks, prewarming) has no current span: metrics only, no orphan
@@ -56,29 +69,34 @@ class DirectoryTelemetry:
             try:
                 yield
             except DirectoryError as error:
-                self._metrics.ldap_errors.labels(name, error.kind).inc()
+                self._metrics.ldap_errors.labels(self.name, name, error.kind).inc()
                 if span is not None:
                     span.set_attribute("error.type", error.kind)
                     span.set_status(Status(StatusCode.ERROR))
                 raise
             finally:
-                self._metrics.ldap_duration.labels(name).observe(time.perf_counter() - started)
+                self._metrics.ldap_duration.labels(self.name, name).observe(time.perf_counter() - started)
 
     def server_up(self, server: str, up: bool) -> None:
-        self._metrics.ldap_up.labels(server).set(1 if up else 0)
+        self._servers[server] = up
+        self._metrics.ldap_up.labels(self.name, server).set(1 if up else 0)
 
     def background_failed(self, task: str, error: Exception) -> None:
-        log_exception("background_task_failed", error, task=task)
+        log_exception("background_task_failed", error, task=task, directory=self.name)
 
     def password_refused(self, source: str, reason: str) -> None:
-        self._metrics.bind_password_refused.set(1)
+        self._refused.set(1)
         structlog.get_logger("okta_ldap_hook").error(
-            "ldap_bind_password_refused", source=source, reason=reason, retried_when="it changes, SIGHUP, restart"
+            "ldap_bind_password_refused",
+            directory=self.name,
+            source=source,
+            reason=reason,
+            retried_when="it changes, SIGHUP, restart",
         )
 
     def password_accepted(self, source: str) -> None:
-        self._metrics.bind_password_refused.set(0)
-        structlog.get_logger("okta_ldap_hook").info("ldap_bind_password_accepted", source=source)
+        self._refused.set(0)
+        structlog.get_logger("okta_ldap_hook").info("ldap_bind_password_accepted", directory=self.name, source=source)
 
 
 def current_tracer(provider: trace.TracerProvider) -> Tracer:

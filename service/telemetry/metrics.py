@@ -2,7 +2,9 @@
 
 Names follow ops-conventions §1: a generic RED histogram (``http_server_request_duration_seconds``, the
 OTel name for the same thing) and ``okta_hook_*`` domain metrics. Labels only ever hold values from
-small fixed sets: hook types, outcomes, stages, error kinds, route templates, configured server names.
+small fixed sets: hook types, outcomes, stages, error kinds, route templates, configured server names,
+configured directory names (``directory``: the name under ``directories:``, ``default`` for the
+one-directory form ``directory:``).
 """
 
 from __future__ import annotations
@@ -101,37 +103,66 @@ class Metrics:
         )
         self.ldap_duration = Histogram(
             "okta_hook_ldap_operation_duration_seconds",
-            "Duration of LDAP operations.",
-            ["operation"],
+            "Duration of LDAP operations, by directory and operation.",
+            ["directory", "operation"],
             buckets=LDAP_BUCKETS,
             registry=registry,
         )
         self.ldap_errors = Counter(
             "okta_hook_ldap_errors",
-            "Failed LDAP operations by operation and error type.",
-            ["operation", "error_type"],
+            "Failed LDAP operations by directory, operation and error type.",
+            ["directory", "operation", "error_type"],
             registry=registry,
         )
         self.ldap_up = Gauge(
             "okta_hook_ldap_up",
             "1 when the last background bind to the server succeeded, else 0.",
-            ["server"],
+            ["directory", "server"],
             registry=registry,
         )
-        self.pool_size = Gauge("okta_hook_ldap_pool_size", "Open LDAP connections.", registry=registry)
-        self.pool_in_use = Gauge("okta_hook_ldap_pool_in_use", "LDAP connections lent to a lookup.", registry=registry)
+        self.directory_up = Gauge(
+            "okta_hook_directory_up",
+            "1 when at least one of the directory's servers passed its last background check, else 0 "
+            "(0 before the first check).",
+            ["directory"],
+            registry=registry,
+        )
+        self.directory_missing = Counter(
+            "okta_hook_directory_missing",
+            "Answers sent without a directory's part (outcome enriched_partial), by hook type, directory and "
+            "reason: deadline, or the directory's error kind (timeout, connect, tls, bind_failed, "
+            "session_lost, ambiguous, server_error, other).",
+            ["hook_type", "directory", "reason"],
+            registry=registry,
+        )
+        self.pool_size = Gauge(
+            "okta_hook_ldap_pool_size", "Open LDAP connections, by directory.", ["directory"], registry=registry
+        )
+        self.pool_in_use = Gauge(
+            "okta_hook_ldap_pool_in_use",
+            "LDAP connections lent to a lookup, by directory.",
+            ["directory"],
+            registry=registry,
+        )
         self.pool_waiting = Gauge(
-            "okta_hook_ldap_pool_waiting", "Lookups waiting for a free LDAP worker.", registry=registry
+            "okta_hook_ldap_pool_waiting",
+            "Lookups waiting for a free LDAP worker, by directory.",
+            ["directory"],
+            registry=registry,
         )
         self.cache_lookups = Counter(
             "okta_hook_cache_lookups",
             "Directory lookups through the cache, by result: hit (fresh), negative_hit (fresh 'no such "
-            "user'), miss (asked the directory), stale (the directory failed; an older answer served).",
-            ["hook_type", "result"],
+            "user'), miss (asked the directory), stale (the directory failed; an older answer served). One cache "
+            "per hook type and directory.",
+            ["hook_type", "directory", "result"],
             registry=registry,
         )
         self.cache_entries = Gauge(
-            "okta_hook_cache_entries", "Directory answers held in the cache.", ["hook_type"], registry=registry
+            "okta_hook_cache_entries",
+            "Directory answers held in the cache of a hook type and directory.",
+            ["hook_type", "directory"],
+            registry=registry,
         )
         self.cache_evictions = Counter(
             "okta_hook_cache_evictions",
@@ -139,13 +170,13 @@ class Metrics:
             "directory's change feed reported: entry (the person's entry changed), deleted, reference (an entry "
             "the answer refers to: a memberOf group, a manager), group (a group the person is listed in), "
             "member (a changed group lists the person: perhaps just added).",
-            ["hook_type", "cause"],
+            ["hook_type", "directory", "cause"],
             registry=registry,
         )
         self.cache_refreshes = Counter(
             "okta_hook_cache_refreshes",
             "Background refreshes of entries about to go stale, by result (ok, or the error type).",
-            ["hook_type", "result"],
+            ["hook_type", "directory", "result"],
             registry=registry,
         )
         self.cache_flushes = Counter(
@@ -154,7 +185,7 @@ class Metrics:
         self.change_feed_changes = Counter(
             "okta_hook_change_feed_changes",
             "Directory entries the change feed saw changed (kind=changed: modified, added, moved) or deleted.",
-            ["kind"],
+            ["directory", "kind"],
             registry=registry,
         )
         self.change_feed_polls = Counter(
@@ -162,18 +193,20 @@ class Metrics:
             "Polls of the directory's change feed by result: ok, resync (started over: first poll, another "
             "server, an answer cut by a size limit), or why it failed (behind: slower than the feed may lag; "
             "timeout, connect, session_lost, server_error...).",
-            ["result"],
+            ["directory", "result"],
             registry=registry,
         )
         self.change_feed_lag = Gauge(
             "okta_hook_change_feed_lag_seconds",
             "Seconds since the last good poll of the directory's change feed started.",
+            ["directory"],
             registry=registry,
         )
         self.change_feed_current = Gauge(
             "okta_hook_change_feed_current",
             "1 while the change feed is current (caches keep entries feed_fresh_seconds); 0 when a poll failed "
             "or none succeeded for two poll intervals (entries live fresh_seconds).",
+            ["directory"],
             registry=registry,
         )
         self.replayed_answers = Counter(
@@ -228,7 +261,8 @@ class Metrics:
         self.bind_password_refused = Gauge(
             "okta_hook_ldap_bind_password_refused",
             "1 while the directory has refused the service account's current password: no new connection "
-            "is opened until the password changes (its file), SIGHUP or a restart. 0 otherwise.",
+            "is opened to that directory until the password changes (its file), SIGHUP or a restart. 0 otherwise.",
+            ["directory"],
             registry=registry,
         )
         self.build_info = Gauge(

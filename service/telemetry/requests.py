@@ -77,6 +77,7 @@ class RequestTelemetry:
         self._untraced = isinstance(tracer, NoOpTracer)
         self._durations = _Children(metrics.request_duration)
         self._outcomes = _Children(metrics.hook_requests)
+        self._missing = _Children(metrics.directory_missing)
 
     def started(
         self,
@@ -135,6 +136,8 @@ class RequestTelemetry:
                 span.set_attribute("okta_hook.outcome", outcome.value)
             if outcome is Outcome.FALLBACK_DEADLINE:
                 span.add_event("okta_hook.deadline_exceeded")
+            if result is not None and result.missing:
+                span.set_attribute("okta_hook.missing_directories", [directory for directory, _ in result.missing])
             context = span.get_span_context()
             if context.is_valid and context.trace_flags.sampled:
                 exemplar = {"trace_id": format(context.trace_id, "032x")}
@@ -180,6 +183,8 @@ class RequestTelemetry:
             metrics.password_verifications.labels(result.credential, result.credential_reason or "").inc()
         if result.unsafe_identifier is not None:
             metrics.refused_identifiers.labels(hook_type, result.unsafe_identifier.value).inc()
+        for directory, reason in result.missing:
+            self._missing(hook_type, directory, reason).inc()
 
 
 def _log_hook_request(
@@ -203,6 +208,7 @@ def _log_hook_request(
             credential=None,
             credential_reason=None,
             groups_truncated=False,
+            missing_directories=None,
             duration_ms=round(elapsed * 1000, 2),
             directory_ms=0.0,
         )
@@ -227,6 +233,8 @@ def _log_hook_request(
         credential=result.credential,
         credential_reason=result.credential_reason,
         groups_truncated=result.groups_cut or result.groups_incomplete,
+        # several directories: which directory's part the answer lacks, and why ({"hr": "deadline"})
+        missing_directories=dict(result.missing) if result.missing else None,
         duration_ms=round(elapsed * 1000, 2),
         directory_ms=round(result.directory_seconds * 1000, 2),
     )
