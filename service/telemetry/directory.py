@@ -26,15 +26,8 @@ class DirectoryTelemetry:
         self._metrics = metrics
         self._tracer = tracer
         self.name = name
-        #: The last background check of each server: :meth:`up` reads it.
-        self._servers: dict[str, bool] = {}
         self._refused = metrics.bind_password_refused.labels(name)
         self._refused.set(0)
-
-    def up(self) -> bool:
-        """Whether at least one of the directory's servers passed its last background check (False
-        before the first check): what ``okta_hook_directory_up`` shows when the wiring watches it."""
-        return any(self._servers.values())
 
     def operation(self, name: str, server: str) -> AbstractContextManager[object]:
         return self._operation(name, server)
@@ -78,7 +71,6 @@ class DirectoryTelemetry:
                 self._metrics.ldap_duration.labels(self.name, name).observe(time.perf_counter() - started)
 
     def server_up(self, server: str, up: bool) -> None:
-        self._servers[server] = up
         self._metrics.ldap_up.labels(self.name, server).set(1 if up else 0)
 
     def background_failed(self, task: str, error: Exception) -> None:
