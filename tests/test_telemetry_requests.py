@@ -104,23 +104,26 @@ def test_directory_series_exist_at_zero_for_every_configured_directory() -> None
 
 
 def test_directory_up_follows_its_servers_checks_and_each_series_keeps_its_directory() -> None:
-    """``okta_hook_directory_up``: 1 while at least one of the directory's servers passed its last check;
-    the observers of two directories never write each other's series."""
+    """``okta_hook_directory_up`` reads each directory's own state at the scrape (``Directory.up``: a
+    server passed its last check); the observers of two directories never write each other's series."""
     telemetry = Telemetry(Metrics())
     telemetry.declare({"token": False}, {"corp": ["dc1:636", "dc2:636"], "hr": ["hr:389"]})
     corp, hr = telemetry.directory_observer("corp"), telemetry.directory_observer("hr")
-    telemetry.watch_directory("corp", corp.up)
-    telemetry.watch_directory("hr", hr.up)
+    state = {"corp": True, "hr": False}
+    telemetry.watch_directory("corp", lambda: state["corp"])
+    telemetry.watch_directory("hr", lambda: state["hr"])
 
     def up(name: str) -> float | None:
         return telemetry.metrics.registry.get_sample_value("okta_hook_directory_up", {"directory": name})
 
-    corp.server_up("dc1:636", False)
-    corp.server_up("dc2:636", True)
-    hr.server_up("hr:389", False)
     assert (up("corp"), up("hr")) == (1, 0)
-    corp.server_up("dc2:636", False)
+    state["corp"] = False
     assert up("corp") == 0
+    corp.server_up("dc2:636", False)
+    hr.server_up("hr:389", True)
+    ldap_up = telemetry.metrics.registry.get_sample_value
+    assert ldap_up("okta_hook_ldap_up", {"directory": "corp", "server": "dc2:636"}) == 0
+    assert ldap_up("okta_hook_ldap_up", {"directory": "hr", "server": "hr:389"}) == 1
     with corp.operation("search", "dc1:636"):
         pass
     hr.password_refused("directories.hr.bind_password_file", "invalid_credentials")

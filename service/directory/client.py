@@ -13,7 +13,6 @@ the event loop only waits, up to the deadline.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping
 
 from service.directory.changes import ChangeFeed, ChangeSink
@@ -151,11 +150,11 @@ class Directory:
         return asyncio.create_task(self._changes.run(sink), name="ldap-change-feed")
 
     def server_health(self) -> dict[str, bool]:
-        """Each server: whether it passed its last health check (before the first one: whether it is
-        out of its failure cooldown). Read by ``/directories`` and ``okta_hook_directory_up``."""
-        now = time.monotonic()
+        """Each server: whether it passed its last health check (False until its first, which starts
+        with the service and ends within ``connect_timeout_seconds``). Read by ``/directories`` and
+        ``okta_hook_directory_up``."""
         checked = self._health.last_checked
-        return {server.name: checked.get(server.name, server.available(now)) for server in self._pool.servers}
+        return {server.name: checked.get(server.name, False) for server in self._pool.servers}
 
     def up(self) -> bool:
         """Whether any of its servers is (:meth:`server_health`)."""
