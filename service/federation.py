@@ -175,7 +175,7 @@ class Federation:
                 )
             parts = _Parts(deadline)
             parts.answered(home.name, lookup.entry, lookup.cache, lookup.error_kind)
-            self._join(home.name, lookup.entry, parts, deadline, start_by)
+            self._join(lookup.entry, parts, start_by)
             await parts.settle()
             return Found(parts.person(home.name))
         return await self._find_among(candidates, beside, values, deadline, start_by)
@@ -214,7 +214,7 @@ class Federation:
                     parts.cancel()
                     raise DirectoryError("ambiguous", "several directories hold this person")
                 home = name
-                self._join(name, entry, parts, deadline, start_by)
+                self._join(entry, parts, start_by)
         if home is None:
             parts.cancel()
             if pending or failures:
@@ -223,8 +223,8 @@ class Federation:
         await parts.settle()
         return Found(parts.person(home))
 
-    def _join(self, home: str, entry: DirectoryEntry, parts: _Parts, deadline: float, start_by: float | None) -> None:
-        """Ask each directory joined by an attribute for the person ``entry`` (from ``home``) is."""
+    def _join(self, entry: DirectoryEntry, parts: _Parts, start_by: float | None) -> None:
+        """Ask each directory joined by an attribute for the person ``entry`` (the home's) is."""
         for source in self._after:
             assert source.join is not None and source.join.attribute is not None
             found = entry.values(source.join.attribute)
