@@ -330,19 +330,6 @@ def rows() -> list[tuple[str, list[Panel]]]:
             mappings=UP_DOWN,
         ),
         stat(
-            "Directories",
-            "Each configured directory (default: the one-directory form), UP while at least one of its "
-            "servers passed its last check on every pod. DOWN for 2 minutes: OktaHookDirectoryDown. An "
-            "account directory down turns its people's answers into fallbacks; a secondary one (joined, e.g. "
-            "HR) into partial answers.",
-            f"min by (directory) (okta_hook_directory_up{{{DSEL}}})",
-            "none",
-            thresholds((None, "red"), (1, "green")),
-            legend="{{directory}}",
-            mappings=UP_DOWN,
-        )
-        | {"_size": (6, 5)},
-        stat(
             "Not enriched: fallbacks and partial answers (last 1h)",
             "Share of the hook answers that could have been enriched (unknown users, refused identifiers, "
             "401/400, abandoned calls and password import left out) that left without all their directory "

@@ -181,19 +181,24 @@ def unrouted() -> Settings:
     )
 
 
-def test_directories_without_domains_are_asked_in_parallel() -> None:
-    world = World(unrouted())
-    world.fakes["corp"].hang()
-    world.fakes["emea"].hang()
+def asked_together(world: World, email: str, *names: str) -> Any:
+    """``email``'s answer, once every directory in ``names`` holds a lookup at the same time (they hang
+    until then): proof that they were asked in parallel, not one after the other."""
+    for name in names:
+        world.fakes[name].hang()
 
-    async def both_at_once() -> Any:
-        answer = asyncio.ensure_future(world.hook.answer(registration(EVA), world.clock()))
-        await until(lambda: world.fakes["corp"].held == 1 and world.fakes["emea"].held == 1)
-        world.fakes["corp"].release()
-        world.fakes["emea"].release()
+    async def at_once() -> Any:
+        answer = asyncio.ensure_future(world.hook.answer(registration(email), world.clock()))
+        await until(lambda: all(world.fakes[name].held == 1 for name in names))
+        for name in names:
+            world.fakes[name].release()
         return await answer
 
-    result = world.clock.run(both_at_once())
+    return world.clock.run(at_once())
+
+
+def test_directories_without_domains_are_asked_in_parallel() -> None:
+    result = asked_together(World(unrouted()), EVA, "corp", "emea")
 
     assert profile(result)["title"] == "Analyst"
 
@@ -332,17 +337,8 @@ def test_a_secondary_joined_by_the_identifier_is_asked_beside_the_account_direct
     )
     world = World(settings_with(named))
     world.fakes["hr"].put(ANN, hr_entry("1001", "Engineering", "CC-10"))
-    world.fakes["corp"].hang()
-    world.fakes["hr"].hang()
 
-    async def both_at_once() -> Any:
-        answer = asyncio.ensure_future(world.hook.answer(registration(ANN), world.clock()))
-        await until(lambda: world.fakes["corp"].held == 1 and world.fakes["hr"].held == 1)
-        world.fakes["corp"].release()
-        world.fakes["hr"].release()
-        return await answer
-
-    result = world.clock.run(both_at_once())
+    result = asked_together(world, ANN, "corp", "hr")
 
     assert profile(result) == {"title": "Engineer", "department": "Engineering", "costCenter": "CC-10"}
 

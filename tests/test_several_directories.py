@@ -124,15 +124,20 @@ def test_a_dead_directory_costs_only_the_logins_it_holds(
     slapd: Slapd, hr_slapd: Slapd, closed_port_url: str, start_in_process: Callable[..., InProcessService]
 ) -> None:
     """emea is down (nothing listens): an accounts login is answered whole, an emea login falls back."""
-    emea = {"urls": [closed_port_url]}
-    service = start_in_process(
-        _document({"accounts": slapd, "hr": hr_slapd}, emea=emea),
-        several_passwords({"accounts": slapd, "hr": hr_slapd}) | {"EMEA_BIND_PASSWORD": "unused"},
-    )
+    service = with_emea_dead(start_in_process, slapd, hr_slapd, closed_port_url)
 
     assert profile(register(service, ROSARIO)) == ROSARIO_PROFILE
     emea_login = context(register(service, INGRID))
     assert (emea_login["outcome"], emea_login["error"]) == ("fallback_ldap_error", "connect")
+
+
+def with_emea_dead(
+    start_in_process: Callable[..., InProcessService], accounts: Slapd, hr: Slapd, closed_port_url: str
+) -> InProcessService:
+    """several-config.yaml with emea's URL where nothing listens."""
+    servers = {"accounts": accounts, "hr": hr}
+    document = _document(servers, emea={"urls": [closed_port_url]})
+    return start_in_process(document, several_passwords(servers) | {"EMEA_BIND_PASSWORD": "unused"})
 
 
 def _document(servers: dict[str, Slapd], **replaced: dict[str, Any]) -> dict[str, Any]:
@@ -202,11 +207,7 @@ def test_hr_frozen_is_answered_at_the_deadline_with_what_arrived(
 def test_directories_health_is_reported_per_directory(
     slapd: Slapd, hr_slapd: Slapd, closed_port_url: str, start_in_process: Callable[..., InProcessService]
 ) -> None:
-    emea = {"urls": [closed_port_url]}
-    service = start_in_process(
-        _document({"accounts": slapd, "hr": hr_slapd}, emea=emea),
-        several_passwords({"accounts": slapd, "hr": hr_slapd}) | {"EMEA_BIND_PASSWORD": "unused"},
-    )
+    service = with_emea_dead(start_in_process, slapd, hr_slapd, closed_port_url)
     deadline = time.monotonic() + 10
     while True:
         report = service.client.get(service.ops_url + "/directories").json()
