@@ -361,6 +361,15 @@ def holders(*, routed: bool) -> dict[str, FakeDirectory]:
     }
 
 
+def password_hook(fakes: dict[str, FakeDirectory]) -> PasswordImportHook:
+    """The password import hook over ``fakes``, the directories that hold people."""
+    settings = parse_settings(
+        service_config("ldaps://127.0.0.1:636", hooks={"password_import": {"subject": "login"}})
+    ).hooks.password_import
+    assert settings is not None
+    return PasswordImportHook(HookType.PASSWORD_IMPORT, settings, PasswordHolders(fakes))
+
+
 def password_event(login: str, password: str) -> HookEvent:
     from okta_spec import example
 
@@ -372,11 +381,7 @@ def password_event(login: str, password: str) -> HookEvent:
 @pytest.mark.parametrize("routed", [True, False])
 def test_a_password_is_checked_by_one_bind_in_the_directory_holding_the_person(routed: bool) -> None:
     fakes = holders(routed=routed)
-    settings = parse_settings(
-        service_config("ldaps://127.0.0.1:636", hooks={"password_import": {"subject": "login"}})
-    ).hooks.password_import
-    assert settings is not None
-    hook = PasswordImportHook(HookType.PASSWORD_IMPORT, settings, PasswordHolders(fakes))
+    hook = password_hook(fakes)
 
     right = asyncio.run(hook.answer(password_event(EVA, "right"), time.monotonic()))
     wrong = asyncio.run(hook.answer(password_event(EVA, "wrong"), time.monotonic()))
@@ -389,11 +394,7 @@ def test_a_password_is_checked_by_one_bind_in_the_directory_holding_the_person(r
 def test_a_password_for_a_person_in_two_directories_is_never_checked() -> None:
     fakes = holders(routed=False)
     fakes["corp"].put(EVA, person(EVA))
-    settings = parse_settings(
-        service_config("ldaps://127.0.0.1:636", hooks={"password_import": {"subject": "login"}})
-    ).hooks.password_import
-    assert settings is not None
-    hook = PasswordImportHook(HookType.PASSWORD_IMPORT, settings, PasswordHolders(fakes))
+    hook = password_hook(fakes)
 
     result = asyncio.run(hook.answer(password_event(EVA, "right"), time.monotonic()))
 
@@ -406,11 +407,7 @@ def test_a_password_is_not_checked_while_another_candidate_directory_is_down() -
     at the next sign-in), and no bind anywhere."""
     fakes = holders(routed=False)
     fakes["corp"].fail(DirectoryError("connect", "down"))
-    settings = parse_settings(
-        service_config("ldaps://127.0.0.1:636", hooks={"password_import": {"subject": "login"}})
-    ).hooks.password_import
-    assert settings is not None
-    hook = PasswordImportHook(HookType.PASSWORD_IMPORT, settings, PasswordHolders(fakes))
+    hook = password_hook(fakes)
 
     result = asyncio.run(hook.answer(password_event(EVA, "right"), time.monotonic()))
 
