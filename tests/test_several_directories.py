@@ -24,7 +24,7 @@ from service.demo.ad_data import ADA_TOKEN_GROUPS
 from service.demo.hr_data import HR_SERVICE_BIND_PASSWORD, HR_SUFFIX, hr_ldif
 from service.demo.run import ad_document, several_document, several_passwords
 from service.demo.samba import SambaDC
-from service.demo.slapd import DEMO_USER_PASSWORD, Slapd
+from service.demo.slapd import DEMO_USER_PASSWORD, Slapd, demo_ldif
 
 ROSARIO = "rosario.jones@example.com"  # accounts, employee 1002, in HR
 INGRID = "ingrid.larsen@emea.example.com"  # emea, employee 4001, in HR
@@ -294,3 +294,41 @@ def test_two_hr_records_for_one_join_value_leave_hrs_part_missing(
     assert context(answer)["outcome"] == "enriched_partial"
     assert context(answer)["missingDirectories"] == "hr:ambiguous"
     assert set(profile(answer)) == {"employeeNumber", "groups"}
+
+
+#: People whose join value is an LDAP filter: HR must compare it as the exact bytes, so that it matches
+#: nobody (not everyone, not Rosario).
+HOSTILE_JOINS = {
+    "star@example.com": "*",
+    "paren@example.com": "1002)(employeeNumber=*",
+    "escape@example.com": "1002\\2a",
+}
+
+
+def _hostile_people() -> str:
+    return "".join(
+        f"dn: uid={mail.partition('@')[0]},ou=people,dc=example,dc=com\n"
+        "objectClass: inetOrgPerson\n"
+        f"uid: {mail.partition('@')[0]}\ncn: Hostile\nsn: Hostile\nmail: {mail}\n"
+        + f"employeeNumber: {value}\n\n"
+        for mail, value in HOSTILE_JOINS.items()
+    )
+
+
+def test_a_join_value_is_compared_as_it_is_never_as_a_filter(
+    tmp_path: Path, emea_slapd: Slapd, hr_slapd: Slapd, start_in_process: Callable[..., InProcessService]
+) -> None:
+    """Account entries whose employeeNumber is ``*``, ``1002)(employeeNumber=*`` or an escape: HR finds
+    nobody for each (its rules get their defaults, the answer is whole), never every record (ambiguous)
+    nor Rosario's (1002). (Spaces around a value are another matter: HR's matching rule for
+    employeeNumber, caseIgnoreMatch, finds " 1002" equal to "1002", as the directory defines it.)"""
+    with Slapd(tmp_path / "accounts", demo_ldif() + "\n" + _hostile_people()) as accounts:
+        service = start_several(
+            start_in_process, {"accounts": accounts, "emea": emea_slapd, "hr": hr_slapd}, remember=False
+        )
+        for mail in HOSTILE_JOINS:
+            answer = register(service, mail)
+
+            assert context(answer)["outcome"] == "enriched", mail
+            assert profile(answer)["costCenter"] == "unassigned", mail  # HR: nobody, so the default
+            assert "department" not in profile(answer), mail
