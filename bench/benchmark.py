@@ -2,7 +2,7 @@
 same run on the same machine.
 
     .venv/bin/python bench/benchmark.py [--users 10000] [--duration 10] [--connections 75]
-        [--only cache|service|overload]
+        [--only cache|directories|pooled|overload|...] [--delay-ms 20] [--delay-connections 2]
 
 Variants:
   ldap3 loop, pooled        one bound SYNC connection (as the service's), its two searches per lookup, sequential
@@ -24,6 +24,24 @@ Cache variants (``--only cache`` runs only these and the baselines they are comp
   open loop 300 req/s       hot set, requests sent at a fixed rate whatever the answers' latency
                             (no coordinated omission), latency from the planned send time
   RSS, 100,000 cached       bench/cache_memory.py: the whole process with 100,000 entries in the cache
+
+Several-directory variants (issue 22; ``--only directories`` runs them with the pooled hook, the
+one-directory row they are compared with), cache off, 75 connections; bench/several_directories.py:
+  hook, two account directories in parallel
+                            the users split in two slapds (each person in one), no domain routing: both
+                            asked for every login, in parallel
+  hook, account + HR joined by attribute
+                            + an HR slapd with a record per user: department, title, cost centre from HR,
+                            searched for the account entry's employeeNumber once it arrived (sequential)
+  hook, account + HR joined by identifier
+                            the same with HR searched for Okta's identifier (its mail), in parallel
+  hook, one directory, +20 ms / ... each +20 ms
+                            the one-directory row and the three above with a relay adding --delay-ms to
+                            every round trip to each directory, at --delay-connections connections (below
+                            pool_size: the latency is then the lookups' round trips, not queueing)
+Each hook row also reports the directory time of its enriched answers (the log line's directory_ms,
+debugContext's directoryMs: from the start of the lookup to the last directory's answer, the wait for
+a pooled connection included).
 
 ``--only TEXT`` runs just the variants whose name contains TEXT (e.g. ``--only overload``); repeat it to
 run several (``--only pooled --only overload``). ``--only cache`` runs the cache variants with the
@@ -49,6 +67,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -61,7 +80,17 @@ from ldap3.utils.conv import escape_filter_chars
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.demo.directory_data import generate_users  # noqa: E402
+from bench.several_directories import (  # noqa: E402
+    HR_ENV,
+    LatencyRelay,
+    account_and_hr,
+    generated_hr,
+    hr_department,
+    split_users,
+    two_account_directories,
+)
+from service.demo.directory_data import generate_users, user_mail  # noqa: E402
+from service.demo.hr_data import HR_SUFFIX  # noqa: E402
 from service.demo.slapd import SERVICE_BIND_DN, SERVICE_BIND_PASSWORD, Slapd, free_port  # noqa: E402
 
 SECRET = "bench-secret"
@@ -108,6 +137,7 @@ def ldap3_loop(url: str, users: int, lookups: int, bind_per_lookup: bool) -> dic
         "requests": lookups,
         "rate": lookups / elapsed,
         "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p90_ms": percentile(latencies, 0.9) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "errors": 0,
     }
@@ -181,6 +211,7 @@ def wrk(url: str, script: Path, connections: int, duration: int) -> dict:
         "requests": requests,
         "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "p50_ms": ms("50%"),
+        "p90_ms": ms("90%"),
         "p99_ms": ms("99%"),
         "max_ms": max_ms(),
         "errors": int(non_2xx.group(1)) if non_2xx else 0,
@@ -206,8 +237,9 @@ class OtlpSink(BaseHTTPRequestHandler):
 
 
 def run_service(
-    config: dict, workdir: Path, env: dict[str, str], wrapper: str | None = None
-) -> tuple[subprocess.Popen, str]:
+    config: dict, workdir: Path, env: dict[str, str], wrapper: str | None = None, log: Path | None = None
+) -> tuple[subprocess.Popen, str, str]:
+    """The service on ``config``; its log lines (stdout) go to ``log``, or nowhere."""
     hook_port, ops_port = free_port(), free_port()
     config = {**config, "server": {"host": "127.0.0.1", "hook_port": hook_port, "ops_port": ops_port}}
     path = workdir / f"config-{hook_port}.yaml"
@@ -215,13 +247,16 @@ def run_service(
     command = [sys.executable, "-m", "service", "serve", "--config", str(path)]
     if wrapper:
         command = [sys.executable, str(Path(__file__).parent / wrapper), "serve", "--config", str(path)]
+    output = log.open("ab") if log else subprocess.DEVNULL
     process = subprocess.Popen(
         command,
-        stdout=subprocess.DEVNULL,
+        stdout=output,
         stderr=subprocess.DEVNULL,
         cwd=REPO,
         env={**os.environ, "OKTA_HOOK_SECRET": SECRET, "LDAP_BIND_PASSWORD": SERVICE_BIND_PASSWORD, **env},
     )
+    if log:
+        output.close()  # the child has its own descriptor
     for _ in range(300):
         try:
             if httpx.get(f"http://127.0.0.1:{ops_port}/readyz", timeout=0.5).status_code == 200:
@@ -257,6 +292,28 @@ def outcomes(metrics_url: str) -> dict[str, float]:
     return counts
 
 
+def directory_times(log: Path, offset: int) -> dict[str, float]:
+    """The directory time of the enriched answers logged after ``offset``: the ``directory_ms`` of the
+    service's per-request log line (Okta's debugContext ``directoryMs``), from the start of the lookup to
+    the last directory's answer; HTTP, JSON and the wait for the event loop are not in it."""
+    times = []
+    with log.open("rb") as lines:
+        lines.seek(offset)
+        for line in lines:
+            if b'"hook_request"' not in line:
+                continue
+            fields = json.loads(line)
+            if str(fields.get("outcome", "")).startswith("enriched"):
+                times.append(float(fields["directory_ms"]))
+    if not times:  # telemetry off: no log line
+        return {}
+    return {
+        "directory_p50_ms": percentile(times, 0.5),
+        "directory_p90_ms": percentile(times, 0.9),
+        "directory_p99_ms": percentile(times, 0.99),
+    }
+
+
 def measure_service(
     config: dict,
     workdir: Path,
@@ -265,14 +322,22 @@ def measure_service(
     script: Path,
     args: argparse.Namespace,
     connections: int | None = None,
+    probe: Any = None,
 ) -> dict:
+    """wrk against the service on ``config``; ``probe(url)``, when given, checks one answer first (that
+    the configuration measured is the one meant: a joined value present, say)."""
     connections = connections or args.connections
-    process, url, metrics_url = run_service(config, workdir, env, wrapper)
+    log = workdir / f"service-{time.monotonic_ns()}.log"
+    process, url, metrics_url = run_service(config, workdir, env, wrapper, log)
     try:
+        if probe:
+            probe(url)
         wrk(url, script, connections, 2)  # warm-up: pool and first-call paths
         before = outcomes(metrics_url)
+        offset = log.stat().st_size
         row = wrk(url, script, connections, args.duration)
         after = outcomes(metrics_url)
+        row.update(directory_times(log, offset))
         delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
         # wrk closes its connections at the end with requests in flight: those are client_closed, not answers
         total = sum(value for key, value in delta.items() if ":" not in key and key != "client_closed")
@@ -379,6 +444,7 @@ async def open_loop_run(url: str, body_for: Any, rate: float, seconds: float, co
         "requests": count,
         "rate": count / elapsed,
         "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p90_ms": percentile(latencies, 0.9) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "max_ms": max(latencies) * 1000,
         "errors": errors,
@@ -407,6 +473,89 @@ def measure_cache_memory() -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def answer_probe(template: dict, user: int, expected: dict[str, str]) -> Any:
+    """A check of one registration answer for generated user ``user``: enriched, with ``expected`` among
+    its profile values. Raises when the answer is not what the row means to measure."""
+
+    def probe(url: str) -> None:
+        body = json.dumps(template).replace("MAIL", user_mail(user)).replace("EVENT", f"probe-{user}")
+        answer = httpx.post(
+            url, content=body, headers={"Authorization": SECRET, "Content-Type": "application/json"}, timeout=5
+        ).json()
+        profile = answer["commands"][0]["value"] if answer.get("commands") else {}
+        got = {key: profile.get(key) for key in expected}
+        if answer["debugContext"]["outcome"] != "enriched" or got != expected:
+            raise RuntimeError(f"probe of {user_mail(user)}: {answer['debugContext']}, {got} (expected {expected})")
+
+    return probe
+
+
+#: The several-directory rows (issue 22); ``--only directories`` runs them with the one-directory row.
+ONE_DIRECTORY = "hook, pooled (metrics + logs on)"
+TWO_ACCOUNTS = "hook, two account directories in parallel"
+JOINED_BY_ATTRIBUTE = "hook, account + HR joined by attribute"
+JOINED_BY_IDENTIFIER = "hook, account + HR joined by identifier"
+
+
+def several_directory_variants(
+    stack: ExitStack, workdir: Path, config: dict, ldap: Slapd, script: Path, template: dict, args: argparse.Namespace
+) -> list[tuple[str, Any]]:
+    """The several-directory rows, and each again with ``--delay-ms`` added in front of every directory
+    (:class:`LatencyRelay`) and ``--delay-connections`` connections, below the pool size: then the
+    latency is the lookups' round trips, not the wait for a pooled connection. Their slapds (the
+    generated users split in two, HR) start on ``stack`` when the first of these rows runs."""
+    first_half, second_half = split_users(args.users)
+    north = Slapd(workdir / "north", first_half)
+    south = Slapd(workdir / "south", second_half)
+    hr = Slapd(
+        workdir / "hr", generated_hr(args.users), suffix=HR_SUFFIX, service_bind_password=HR_ENV["HR_BIND_PASSWORD"]
+    )
+
+    def start() -> None:
+        if not hr.running:
+            print(f"loading {args.users} users split in two slapds, and their HR records...", file=sys.stderr)
+            for server in (north, south, hr):
+                stack.enter_context(server)
+
+    delay = args.delay_ms / 1000
+    relays = {server.port: LatencyRelay(server.port, delay) for server in (ldap, north, south, hr)}
+    for relay in relays.values():
+        stack.callback(relay.close)
+
+    def measured(row_config: dict, env: dict[str, str], probe: Any, connections: int | None) -> Any:
+        def measure() -> dict:
+            start()
+            return measure_service(row_config, workdir, env, None, script, args, connections, probe)
+
+        return measure
+
+    def url(server: Slapd, delayed: bool) -> str:
+        return relays[server.port].url if delayed else server.url
+
+    last = args.users - 1
+    numbers = {"employeeNumber": str(100_000 + last)}
+    joined = {"employeeNumber": "100007", "department": hr_department(7)}
+    variants: list[tuple[str, Any]] = []
+    for delayed in (False, True):
+        suffix = f", each +{args.delay_ms:g} ms" if delayed else ""
+        connections = args.delay_connections if delayed else None
+        one = {**config, "directory": {**config["directory"], "urls": [url(ldap, delayed)]}}
+        two = two_account_directories(config, url(north, delayed), url(south, delayed))
+        by_attribute = account_and_hr(config, url(ldap, delayed), url(hr, delayed), by_identifier=False)
+        by_identifier = account_and_hr(config, url(ldap, delayed), url(hr, delayed), by_identifier=True)
+        rows = [
+            (f"hook, one directory, +{args.delay_ms:g} ms", one, {}, None) if delayed else None,
+            (TWO_ACCOUNTS + suffix, two, {}, answer_probe(template, last, numbers)),
+            (JOINED_BY_ATTRIBUTE + suffix, by_attribute, HR_ENV, answer_probe(template, 7, joined)),
+            (JOINED_BY_IDENTIFIER + suffix, by_identifier, HR_ENV, answer_probe(template, 7, joined)),
+        ]
+        for row in rows:
+            if row is not None:
+                name, row_config, env, probe = row
+                variants.append((name, measured(row_config, env, probe, connections)))
+    return variants
+
+
 def stop(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGTERM)
     try:
@@ -424,6 +573,12 @@ def main() -> int:
     parser.add_argument("--lookups", type=int, default=2000, help="lookups per ldap3 loop")
     parser.add_argument("--overload-connections", type=int, default=200, help="connections of the overload variant")
     parser.add_argument("--open-rate", type=float, default=300, help="requests/s of the open-loop run")
+    parser.add_argument(
+        "--delay-ms", type=float, default=20, help="latency added in front of each directory in the delayed rows"
+    )
+    parser.add_argument(
+        "--delay-connections", type=int, default=2, help="wrk connections of the delayed rows (below pool_size)"
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -446,7 +601,7 @@ def main() -> int:
         hot = workdir / "hot.lua"
         hot.write_text(WRK_SCRIPT.format(users=200, template=json.dumps(template), secret=SECRET))
         print(f"loading {args.users} users into slapd...", file=sys.stderr)
-        with Slapd(workdir / "ldap", generate_users(args.users)) as ldap:
+        with Slapd(workdir / "ldap", generate_users(args.users)) as ldap, ExitStack() as stack:
             config = yaml.safe_load((REPO / "service/demo/data/demo-config.yaml").read_text())
             config["hooks"] = {"registration": config["hooks"]["registration"]}
             config["directory"]["urls"] = [ldap.url]
@@ -457,9 +612,15 @@ def main() -> int:
 
             # --only cache: the cache variants and the baselines they are compared with
             cache_run = not args.only or "cache" in args.only
+            # --only directories: the several-directory rows and the one-directory row
+            directories_run = not args.only or "directories" in args.only
 
             def chosen(name: str) -> bool:
-                return not args.only or any(text in name for text in args.only)
+                return (
+                    not args.only
+                    or any(text in name for text in args.only)
+                    or (directories_run and name == ONE_DIRECTORY)
+                )
 
             if cache_run or chosen("ldap3 loop, pooled connection"):
                 rows["ldap3 loop, pooled connection"] = ldap3_loop(ldap.url, args.users, args.lookups, False)
@@ -478,7 +639,7 @@ def main() -> int:
                 "OTEL_TRACES_SAMPLER_ARG": "0.1",
             }
             variants: list[tuple[str, Any]] = [
-                ("hook, pooled (metrics + logs on)", lambda: measure_service(config, workdir, {}, None, script, args)),
+                (ONE_DIRECTORY, lambda: measure_service(config, workdir, {}, None, script, args)),
                 ("hook, connect+bind per request", lambda: measure_service(no_reuse, workdir, {}, None, script, args)),
                 (
                     "hook, telemetry off",
@@ -503,10 +664,14 @@ def main() -> int:
                     lambda: measure_stream(cached, workdir, template, args, next(offsets) * args.users // 20),
                 ),
             ]
+            several = several_directory_variants(stack, workdir, config, ldap, script, template, args)
+            variants += several
             variants = [
                 (name, measure)
                 for name, measure in variants
-                if chosen(name) or (cache_run and name == "bare Sanic (HTTP ceiling)")
+                if chosen(name)
+                or (cache_run and name == "bare Sanic (HTTP ceiling)")
+                or (directories_run and (name, measure) in several)
             ]
             runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
             for round_ in range(args.rounds):  # interleaved, so a slow minute of the machine hits every variant
@@ -534,24 +699,35 @@ def main() -> int:
         (n for n in ("hook, pooled (metrics + logs on)", "hook, cache off, new users") if n in rows), None
     )
     baseline = rows[baseline_name]["rate"] if baseline_name else 1.0
+    delayed = f"+{args.delay_ms:g} ms"
+    delayed_one = f"hook, one directory, {delayed}"
     print(
         f"\n{args.users} users, {args.connections} connections ({args.overload_connections} for the overload "
         f"variant), {args.rounds} interleaved runs of {args.duration} s "
-        f"per variant (median shown), {os.cpu_count()} cores; ratios against '{baseline_name}'\n"
+        f"per variant (median shown), {os.cpu_count()} cores; ratios against '{baseline_name}' "
+        f"('{delayed_one}' for the rows with {delayed})\n"
     )
     print(
-        "| variant | requests | req/s | p50 ms | p99 ms | max ms | non-2xx | enriched | vs baseline "
-        "| req/s of each run |"
+        "| variant | connections | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | directory p50 / p90 / p99 ms "
+        "| non-2xx | enriched | vs baseline | req/s of each run |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
         ratio = f"{row['rate'] / baseline:.2f}x" if name.startswith("hook") and baseline else "-"
+        if name.endswith(delayed) and delayed_one in rows:  # another load: compared with its own one-directory row
+            ratio = f"{row['rate'] / rows[delayed_one]['rate']:.2f}x"
         enriched = f"{row['enriched_pct']:.1f} %" if "enriched_pct" in row else "-"
         each = ", ".join(str(rate) for rate in row.get("rates", [])) or "-"
         slowest = f"{row['max_ms']:.1f}" if "max_ms" in row else "-"
+        directory = (
+            " / ".join(f"{row[f'directory_{p}_ms']:.1f}" for p in ("p50", "p90", "p99"))
+            if "directory_p50_ms" in row
+            else "-"
+        )
         print(
-            f"| {name} | {row['requests']} | {row['rate']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
-            f"| {slowest} | {row['errors']} | {enriched} | {ratio} | {each} |"
+            f"| {name} | {row.get('connections', '-')} | {row['requests']} | {row['rate']:.0f} | {row['p50_ms']:.1f} "
+            f"| {row['p90_ms']:.1f} | {row['p99_ms']:.1f} | {slowest} | {directory} | {row['errors']} | {enriched} "
+            f"| {ratio} | {each} |"
         )
     for name, row in rows.items():
         if "load_each" in row:
