@@ -98,7 +98,9 @@ class Found:
 class Federation:
     """The directories of one hook type, asked as one (see the module docstring)."""
 
-    def __init__(self, sources: Iterable[Source]) -> None:
+    def __init__(self, sources: Iterable[Source], clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: what deadlines are instants of (:func:`time.monotonic`; a fake clock in tests)."""
+        self._clock = clock
         every = list(sources)
         self._candidates = [source for source in every if source.join is None]
         if not self._candidates:
@@ -112,6 +114,7 @@ class Federation:
         directories: DirectorySet,
         reads: Mapping[str | None, UserQuery],
         directory_of: Callable[[str], UserDirectory],
+        clock: Callable[[], float] = time.monotonic,
     ) -> Federation:
         """The sources of a hook whose rules read ``reads`` (directory name, None for the home -> what
         they read there). The directories that hold people are always asked (to find the person), for
@@ -134,7 +137,7 @@ class Federation:
             else:
                 query = own
             sources.append(Source(name, directory_of(name), config.join, query))
-        return cls(sources)
+        return cls(sources, clock)
 
     @classmethod
     def alone(cls, directory: UserDirectory, reads: Mapping[str | None, UserQuery]) -> Federation:
@@ -173,22 +176,24 @@ class Federation:
                 return Found(
                     Person(home.name, {home.name: lookup.entry}, cache=lookup.cache, error_kind=lookup.error_kind)
                 )
-            parts = _Parts(deadline)
+            parts = _Parts(deadline, self._clock)
             parts.answered(home.name, lookup.entry, lookup.cache, lookup.error_kind)
-            self._join(lookup.entry, parts, start_by)
-            await parts.settle()
+            with parts:
+                self._join(lookup.entry, parts, start_by)
+                await parts.settle()
             return Found(parts.person(home.name))
-        return await self._find_among(candidates, beside, values, deadline, start_by)
+        parts = _Parts(deadline, self._clock)
+        with parts:
+            return await self._find_among(parts, candidates, beside, values, start_by)
 
     async def _find_among(
         self,
+        parts: _Parts,
         candidates: list[Source],
         beside: list[Source],
         values: Mapping[str, str],
-        deadline: float,
         start_by: float | None,
     ) -> Found:
-        parts = _Parts(deadline)
         for source in beside:
             parts.ask(source, values[source.name], start_by)
         asked = {source.name: parts.ask(source, values[source.name], start_by) for source in candidates}
@@ -211,12 +216,10 @@ class Federation:
                 if entry is None or entry is NOBODY:
                     continue
                 if home is not None:
-                    parts.cancel()
                     raise DirectoryError("ambiguous", "several directories hold this person")
                 home = name
                 self._join(entry, parts, start_by)
         if home is None:
-            parts.cancel()
             if pending or failures:
                 raise _first_failure(failures) if failures else DeadlineExceeded("search")
             return Found(None, _first_cache(caches))
@@ -235,21 +238,31 @@ class Federation:
 
 
 class _Parts:
-    """The lookups of one call, each a task named after its directory, and what they gave."""
+    """The lookups of one call, each a task named after its directory, and what they gave. Used as a
+    context: whatever ends the call (an answer, ``ambiguous``, the caller cancelled because Okta hung up),
+    no lookup of it is left running, and no failure of one is left unread (asyncio would log it)."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, clock: Callable[[], float]) -> None:
         self._deadline = deadline
+        self._clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.entries: dict[str, DirectoryEntry] = {}
         self.caches: dict[str, CacheResult | None] = {}
         self.kinds: dict[str, str] = {}
         self.missing: dict[str, str] = {}
 
+    def __enter__(self) -> _Parts:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
+
     def time_left(self) -> float:
-        return max(0.0, self._deadline - time.monotonic()) + _LATE_GRACE_SECONDS
+        return max(0.0, self._deadline - self._clock()) + _LATE_GRACE_SECONDS
 
     def ask(self, source: Source, value: str, start_by: float | None) -> asyncio.Task[None]:
         task = asyncio.create_task(self._lookup(source, value, start_by), name=source.name)
+        task.add_done_callback(_read_failure)
         self._tasks[source.name] = task
         return task
 
@@ -281,16 +294,10 @@ class _Parts:
             for task in late:
                 self.missing[task.get_name()] = "deadline"
                 task.cancel()
-            for task in tasks:
-                if task.done() and not task.cancelled():
-                    task.exception()  # retrieved: recorded in missing already
 
     def cancel(self) -> None:
         for task in self._tasks.values():
-            if not task.done():
-                task.cancel()
-            elif not task.cancelled():
-                task.exception()
+            task.cancel()  # nothing for a task that is done
 
     def person(self, home: str) -> Person:
         missing = {name: reason for name, reason in self.missing.items() if name not in self.entries}
@@ -347,6 +354,12 @@ class PasswordHolders:
 
 #: The search before a bind reads no attribute: it only finds the one entry to bind as.
 _NO_ATTRIBUTES = UserQuery("", frozenset())
+
+
+def _read_failure(task: asyncio.Task[None]) -> None:
+    """A lookup's failure is in :attr:`_Parts.missing` already (or raised by who awaited it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _union(first: UserQuery, second: UserQuery) -> UserQuery:
