@@ -4,7 +4,7 @@
 #               make run DIRECTORY=several: on three slapds (accounts, emea, hr), several-config.yaml
 #   make try    (in another terminal) Okta's example event of every hook type sent to it, answers printed
 #   make test   the whole test suite (CI runs exactly this, through .ci/run)
-#   make mutate mutation testing of hooks, policy and directory (slow; not run by CI)
+#   make mutate mutation testing of hooks, policy, directory and federation (slow; not run by CI)
 # Everything installs from the lock files; `make setup` is idempotent.
 
 PYTHON ?= python3
@@ -53,9 +53,10 @@ test: setup $(CHECKOV_VENV)/.installed
 bench: setup
 	$(BIN)/python bench/benchmark.py
 
-# Mutants of the hook logic, the failure policy and the directory layer, against the in-process
-# tests that exercise them (see [tool.mutmut] in pyproject.toml); `mutmut results` / `mutmut show`
-# then list and show the survivors. Slow (minutes to hours): not part of `make test` or CI.
+# Mutants of the hook logic, the failure policy, the directory layer and the federation of several
+# directories, against the in-process tests that exercise them (see [tool.mutmut] in pyproject.toml);
+# `mutmut results` / `mutmut show` then list and show the survivors; one module's mutants alone with
+# `$(MUTMUT_VENV)/bin/mutmut run "service.federation*"`. Slow (minutes to hours): not part of `make test` or CI.
 mutate: setup $(MUTMUT_VENV)/.installed
 	cd $(CURDIR) && $(MUTMUT_VENV)/bin/mutmut run
 

@@ -167,6 +167,10 @@ class FakeDirectory:
         self.binds: list[str] = []
         #: Every query asked, in order (shed ones too).
         self.queries: list[UserQuery] = []
+        #: The ``(deadline, start_by)`` each of :attr:`queries` was asked with.
+        self.deadlines: list[tuple[float, float | None]] = []
+        #: The deadline each of :attr:`binds` was asked with.
+        self.bind_deadlines: list[float] = []
         #: Lookups waiting on :meth:`hang` now.
         self.held = 0
         self._failure: BaseException | None = None
@@ -208,6 +212,7 @@ class FakeDirectory:
 
     async def find_user(self, query: UserQuery, deadline: float, start_by: float | None = None) -> LookupResult:
         self.queries.append(query)
+        self.deadlines.append((deadline, start_by))
         if start_by is not None and self._clock() > start_by:
             raise DeadlineExceeded("queue")
         gate = self._gate
@@ -225,6 +230,7 @@ class FakeDirectory:
 
     async def check_password(self, dn: str, password: str, deadline: float) -> PasswordRejection | None:
         self.binds.append(dn)
+        self.bind_deadlines.append(deadline)
         if self._failure is not None:
             raise self._failure.with_traceback(None)
         return None if self._passwords.get(dn) == password else PasswordRejection.INVALID_CREDENTIALS
