@@ -222,7 +222,7 @@ class Federation:
         if home is None:
             if pending or failures:
                 raise _first_failure(failures) if failures else DeadlineExceeded("search")
-            return Found(None, _first_cache(caches))
+            return Found(None, _nobody_cache(caches))
         await parts.settle()
         return Found(parts.person(home))
 
@@ -379,5 +379,8 @@ def _first_failure(failures: list[BaseException]) -> BaseException:
     return failures[0]
 
 
-def _first_cache(caches: list[CacheResult | None]) -> CacheResult | None:
-    return caches[0] if caches else None
+def _nobody_cache(caches: list[CacheResult | None]) -> CacheResult | None:
+    """How "nobody" was known, when every candidate said so: as they all said (``negative_hit``: every one
+    from memory), else ``miss`` (some directory was asked)."""
+    kinds = set(caches)
+    return caches[0] if len(kinds) == 1 else "miss"

@@ -130,10 +130,16 @@ class World:
         section = self.settings.hooks.registration
         assert section is not None
 
+        #: Each directory's cache, with ``cached``.
+        self.caches: dict[str, CachedDirectory] = {}
+
         def directory_of(name: str) -> UserDirectory:
             fake = self.fakes[name]
             directory: UserDirectory = Overrunning(fake) if name in overrunning else fake
-            return CachedDirectory(directory, section.cache, clock=self.clock) if cached else directory
+            if not cached:
+                return directory
+            cache = self.caches[name] = CachedDirectory(directory, section.cache, clock=self.clock)
+            return cache
 
         plan = Federation.plan(self.settings.directory_set(), reads(section.rules()), directory_of, self.clock)
         self.hook = EnrichingHook(HookType.REGISTRATION, section, plan)
@@ -714,6 +720,20 @@ def test_nobody_known_from_the_caches_says_so(named: dict[str, Any]) -> None:
     assert (first.body["debugContext"]["cache"], second.body["debugContext"]["cache"]) == ("miss", "negative_hit")
     assert (first.cache, second.cache) == ("miss", "negative_hit")
     assert world.fakes["corp"].calls == 1
+
+
+def test_nobody_known_from_one_cache_and_asked_of_another_directory_is_a_miss() -> None:
+    """corp and emea both asked: corp still remembers "nobody", emea's cache was emptied, so emea is
+    asked again. The no_match says ``miss`` (a directory was asked), whichever answered first."""
+    world = World(settings_with(both(), cache=CACHED), cached=True)
+    login = "nobody@corp.example.com"
+    world.answer(login)
+    world.caches["emea"].clear()
+
+    second = world.answer(login)
+
+    assert second.outcome.value == "no_match" and second.cache == "miss"
+    assert (world.fakes["corp"].calls, world.fakes["emea"].calls) == (1, 2)
 
 
 @pytest.mark.parametrize("rules", [PROFILE, {"title": "title"}])
