@@ -38,7 +38,6 @@ from service.directory import (
     UserDirectory,
     UserQuery,
 )
-from service.directory.protocol import normalise
 
 #: How long past its deadline a lookup is waited for before it counts as late: each one ends by the
 #: deadline itself (the thread bridge and the cache see to it); this only guards against one that does not.
@@ -234,7 +233,9 @@ class Federation:
             if not found or not found[0]:
                 parts.answered(source.name, NOBODY, None, None)  # nothing to join on: no entry there
                 continue
-            parts.ask(source, normalise(found[0]), start_by)
+            # As the home entry holds it: the joined directory's matching rule for its match attribute
+            # decides what is equal (lower-casing would miss every value of a caseExactMatch attribute).
+            parts.ask(source, found[0], start_by)
 
 
 class _Parts:

@@ -354,9 +354,9 @@ def test_rules_that_each_name_their_directory(rules: dict[str, Any], expected: d
     assert profile(result) == expected
 
 
-def test_hr_is_searched_by_the_first_join_value_lower_cased() -> None:
-    """Ann has two employeeNumbers: HR is searched once, by the first, lower-cased as every compared
-    value is (one cache entry whatever its case)."""
+def test_hr_is_searched_by_the_first_join_value_as_the_home_entry_holds_it() -> None:
+    """Ann has two employeeNumbers: HR is searched once, by the first, exactly as her corp entry holds
+    it (case included): HR's own matching rule decides what equals it, which may be case-exact."""
     ann = person(ANN, title="Engineer", employeeNumber=("E1001", "2001"))
     hr = {"e1001": hr_entry("E1001", "Engineering", "CC-10"), "2001": hr_entry("2001", "Sales", "CC-20")}
     world = World(people={"corp": {ANN: ann}, "hr": hr})
@@ -364,7 +364,7 @@ def test_hr_is_searched_by_the_first_join_value_lower_cased() -> None:
     result = world.answer(ANN)
 
     assert profile(result) == {"title": "Engineer", "department": "Engineering", "costCenter": "CC-10"}
-    assert [query.identifier for query in world.fakes["hr"].queries] == ["e1001"]
+    assert [query.identifier for query in world.fakes["hr"].queries] == ["E1001"]
 
 
 CAT = "cat@corp.example.com"  # corp, a contractor: no employeeNumber
