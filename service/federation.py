@@ -125,12 +125,12 @@ class Federation:
             for name, config in directories.named.items()
             if name in reads and config.join is not None and config.join.attribute is not None
         )
+        account_reads = _union(home_reads, UserQuery("", joined))
         sources = []
         for name, config in directories.named.items():
             own = reads.get(name)
             if config.join is None:
-                query = _union(home_reads, UserQuery("", joined))
-                query = _union(query, own) if own is not None else query
+                query = _union(account_reads, own) if own is not None else account_reads
             elif own is None:
                 continue  # no rule reads it: never asked
             else:
@@ -195,11 +195,10 @@ class Federation:
     ) -> Found:
         for source in beside:
             parts.ask(source, values[source.name], start_by)
-        asked = {source.name: parts.ask(source, values[source.name], start_by) for source in candidates}
+        pending = {parts.ask(source, values[source.name], start_by) for source in candidates}
         home: str | None = None
         failures: list[BaseException] = []
         caches: list[CacheResult | None] = []
-        pending = set(asked.values())
         while pending:
             done, pending = await asyncio.wait(pending, timeout=parts.time_left(), return_when=asyncio.FIRST_COMPLETED)
             if not done:  # past the deadline: the ones still out are late

@@ -374,11 +374,10 @@ def _ops_routes(app: App, state: ServiceState, telemetry: Telemetry, directories
     async def directory_health(request: Request) -> HTTPResponse:
         """Each configured directory's servers and whether they passed their last health check: where an
         operator looks first when answers come back ``enriched_partial``. Not a probe (see /readyz)."""
-        report = {
-            name: {"up": any(servers.values()), "servers": servers}
-            for name, directory in directories.items()
-            for servers in (directory.server_health(),)
-        }
+        report = {}
+        for name, directory in directories.items():
+            servers = directory.server_health()
+            report[name] = {"up": any(servers.values()), "servers": servers}
         return HTTPResponse(_answer_json(report), content_type="application/json")
 
     @app.get("/metrics")
