@@ -75,7 +75,6 @@ def test_a_request_that_waited_too_long_is_shed_with_stage_queue(slapd: Slapd, s
     assert set(late) == {"debugContext"}, late  # nothing from the directory
     assert late["debugContext"]["outcome"] == "fallback_deadline"
     assert late["debugContext"]["deadlineStage"] == "queue"
-    assert late["debugContext"]["directoryMs"] == 0  # answered at once, no lookup
     assert elapsed < DEADLINE + 1.0, elapsed  # well before the deadline would have passed plus a margin
 
     metrics = service.metrics()

@@ -206,7 +206,7 @@ class EnrichingHook:
         values = self._directories.search_values(identifier) if unsafe is None else {}
         if not values:  # no lookup at all: no directory holds such a login, or could compare it safely
             unsafe = unsafe or UnsafeIdentifier.OUTSIDE_DOMAINS
-            return self._fallback(event, Outcome.REFUSED_IDENTIFIER, started, unsafe=unsafe)
+            return self._fallback(event, Outcome.REFUSED_IDENTIFIER, None, unsafe=unsafe)
         deadline = received_at + self.settings.deadline_seconds
         # A lookup started after this could not finish in time: the directory sheds it (stage "queue").
         start_by = deadline - self.settings.min_lookup_seconds
@@ -256,7 +256,7 @@ class EnrichingHook:
         self,
         event: HookEvent,
         outcome: Outcome,
-        started: float,
+        started: float | None,
         *,
         stage: str | None = None,
         error_kind: str | None = None,
@@ -269,7 +269,7 @@ class EnrichingHook:
             error_kind = type(error).__name__
         deny = self._policy.answer(outcome) is Answer.DENY
         body = self._step.denial() if deny else no_change()
-        elapsed = time.monotonic() - started
+        elapsed = 0.0 if started is None else time.monotonic() - started  # None: no directory was asked
         reason = unsafe.value if unsafe is not None else None
         diagnostics = debug_context(
             outcome, elapsed, stage=stage, error_kind=error_kind, reason=reason, cache=cache, missing=missing

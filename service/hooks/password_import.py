@@ -126,12 +126,10 @@ class PasswordImportHook:
         values = self._directories.search_values(identifier) if unsafe is None else {}
         if not values:
             unsafe = unsafe or UnsafeIdentifier.OUTSIDE_DOMAINS
-            return _result(
-                event, Outcome.REFUSED_IDENTIFIER, "unverified", "refused_identifier", started, unsafe=unsafe
-            )
+            return _result(event, Outcome.REFUSED_IDENTIFIER, "unverified", "refused_identifier", None, unsafe=unsafe)
         password = password_of(event)
         if not password:  # a simple bind with a DN and no password is an anonymous bind: never sent
-            return _result(event, Outcome.UNVERIFIED, "unverified", "empty_password", started)
+            return _result(event, Outcome.UNVERIFIED, "unverified", "empty_password", None)
         deadline = received_at + self.settings.deadline_seconds
         if deadline - started < self.settings.min_lookup_seconds:
             return _result(event, Outcome.FALLBACK_DEADLINE, "error", "deadline", started, stage="queue")
@@ -169,14 +167,14 @@ def _result(
     outcome: Outcome,
     credential: CredentialResult,
     reason: str,
-    started: float,
+    started: float | None,
     *,
     stage: str | None = None,
     error_kind: str | None = None,
     unsafe: UnsafeIdentifier | None = None,
     exception: Exception | None = None,
 ) -> HookResult:
-    elapsed = time.monotonic() - started
+    elapsed = 0.0 if started is None else time.monotonic() - started  # None: no directory was asked
     context = debug_context(outcome, elapsed, stage=stage, error_kind=error_kind, reason=reason)
     # Password import's failure policy (service.policy) has one answer for every outcome but VERIFIED.
     body = {**credential_verdict(outcome is Outcome.VERIFIED), "debugContext": context}
