@@ -186,7 +186,7 @@ def _hooks(settings: Settings, wiring: _Wiring, telemetry: Telemetry) -> list[Ho
     )
     for name, directory in directories.items():
         telemetry.watch_pool(name, directory.pool_state)
-        telemetry.watch_directory(name, directory.up)
+        telemetry.watch_directory(name, wiring.directories.role(name), directory.up)
     return hooks
 
 

@@ -115,9 +115,10 @@ def test_prometheus_sees_outcomes_latency_bounds_and_fallbacks(
         assert prometheus.value(f'okta_hook_ldap_up{{directory="default",server="{healthy_server}"}}') == 1
         assert prometheus.value(f'okta_hook_directory_up{{instance="127.0.0.1:{healthy.ops_port}"}}') == 1
         assert prometheus.value(f'okta_hook_directory_up{{instance="127.0.0.1:{hanging.ops_port}"}}') == 0
-        assert {series["metric"].get("directory") for series in prometheus.query("okta_hook_directory_up")} == {
-            "default"
-        }
+        assert {
+            (series["metric"].get("directory"), series["metric"].get("role"))
+            for series in prometheus.query("okta_hook_directory_up")
+        } == {("default", "accounts")}
         assert prometheus.value('sum(okta_hook_ldap_operation_duration_seconds_count{directory="default"})') > 0
         assert prometheus.value('count(okta_hook_ldap_operation_duration_seconds_count{directory=""})') is None
         assert prometheus.value('count(okta_hook_ldap_pool_size{directory="default"})') == 2

@@ -217,6 +217,13 @@ def test_directories_health_is_reported_per_directory(
 
     assert {name: entry["up"] for name, entry in report.items()} == {"accounts": True, "emea": False, "hr": True}
     assert list(report["accounts"]["servers"].values()) == [True]
+    # the gauge agrees, and tells the alerts what an outage costs: a directory holding people, or a joined one
+    exported = [line for line in service.metrics().splitlines() if line.startswith("okta_hook_directory_up{")]
+    assert sorted(exported) == [
+        'okta_hook_directory_up{directory="accounts",role="accounts"} 1.0',
+        'okta_hook_directory_up{directory="emea",role="accounts"} 0.0',
+        'okta_hook_directory_up{directory="hr",role="joined"} 1.0',
+    ]
 
 
 @pytest.mark.parametrize(("login", "home"), [(ROSARIO, "accounts"), (INGRID, "emea")])

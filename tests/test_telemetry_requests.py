@@ -93,10 +93,6 @@ def test_directory_series_exist_at_zero_for_every_configured_directory() -> None
         (("directory", "corp"), ("server", "dc2:636")): 0,
         (("directory", "hr"), ("server", "hr:389")): 0,
     }
-    assert directory_samples(telemetry, "okta_hook_directory_up") == {
-        (("directory", "corp"),): 0,
-        (("directory", "hr"),): 0,
-    }
     assert directory_samples(telemetry, "okta_hook_ldap_bind_password_refused") == {
         (("directory", "corp"),): 0,
         (("directory", "hr"),): 0,
@@ -110,11 +106,16 @@ def test_directory_up_follows_its_servers_checks_and_each_series_keeps_its_direc
     telemetry.declare({"token": False}, {"corp": ["dc1:636", "dc2:636"], "hr": ["hr:389"]})
     corp, hr = telemetry.directory_observer("corp"), telemetry.directory_observer("hr")
     state = {"corp": True, "hr": False}
-    telemetry.watch_directory("corp", lambda: state["corp"])
-    telemetry.watch_directory("hr", lambda: state["hr"])
+    telemetry.watch_directory("corp", "accounts", lambda: state["corp"])
+    telemetry.watch_directory("hr", "joined", lambda: state["hr"])
+    assert set(directory_samples(telemetry, "okta_hook_directory_up")) == {
+        (("directory", "corp"), ("role", "accounts")),
+        (("directory", "hr"), ("role", "joined")),
+    }
 
     def up(name: str) -> float | None:
-        return telemetry.metrics.registry.get_sample_value("okta_hook_directory_up", {"directory": name})
+        role = "accounts" if name == "corp" else "joined"
+        return telemetry.metrics.registry.get_sample_value("okta_hook_directory_up", {"directory": name, "role": role})
 
     assert (up("corp"), up("hr")) == (1, 0)
     state["corp"] = False

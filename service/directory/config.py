@@ -274,6 +274,9 @@ class DirectoryConfig:
 DIRECTORY_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 #: The name of the one directory of the ``directory:`` form.
 DEFAULT_NAME = "default"
+#: What a directory is to an answer: ``accounts`` holds people (found by Okta's identifier), ``joined`` is
+#: read through a ``join`` from the entry of the one that holds them.
+DirectoryRole = Literal["accounts", "joined"]
 
 
 @dataclass(frozen=True)
@@ -296,6 +299,11 @@ class DirectorySet:
     def accounts(self) -> list[str]:
         """The directories that hold people (found by Okta's identifier): every one without ``join``."""
         return [name for name, config in self.named.items() if config.join is None]
+
+    def role(self, name: str) -> DirectoryRole:
+        """What directory ``name`` is to an answer: an outage of an ``accounts`` one costs its people's
+        whole answers, of a ``joined`` one only its part of them."""
+        return "accounts" if self.named[name].join is None else "joined"
 
     def problem(self) -> str | None:
         """What makes this set unusable (checked with the configuration), or None."""

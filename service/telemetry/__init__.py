@@ -15,6 +15,7 @@ from typing import get_args
 import structlog
 from opentelemetry.trace import TracerProvider
 
+from service.directory.config import DirectoryRole
 from service.directory.errors import ErrorKind
 from service.okta import UnsafeIdentifier
 from service.policy import DENIAL_REASONS, Outcome
@@ -75,7 +76,6 @@ class Telemetry:
                 for reason in DENIAL_REASONS.values():
                     m.denials.labels(hook_type, reason)
         for directory, names in servers.items():
-            m.directory_up.labels(directory)
             for server in names:
                 m.ldap_up.labels(directory, server)
             for hook_type in hook_types:
@@ -105,10 +105,11 @@ class Telemetry:
         self.metrics.pool_in_use.labels(directory).set_function(lambda: state()[1])
         self.metrics.pool_waiting.labels(directory).set_function(lambda: state()[2])
 
-    def watch_directory(self, directory: str, up: Callable[[], bool]) -> None:
+    def watch_directory(self, directory: str, role: DirectoryRole, up: Callable[[], bool]) -> None:
         """Read whether a directory is up (at least one of its servers passed its last check) when
-        Prometheus scrapes: ``okta_hook_directory_up``."""
-        self.metrics.directory_up.labels(directory).set_function(lambda: 1.0 if up() else 0.0)
+        Prometheus scrapes: ``okta_hook_directory_up``. ``role`` tells the alert what an outage costs:
+        every answer for an ``accounts`` directory's people (a page), one part of them for a ``joined`` one."""
+        self.metrics.directory_up.labels(directory, role).set_function(lambda: 1.0 if up() else 0.0)
 
     def cache(self, hook_type: str, directory: str) -> CacheTelemetry:
         """The observer of the cache of one hook type and directory."""

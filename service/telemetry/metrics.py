@@ -123,8 +123,9 @@ class Metrics:
         self.directory_up = Gauge(
             "okta_hook_directory_up",
             "1 when at least one of the directory's servers passed its last background check, else 0 "
-            "(0 before the first check).",
-            ["directory"],
+            "(0 before the first check). role: accounts (it holds people: down, their answers fall back) or "
+            "joined (read through a join: down, answers leave without its part).",
+            ["directory", "role"],
             registry=registry,
         )
         self.directory_missing = Counter(
