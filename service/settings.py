@@ -286,7 +286,7 @@ _REPLACED_KEYS = {
 def _describe(error: Mapping[str, Any]) -> str:
     """``hooks.token.id_token.groups: <reason>`` from one pydantic error, without echoing input values
     (a misplaced secret must not end up in the log)."""
-    location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    location = ".".join(_key(part) for part in error["loc"] if not str(part).startswith("function-"))
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         key = str(error["loc"][-1]) if error["loc"] else ""
@@ -298,3 +298,11 @@ def _describe(error: Mapping[str, Any]) -> str:
 
 #: A message that starts with the key it is about: ``hooks.token.id_token.groups: ...``.
 _KEYED = re.compile(r"^[a-z_][a-z0-9_.-]*: ")
+#: A key as configuration keys are spelled; any other (a name under ``directories``, a rule's Okta name)
+#: is quoted, cut to 40 characters: a control character in it must not reach the terminal or the log.
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _key(part: object) -> str:
+    text = str(part)
+    return text if _PLAIN_KEY.match(text) else repr(text[:40])

@@ -996,7 +996,11 @@ def error_of(named: dict[str, Any] | None = None, **registration: Any) -> str:
             {},
             "directories: at least one directory must hold people (have no join)",
         ),
-        ({"Corp": directories()["corp"]}, {"profile": {"title": "title"}}, "directories.Corp: a directory name is"),
+        (
+            {"Corp": directories()["corp"]},
+            {"profile": {"title": "title"}},
+            "directories: 'Corp' is not a directory name",
+        ),
         ({}, {"profile": {"title": "title"}}, "directories: name at least one directory"),
         (
             directories(corp={"user_search": {**search(), "domains": ["x.example"], "strip_domains": ["x.example"]}}),
@@ -1009,6 +1013,21 @@ def test_each_several_directories_error_names_its_key(
     named: dict[str, Any] | None, registration: dict[str, Any], expected: str
 ) -> None:
     assert expected in error_of(named, **registration)
+
+
+@pytest.mark.parametrize("name", ["hr\nlevel=info event=forged", "hr\x1b[31m", "h" * 5000, "hr\x00", "hr\u202elive"])
+def test_a_hostile_directory_name_is_quoted_in_the_error_never_echoed_raw(name: str) -> None:
+    """Every message that names it (the name's own check, the errors of the keys under it) quotes it,
+    cut: the error goes to a terminal and the pod's log."""
+    named = directories()
+    named[name] = named.pop("hr")
+    wrong = directories()
+    wrong[name] = {**wrong.pop("hr"), "pool_size": 0}
+    messages = (error_of(named), error_of(wrong))
+    assert "directories: " + repr(name[:40]) + " is not a directory name" in messages[0]
+    assert "directories." + repr(name[:40]) + ": pool_size must be" in messages[1]
+    for message in messages:
+        assert name[:41] not in message and not any(ord(c) < 32 or c == "\x7f" for c in message), message
 
 
 def test_only_registration_may_deny_on_a_missing_directory() -> None:

@@ -316,7 +316,7 @@ class DirectorySet:
         for name in self.named:
             if not DIRECTORY_NAME.match(name):
                 return (
-                    f"directories.{name[:40]}: a directory name is lower-case letters, digits, - and _, "
+                    f"directories: {name[:40]!r} is not a directory name: lower-case letters, digits, - and _, "
                     "starting with a letter, at most 32 characters"
                 )
         if not self.accounts():
