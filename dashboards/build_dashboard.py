@@ -322,7 +322,8 @@ def rows() -> list[tuple[str, list[Panel]]]:
         stat(
             "Directory servers",
             "Result of the background check of each configured LDAP server (every 15 s), by directory; DOWN "
-            "when any pod fails to reach it. All of a directory's servers DOWN: OktaHookDirectoryDown.",
+            "when any pod fails to reach it. All of a directory's servers DOWN: OktaHookDirectoryDown "
+            "(OktaHookJoinedDirectoryDown for a joined one).",
             f"min by (directory, server) (okta_hook_ldap_up{{{DSEL}}})",
             "none",
             thresholds((None, "red"), (1, "green")),
@@ -354,7 +355,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
             "fallback_deadline / fallback_ldap_error / fallback_internal_error "
             "(fallback answer), "
             "unauthorized (401, wrong secret), bad_request (400/405/408/413), client_closed (499: the "
-            "caller left before the answer), server_error (5xx, a bug). \"refused\" series: every refusal on the hook "
+            'caller left before the answer), server_error (5xx, a bug). "refused" series: every refusal on the hook '
             "port, by reason (not_found, too_large, request_timeout, client_closed...).",
             targets(
                 (
@@ -541,7 +542,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
         state_timeline(
             "Directory server reachability",
             "Background check of each LDAP server (every 15 s), worst pod. Red: unreachable from at "
-            "least one pod (OktaHookDirectoryServerDown; all red: OktaHookDirectoryDown).",
+            "least one pod (OktaHookDirectoryServerDown; all red: OktaHookDirectoryDown or OktaHookJoinedDirectoryDown).",
             f"min by (directory, server) (okta_hook_ldap_up{{{DSEL}}})",
             "{{directory}} {{server}}",
         ),
@@ -619,8 +620,7 @@ def rows() -> list[tuple[str, list[Panel]]]:
             targets(
                 (f"min by (instance) (okta_hook_oauth_jwks_keys{{{SEL}}})", "keys {{instance}}"),
                 (
-                    f"time() - max by (instance) "
-                    f"(okta_hook_oauth_jwks_last_success_timestamp_seconds{{{SEL}}} > 0)",
+                    f"time() - max by (instance) (okta_hook_oauth_jwks_last_success_timestamp_seconds{{{SEL}}} > 0)",
                     "age (s) {{instance}}",
                 ),
             ),
@@ -730,7 +730,8 @@ def directory_row() -> list[Panel]:
         stat(
             "Directory up",
             "UP while at least one of this directory's servers passed its last background check (every 15 s) "
-            "on every pod. DOWN for 2 minutes raises OktaHookDirectoryDown.",
+            "on every pod. DOWN for 2 minutes raises OktaHookDirectoryDown, or OktaHookJoinedDirectoryDown for a "
+            "directory joined to the one that holds the person (its outage costs only its part).",
             f"min by (directory) (okta_hook_directory_up{{{DSEL}}})",
             "none",
             thresholds((None, "red"), (1, "green")),
